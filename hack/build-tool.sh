@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Build one real server from the Go module proxy into the version-keyed cache and print its path.
+#   hack/build-tool.sh <kube-apiserver|etcd|ipfs|minio|ipfs-cluster-service>
+# Reuses a cached binary when present. On failure prints the tool, the version and the log tail.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache=${PINSYNC_CACHE:-$HOME/.cache/pinsync}
+tool=${1:?usage: build-tool.sh <tool>}
+
+case "$tool" in
+  kube-apiserver) version=$KUBERNETES_VERSION ;;
+  etcd) version=$ETCD_VERSION ;;
+  ipfs) version=$KUBO_VERSION ;;
+  minio) version=$MINIO_VERSION ;;
+  ipfs-cluster-service) version=$IPFS_CLUSTER_VERSION ;;
+  *) echo "unknown tool: $tool" >&2; exit 2 ;;
+esac
+
+out="$cache/bin/$tool-$version"
+if [ -x "$out" ]; then echo "$out"; exit 0; fi
+mkdir -p "$cache/bin" "$cache/logs"
+log="$cache/logs/$tool-$version.log"
+work=$(mktemp -d "$cache/build-$tool.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+start=$(date +%s)
+
+# The proxy answers 403 to @v/list for some modules (kubo, ipfs-cluster), which `go install pkg@v`
+# needs for its deprecation check; building the command from a wrapper module avoids that call.
+dep_build() {  # $1 = module, $2 = package of the command, $3.. = extra "module version" pins
+  printf 'module pinsync.local/%s\ngo 1.24\nrequire %s %s\n' "$tool" "$1" "$version" >"$work/go.mod"
+  local pin; for pin in "${@:3}"; do printf 'require %s\n' "$pin" >>"$work/go.mod"; done
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$2" >"$work/tools.go"
+  (cd "$work" && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$work/tool.bin" "$2")
+}
+
+wrapper_build() {  # $1 = go.mod body, $2 = main.go body, $3 = extra ldflags
+  printf '%s\n' "$1" >"$work/go.mod"
+  printf '%s\n' "$2" >"$work/main.go"
+  (cd "$work" && go mod tidy && go build -trimpath -ldflags "-s -w $3" -o "$work/tool.bin" .)
+}
+
+build() {
+  case "$tool" in
+    kube-apiserver)
+      # kubernetes' go.mod replaces its staging modules with ./staging paths, so `go install`
+      # fails; a wrapper module replaces each with the published k8s.io/<name> v0.<minor>.<patch>.
+      local staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go
+        cloud-provider cluster-bootstrap code-generator component-base component-helpers
+        controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation
+        endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy
+        kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver"
+      local sv="v0.${version#v1.}" mod replaces=""
+      for m in $staging; do replaces+="replace k8s.io/$m => k8s.io/$m $sv"$'\n'; done
+      mod="module pinsync.local/kube-apiserver
+go 1.24
+require k8s.io/kubernetes $version
+$replaces"
+      local cv=k8s.io/component-base/version
+      wrapper_build "$mod" 'package main
+
+import (
+	"os"
+
+	_ "k8s.io/component-base/logs/json/register"
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+)
+
+func main() { os.Exit(cli.Run(app.NewAPIServerCommand())) }' \
+        "-X $cv.gitVersion=$version -X $cv.gitMajor=1 -X $cv.gitMinor=$(echo "$version" | cut -d. -f2) -X $cv.gitTreeState=clean -X $cv.buildDate=1970-01-01T00:00:00Z"
+      ;;
+    etcd)
+      wrapper_build "module pinsync.local/etcd
+go 1.24
+require go.etcd.io/etcd/server/v3 $version" 'package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }' ""
+      ;;
+    # kubo v0.39.0 pins cockroachdb/swiss at a commit whose runtime hooks stop at Go 1.25.
+    ipfs) dep_build github.com/ipfs/kubo github.com/ipfs/kubo/cmd/ipfs \
+      "github.com/cockroachdb/swiss v0.0.0-20251224182025-b0f6560f979b" ;;
+    minio) GOBIN="$work/bin" go install -trimpath -ldflags "-s -w" "github.com/minio/minio@$version" && mv "$work/bin/minio" "$work/tool.bin" ;;
+    ipfs-cluster-service)
+      dep_build github.com/ipfs-cluster/ipfs-cluster github.com/ipfs-cluster/ipfs-cluster/cmd/ipfs-cluster-service ;;
+  esac
+}
+
+echo "building $tool $version (log: $log)" >&2
+if ! build >"$log" 2>&1; then
+  echo "FAILED to build $tool $version; last lines of $log:" >&2
+  tail -n 40 "$log" >&2
+  exit 1
+fi
+mv "$work/tool.bin" "$out"
+end=$(date +%s)
+echo "$tool $version built in $((end - start))s, $(du -h "$out" | cut -f1)" | tee -a "$cache/build-times.txt" >&2
+echo "$out"

@@ -1,0 +1,209 @@
+"""S3 and S3-compatible stores (AWS, MinIO, Ceph RGW, ...), through aiobotocore.
+
+Small CARs go up in one PutObject; larger ones as a streamed multipart upload, holding one part
+in memory at a time. S3 makes an object visible only when PutObject or CompleteMultipartUpload
+returns, so uploads are atomic without temporary names; an interrupted multipart upload is
+aborted (and a bucket lifecycle rule should clean up any a crash left behind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+import aiobotocore.session
+import botocore.exceptions
+from aiobotocore.config import AioConfig
+
+from pinsync.backends import base, errors, objectstore
+
+PART_SIZE = 8 * 1024 * 1024
+"""Multipart part size (S3's minimum is 5 MiB); also the most one upload holds in memory."""
+
+AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
+PERMISSION_CODES = {"AccessDenied", "403", "AllAccessDisabled"}
+MISSING_BUCKET_CODES = {"NoSuchBucket"}
+FULL_CODES = {"QuotaExceeded", "XMinioStorageFull", "EntityTooLarge"}
+
+
+def translate(exc: Exception, what: str) -> errors.BackendError:
+    """Map botocore's exceptions onto the backend error vocabulary (messages carry no secrets)."""
+    if isinstance(exc, errors.BackendError):
+        return exc
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        text = f"{what}: {code or status}"
+        if code in AUTH_CODES:
+            return errors.AuthFailed(f"{what}: the server rejected the credentials ({code})")
+        if code in MISSING_BUCKET_CODES or (code == "404" and what.startswith("bucket")):
+            return errors.LocationNotFound(text, reason="BucketNotFound")
+        if code in PERMISSION_CODES:
+            return errors.PermissionDenied(text)
+        if code in {"NoSuchKey", "404", "NotFound"}:
+            return errors.PinNotFound(text)
+        if code in FULL_CODES:
+            return errors.StorageFull(text)
+        return errors.BackendError(text)
+    if isinstance(
+        exc,
+        botocore.exceptions.EndpointConnectionError
+        | botocore.exceptions.ConnectTimeoutError
+        | botocore.exceptions.ReadTimeoutError
+        | botocore.exceptions.ConnectionClosedError
+        | OSError,
+    ):
+        return errors.Unreachable(f"{what}: {type(exc).__name__}")
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return errors.AuthFailed(f"{what}: no credentials found")
+    return errors.BackendError(f"{what}: {type(exc).__name__}")
+
+
+class S3Backend(objectstore.ObjectStoreBackend):
+    credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
+        alternatives=(frozenset({"accessKeyId", "secretAccessKey"}),), optional_secret=True
+    )
+
+    def __init__(self, config: Mapping[str, Any], credentials: base.Credentials) -> None:
+        super().__init__(config, credentials)
+        self.bucket: str = config["bucket"]
+        self.prefix = str(config.get("prefix", "pinsync")).strip("/")
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    async def client(self) -> Any:
+        if self._client is None:
+            session = aiobotocore.session.get_session()
+            config = AioConfig(
+                s3={"addressing_style": "path" if self.config.get("forcePathStyle") else "auto"},
+                retries={"max_attempts": 2, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=32,
+            )
+            kwargs: dict[str, Any] = {
+                "region_name": self.config.get("region") or "us-east-1",
+                "config": config,
+            }
+            if self.config.get("endpoint"):
+                kwargs["endpoint_url"] = self.config["endpoint"]
+            if self.credentials.get("accessKeyId"):
+                kwargs["aws_access_key_id"] = self.credentials.get("accessKeyId")
+                kwargs["aws_secret_access_key"] = self.credentials.get("secretAccessKey")
+                kwargs["aws_session_token"] = self.credentials.get("sessionToken")
+            self._client = await self._stack.enter_async_context(
+                session.create_client("s3", **kwargs)
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+    async def health(self) -> None:
+        client = await self.client()
+        try:
+            await client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            raise translate(exc, f"bucket {self.bucket}") from None
+        probe = self.key(".pinsync-write-probe")
+        try:
+            await client.put_object(Bucket=self.bucket, Key=probe, Body=b"ok")
+            await client.delete_object(Bucket=self.bucket, Key=probe)
+        except Exception as exc:
+            raise translate(exc, f"write probe in {self.bucket}/{self.prefix}") from None
+
+    async def put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
+        client, full = await self.client(), self.key(key)
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        try:
+            async for chunk in content:
+                buffer += chunk
+                while len(buffer) >= PART_SIZE:
+                    if upload_id is None:
+                        created = await client.create_multipart_upload(Bucket=self.bucket, Key=full)
+                        upload_id = created["UploadId"]
+                    part, buffer = bytes(buffer[:PART_SIZE]), buffer[PART_SIZE:]
+                    number = len(parts) + 1
+                    done = await client.upload_part(
+                        Bucket=self.bucket,
+                        Key=full,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=part,
+                    )
+                    parts.append({"PartNumber": number, "ETag": done["ETag"]})
+            if upload_id is None:
+                await client.put_object(Bucket=self.bucket, Key=full, Body=bytes(buffer))
+                return
+            if buffer or not parts:
+                number = len(parts) + 1
+                done = await client.upload_part(
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=bytes(buffer),
+                )
+                parts.append({"PartNumber": number, "ETag": done["ETag"]})
+            await client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+            upload_id = None
+        except BaseException as exc:
+            if upload_id is not None:
+                with contextlib.suppress(Exception):
+                    await client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=full, UploadId=upload_id
+                    )
+            if isinstance(exc, Exception):
+                raise translate(exc, f"upload {full}") from None
+            raise
+
+    async def get_object(self, key: str) -> AsyncIterator[bytes]:
+        client, full = await self.client(), self.key(key)
+        try:
+            response = await client.get_object(Bucket=self.bucket, Key=full)
+        except Exception as exc:
+            raise translate(exc, f"object {full}") from None
+        async with response["Body"] as body:
+            try:
+                async for chunk in body.iter_chunks(1024 * 1024):
+                    yield chunk
+            except Exception as exc:
+                raise translate(exc, f"read {full}") from None
+
+    async def list_objects(self) -> AsyncIterator[tuple[str, int]]:
+        client = await self.client()
+        start = self.key("")
+        paginator = client.get_paginator("list_objects_v2")
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+                for item in page.get("Contents", ()):
+                    yield item["Key"][len(start) :], int(item["Size"])
+        except Exception as exc:
+            raise translate(exc, f"list {self.bucket}/{self.prefix}") from None
+
+    async def stat_object(self, key: str) -> int | None:
+        client, full = await self.client(), self.key(key)
+        try:
+            head = await client.head_object(Bucket=self.bucket, Key=full)
+        except Exception as exc:
+            error = translate(exc, f"object {full}")
+            if isinstance(error, errors.PinNotFound):
+                return None
+            raise error from None
+        return int(head["ContentLength"])
+
+    async def delete_object(self, key: str) -> None:
+        client, full = await self.client(), self.key(key)
+        try:
+            await client.delete_object(Bucket=self.bucket, Key=full)
+        except Exception as exc:
+            raise translate(exc, f"delete {full}") from None

@@ -1,0 +1,55 @@
+"""The ``pinsync`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+import kopf
+
+from pinsync import kube
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.kubeconfig:
+        # kopf's own login reads the same variable, so both clients see one cluster.
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    kube.load_config(args.kubeconfig)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+    )
+    import pinsync.handlers  # noqa: F401  (registers the handlers)
+
+    namespaces = args.namespace or [
+        n for n in os.environ.get("PINSYNC_NAMESPACES", "").split(",") if n
+    ]
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=args.liveness,
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pinsync", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_cmd = commands.add_parser("run", help="run the operator against a cluster")
+    run_cmd.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    run_cmd.add_argument(
+        "-n", "--namespace", action="append", help="serve only this namespace (repeatable)"
+    )
+    run_cmd.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run_cmd.add_argument("-v", "--verbose", action="store_true")
+    run_cmd.set_defaults(func=run)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""A MinIO server on a free loopback port, with its data in the work directory."""
+
+from __future__ import annotations
+
+import pathlib
+import secrets
+
+from pinsync.devenv import tools
+from pinsync.devenv.processes import Process, free_port, http_ok
+
+
+class MinIO:
+    def __init__(self, workdir: pathlib.Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.access_key = "pinsync-admin"
+        self.secret_key = secrets.token_urlsafe(24)
+        self.process: Process | None = None
+
+    def start(self) -> MinIO:
+        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
+        self.process = Process(
+            "minio",
+            [
+                str(tools.binary("minio")),
+                "server",
+                str(self.workdir / "data"),
+                f"--address=127.0.0.1:{self.port}",
+                f"--console-address=127.0.0.1:{free_port()}",
+                "--quiet",
+            ],
+            workdir=self.workdir,
+            env={
+                "MINIO_ROOT_USER": self.access_key,
+                "MINIO_ROOT_PASSWORD": self.secret_key,
+                "MINIO_BROWSER": "off",
+                "MINIO_UPDATE": "off",
+            },
+        ).start()
+        self.process.wait_until(
+            http_ok(f"{self.endpoint}/minio/health/ready"), timeout=60, what="MinIO ready"
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()

@@ -1,0 +1,39 @@
+"""Locating the server binaries: an environment override, else the project's cached build."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+
+ENV = {
+    "kube-apiserver": "PINSYNC_KUBE_APISERVER",
+    "etcd": "PINSYNC_ETCD",
+    "ipfs": "PINSYNC_IPFS",
+    "minio": "PINSYNC_MINIO",
+    "ipfs-cluster-service": "PINSYNC_IPFS_CLUSTER_SERVICE",
+}
+
+
+class ToolError(RuntimeError):
+    pass
+
+
+def repo_root() -> pathlib.Path:
+    here = pathlib.Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "hack" / "build-tool.sh").exists():
+            return parent
+    raise ToolError("hack/build-tool.sh not found; set the PINSYNC_<TOOL> variables instead")
+
+
+def binary(tool: str) -> pathlib.Path:
+    """Path of a server binary; builds it (cached, keyed by version) on first use."""
+    override = os.environ.get(ENV[tool])
+    if override:
+        return pathlib.Path(override)
+    script = repo_root() / "hack" / "build-tool.sh"
+    done = subprocess.run([str(script), tool], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ToolError(f"could not build {tool}:\n{done.stderr[-4000:]}")
+    return pathlib.Path(done.stdout.strip().splitlines()[-1])

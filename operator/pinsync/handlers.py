@@ -1,0 +1,102 @@
+"""kopf glue: which events wake which reconcile loop. No business logic lives here.
+
+Every StorageBackend and PinSet gets one daemon that loops "reconcile, then sleep until woken or
+until the resync interval passes". Watch events only wake loops (see :mod:`pinsync.wakeups`), so
+all work on one object is serialised and always starts from freshly read state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+
+from pinsync import GROUP, VERSION, kube, storage
+from pinsync.reconciling import backends, pinsets
+from pinsync.reconciling.context import Context
+from pinsync.settings import Settings
+
+Reconciler = Callable[[Context, str, str], Awaitable[None]]
+_ctx: Context | None = None
+
+
+def context() -> Context:
+    if _ctx is None:
+        raise RuntimeError("the operator has not started")
+    return _ctx
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _ctx
+    storage.configure(settings)
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    _ctx = Context(api=kube.Api(), settings=Settings.from_env())
+
+
+async def loop(reconcile: Reconciler, plural: str, namespace: str, name: str, logger: Any) -> None:
+    ctx = context()
+    key = (plural, namespace, name)
+    try:
+        while True:
+            delay = ctx.settings.resync_interval
+            try:
+                await reconcile(ctx, namespace, name)
+            except Exception:
+                logger.exception("reconcile failed; retrying in %ss", ctx.settings.retry_interval)
+                delay = ctx.settings.retry_interval
+            await ctx.wakeups.sleep(key, delay)
+    finally:
+        ctx.wakeups.forget(key)
+
+
+@kopf.daemon(GROUP, VERSION, kube.STORAGEBACKENDS)
+async def backend_daemon(namespace: str, name: str, logger: Any, **_: Any) -> None:
+    await loop(backends.reconcile, kube.STORAGEBACKENDS, namespace, name, logger)
+
+
+@kopf.daemon(GROUP, VERSION, kube.PINSETS)
+async def pinset_daemon(namespace: str, name: str, logger: Any, **_: Any) -> None:
+    await loop(pinsets.reconcile, kube.PINSETS, namespace, name, logger)
+
+
+@kopf.index(GROUP, VERSION, kube.STORAGEBACKENDS)
+def backends_by_secret(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> Any:
+    secret = (spec.get("credentialsSecretRef") or {}).get("name")
+    return {(namespace, secret): name} if secret else None
+
+
+def wake_pinsets(namespace: str, pinset_names: Any) -> None:
+    for pinset in pinset_names.get(namespace, ()):
+        context().wakeups.wake((kube.PINSETS, namespace, pinset))
+
+
+@kopf.index(GROUP, VERSION, kube.PINSETS)
+def pinsets_by_namespace(namespace: str, name: str, **_: Any) -> Any:
+    return {namespace: name}
+
+
+@kopf.on.event(GROUP, VERSION, kube.STORAGEBACKENDS)
+def backend_changed(
+    namespace: str, name: str, pinsets_by_namespace: kopf.Index[str, str], **_: Any
+) -> None:
+    context().wakeups.wake((kube.STORAGEBACKENDS, namespace, name))
+    # A new, deleted or relabelled backend can change what a PinSet resolves to.
+    wake_pinsets(namespace, pinsets_by_namespace)
+
+
+@kopf.on.event(GROUP, VERSION, kube.PINSETS)
+def pinset_changed(namespace: str, name: str, **_: Any) -> None:
+    context().wakeups.wake((kube.PINSETS, namespace, name))
+
+
+@kopf.on.event("", "v1", "secrets")
+def secret_changed(
+    namespace: str, name: str, backends_by_secret: kopf.Index[tuple[str, str], str], **_: Any
+) -> None:
+    for backend in backends_by_secret.get((namespace, name), ()):
+        context().wakeups.wake((kube.STORAGEBACKENDS, namespace, backend))

@@ -1,0 +1,55 @@
+"""Operator-wide settings.
+
+One frozen dataclass, read once from the environment (``PINSYNC_*``) or the command line, so that
+every tunable has a type, a default and a documented unit in one place -- the same shape as
+kopf's own ``OperatorSettings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    ipfs_api_url: str = "http://127.0.0.1:5001"
+    """Kubo RPC API used when a PinSet does not name one (``spec.ipfs.apiUrl``)."""
+
+    global_concurrency: int = 16
+    """Transfers in flight across all backends; each backend is further bounded by its spec."""
+
+    mark_dirty_on_startup: bool = False
+    """Mark every backend dirty when the operator starts (a full re-check after an outage)."""
+
+    retry_interval: float = 30.0
+    """Seconds before re-reconciling an object whose last reconcile failed unexpectedly."""
+
+    resync_interval: float = 300.0
+    """Seconds between level-based re-reconciles of an object nobody touched."""
+
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to serve; empty means the whole cluster."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """Build settings from ``PINSYNC_*`` variables, falling back to the defaults above."""
+        kwargs: dict[str, object] = {}
+        if "PINSYNC_IPFS_API_URL" in env:
+            kwargs["ipfs_api_url"] = env["PINSYNC_IPFS_API_URL"]
+        if "PINSYNC_GLOBAL_CONCURRENCY" in env:
+            kwargs["global_concurrency"] = int(env["PINSYNC_GLOBAL_CONCURRENCY"])
+        if "PINSYNC_MARK_DIRTY_ON_STARTUP" in env:
+            kwargs["mark_dirty_on_startup"] = _flag(env["PINSYNC_MARK_DIRTY_ON_STARTUP"])
+        if "PINSYNC_RETRY_INTERVAL" in env:
+            kwargs["retry_interval"] = float(env["PINSYNC_RETRY_INTERVAL"])
+        if "PINSYNC_RESYNC_INTERVAL" in env:
+            kwargs["resync_interval"] = float(env["PINSYNC_RESYNC_INTERVAL"])
+        if env.get("PINSYNC_NAMESPACES"):
+            kwargs["namespaces"] = tuple(n for n in env["PINSYNC_NAMESPACES"].split(",") if n)
+        return cls(**kwargs)  # type: ignore[arg-type]

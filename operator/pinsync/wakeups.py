@@ -1,0 +1,36 @@
+"""Wake-up signals for the per-object reconcile loops.
+
+Each StorageBackend and PinSet has one long-lived loop (a kopf daemon), which serialises all work
+on that object. Watch events of the object itself, of its Secret, and of related objects do not
+do work themselves: they only wake the loop, which then re-reads the current state. Several
+events before the loop wakes collapse into one reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Hashable
+
+
+class Wakeups:
+    def __init__(self) -> None:
+        self._events: dict[Hashable, asyncio.Event] = {}
+
+    def _event(self, key: Hashable) -> asyncio.Event:
+        return self._events.setdefault(key, asyncio.Event())
+
+    def wake(self, key: Hashable) -> None:
+        self._event(key).set()
+
+    async def sleep(self, key: Hashable, timeout: float) -> bool:
+        """Sleep until woken or ``timeout`` seconds pass; True if woken."""
+        event = self._event(key)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        woken = event.is_set()
+        event.clear()
+        return woken
+
+    def forget(self, key: Hashable) -> None:
+        self._events.pop(key, None)

@@ -1,0 +1,117 @@
+"""Session fixtures: a real kube-apiserver + etcd, Kubo, and the operator as a subprocess.
+
+Everything is started once per session on free loopback ports and torn down at the end, also
+when tests fail. ``PINSYNC_TEST_KUBECONFIG`` points the suite at an existing cluster instead.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import kubernetes
+import pytest
+
+from pinsync.devenv import controlplane, kubo, processes
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[pathlib.Path]:
+    path = pathlib.Path(tempfile.mkdtemp(prefix="pinsync-test-"))
+    yield path
+    if not os.environ.get("PINSYNC_KEEP_WORKDIR"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(workdir: pathlib.Path) -> Iterator[pathlib.Path]:
+    existing = os.environ.get("PINSYNC_TEST_KUBECONFIG")
+    if existing:
+        path = pathlib.Path(existing)
+        controlplane.install_crds(path, ROOT / "crds")
+        yield path
+        return
+    plane = controlplane.ControlPlane(workdir / "controlplane")
+    try:
+        plane.start()
+        controlplane.install_crds(plane.kubeconfig, ROOT / "crds")
+        yield plane.kubeconfig
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def k8s(kubeconfig: pathlib.Path) -> kubernetes.client.ApiClient:
+    return kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def ipfs(workdir: pathlib.Path) -> Iterator[kubo.Kubo]:
+    node = kubo.Kubo(workdir / "kubo")
+    try:
+        yield node.start()
+    finally:
+        node.stop()
+
+
+class Operator:
+    """The operator as a subprocess (``python -m pinsync run``), restartable by tests."""
+
+    def __init__(self, workdir: pathlib.Path, kubeconfig: pathlib.Path, env: dict[str, str]):
+        self.workdir, self.kubeconfig, self.env = workdir, kubeconfig, env
+        self.process: processes.Process | None = None
+
+    def start(self) -> Operator:
+        self.process = processes.Process(
+            "operator",
+            [sys.executable, "-m", "pinsync", "run", f"--kubeconfig={self.kubeconfig}", "-v"],
+            workdir=self.workdir,
+            env=self.env,
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=20)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self.process.log_path.read_text(errors="replace") if self.process else ""
+
+
+@pytest.fixture(scope="session")
+def operator(
+    workdir: pathlib.Path, kubeconfig: pathlib.Path, ipfs: kubo.Kubo
+) -> Iterator[Operator]:
+    env = {
+        "PINSYNC_IPFS_API_URL": ipfs.api_url,
+        "PINSYNC_RETRY_INTERVAL": "2",
+        "PINSYNC_RESYNC_INTERVAL": "30",
+    }
+    running = Operator(workdir, kubeconfig, env).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def namespace(k8s: kubernetes.client.ApiClient) -> str:
+    """A fresh namespace per test, so tests never see each other's objects."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kubernetes.client.CoreV1Api(k8s).create_namespace({"metadata": {"name": name}})
+    return name

@@ -1,0 +1,80 @@
+"""Invalid resources are rejected by the API server itself, with the schema's message."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from tests.kubetools import Objects
+
+CID_V1 = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+
+
+def rejection(objects: Objects, spec: dict[str, Any]) -> str:
+    with pytest.raises(ApiException) as caught:
+        objects.create("bad", spec)
+    assert caught.value.status in (400, 422), caught.value
+    body = json.loads(caught.value.body)
+    return str(body.get("message"))
+
+
+def backends(k8s: kubernetes.client.ApiClient, namespace: str) -> Objects:
+    return Objects(k8s, namespace, "storagebackends")
+
+
+def test_unknown_type_is_rejected(k8s: kubernetes.client.ApiClient, namespace: str) -> None:
+    message = rejection(backends(k8s, namespace), {"type": "dropbox", "s3": {"bucket": "abc"}})
+    assert "spec.type" in message and "Unsupported value" in message
+
+
+def test_two_config_blocks_are_rejected(k8s: kubernetes.client.ApiClient, namespace: str) -> None:
+    spec = {"type": "s3", "s3": {"bucket": "abc"}, "ftp": {"host": "x"}}
+    message = rejection(backends(k8s, namespace), spec)
+    assert "exactly one backend configuration block" in message
+
+
+def test_block_not_matching_type_is_rejected(
+    k8s: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    message = rejection(backends(k8s, namespace), {"type": "s3", "ftp": {"host": "x"}})
+    assert "spec.s3 must be set when type is s3" in message
+
+
+def test_unknown_field_is_rejected(k8s: kubernetes.client.ApiClient, namespace: str) -> None:
+    spec = {"type": "s3", "s3": {"bucket": "abc", "bukket": "typo"}}
+    assert 'unknown field "spec.s3.bukket"' in rejection(backends(k8s, namespace), spec)
+
+
+def test_type_is_immutable(k8s: kubernetes.client.ApiClient, namespace: str) -> None:
+    objects = backends(k8s, namespace)
+    objects.create("fixed", {"type": "s3", "s3": {"bucket": "abc"}})
+    with pytest.raises(ApiException) as caught:
+        objects.patch("fixed", {"spec": {"type": "ftp", "s3": None, "ftp": {"host": "h"}}})
+    assert "spec.type is immutable" in json.loads(caught.value.body)["message"]
+
+
+def test_malformed_cid_is_rejected(k8s: kubernetes.client.ApiClient, namespace: str) -> None:
+    pinsets = Objects(k8s, namespace, "pinsets")
+    message = rejection(pinsets, {"cids": [CID_V1, "not-a-cid"], "backends": ["b"]})
+    assert "spec.cids[1]" in message and "should match" in message
+
+
+def test_pinset_without_source_is_rejected(
+    k8s: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    message = rejection(Objects(k8s, namespace, "pinsets"), {"backends": ["b"]})
+    assert "a PinSet needs spec.cids or spec.fromNode" in message
+
+
+def test_valid_cids_of_both_versions_are_accepted(
+    k8s: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    created = Objects(k8s, namespace, "pinsets").create(
+        "ok", {"cids": [CID_V1, CID_V0], "backends": ["b"]}
+    )
+    assert created["spec"]["cids"] == [CID_V1, CID_V0]
