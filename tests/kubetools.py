@@ -22,7 +22,7 @@ def eventually(check: Callable[[], T], *, timeout: float = 60, interval: float =
             result = check()
             if result:
                 return result
-        except AssertionError as exc:
+        except (AssertionError, LookupError, TypeError) as exc:
             last = exc
         if time.monotonic() > deadline:
             if last is not None:

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="arg-type"
+# (kopf types handler callbacks as protocols with every kwarg; ours take only what they use.)
 """kopf glue: which events wake which reconcile loop. No business logic lives here.
 
 Every StorageBackend and PinSet gets one daemon that loops "reconcile, then sleep until woken or
@@ -8,6 +10,7 @@ all work on one object is serialised and always starts from freshly read state.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +41,15 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     _ctx = Context(api=kube.Api(), settings=Settings.from_env())
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own kubeconfig reader: it honours ``--kubeconfig`` (via $KUBECONFIG) at call time,
+    whereas the client library fixed its default location when it was imported."""
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_via_client(**kwargs)
+
+
 async def loop(reconcile: Reconciler, plural: str, namespace: str, name: str, logger: Any) -> None:
     ctx = context()
     key = (plural, namespace, name)
@@ -54,12 +66,12 @@ async def loop(reconcile: Reconciler, plural: str, namespace: str, name: str, lo
         ctx.wakeups.forget(key)
 
 
-@kopf.daemon(GROUP, VERSION, kube.STORAGEBACKENDS)
+@kopf.daemon(GROUP, VERSION, kube.STORAGEBACKENDS, cancellation_timeout=1.0)
 async def backend_daemon(namespace: str, name: str, logger: Any, **_: Any) -> None:
     await loop(backends.reconcile, kube.STORAGEBACKENDS, namespace, name, logger)
 
 
-@kopf.daemon(GROUP, VERSION, kube.PINSETS)
+@kopf.daemon(GROUP, VERSION, kube.PINSETS, cancellation_timeout=1.0)
 async def pinset_daemon(namespace: str, name: str, logger: Any, **_: Any) -> None:
     await loop(pinsets.reconcile, kube.PINSETS, namespace, name, logger)
 
@@ -82,15 +94,19 @@ def pinsets_by_namespace(namespace: str, name: str, **_: Any) -> Any:
 
 @kopf.on.event(GROUP, VERSION, kube.STORAGEBACKENDS)
 def backend_changed(
-    namespace: str, name: str, pinsets_by_namespace: kopf.Index[str, str], **_: Any
+    namespace: str, name: str, meta: kopf.Meta, pinsets_by_namespace: kopf.Index[str, str], **_: Any
 ) -> None:
+    if context().echoes.is_own_write((kube.STORAGEBACKENDS, namespace, name), meta):
+        return
     context().wakeups.wake((kube.STORAGEBACKENDS, namespace, name))
     # A new, deleted or relabelled backend can change what a PinSet resolves to.
     wake_pinsets(namespace, pinsets_by_namespace)
 
 
 @kopf.on.event(GROUP, VERSION, kube.PINSETS)
-def pinset_changed(namespace: str, name: str, **_: Any) -> None:
+def pinset_changed(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> None:
+    if context().echoes.is_own_write((kube.PINSETS, namespace, name), meta):
+        return
     context().wakeups.wake((kube.PINSETS, namespace, name))
 
 

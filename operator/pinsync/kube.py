@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kubernetes
@@ -20,12 +20,17 @@ STORAGEBACKENDS = "storagebackends"
 PINSETS = "pinsets"
 
 
+async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a blocking client call in a worker thread (the client's own types are loose)."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
 def load_config(kubeconfig: str | None = None) -> None:
     """Configure the client from a kubeconfig, the in-cluster service account, or the default."""
     try:
-        kubernetes.config.load_kube_config(config_file=kubeconfig)
+        kubernetes.config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
 
 
 class Api:
@@ -39,7 +44,7 @@ class Api:
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it is gone."""
         try:
-            obj: dict[str, Any] = await asyncio.to_thread(
+            obj: dict[str, Any] = await _call(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
             )
         except ApiException as exc:
@@ -51,7 +56,7 @@ class Api:
     async def list(
         self, plural: str, namespace: str, *, label_selector: str = ""
     ) -> list[dict[str, Any]]:
-        result = await asyncio.to_thread(
+        result = await _call(
             self.custom.list_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -67,7 +72,7 @@ class Api:
     ) -> dict[str, Any] | None:
         """Merge-patch the status subresource; None if the object is gone."""
         try:
-            obj: dict[str, Any] = await asyncio.to_thread(
+            obj: dict[str, Any] = await _call(
                 self.custom.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -85,7 +90,7 @@ class Api:
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """The Secret's data, decoded; None if it does not exist. Values must never be logged."""
         try:
-            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+            secret = await _call(self.core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None

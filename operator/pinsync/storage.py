@@ -41,7 +41,8 @@ class CompactDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):  # type: ignore[m
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
     ) -> kopf.BodyEssence:
         essence = super().build(body=body, extra_fields=extra_fields)
-        return digest_long_lists(copy.deepcopy(dict(essence)))
+        compact: kopf.BodyEssence = digest_long_lists(copy.deepcopy(dict(essence)))
+        return compact
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 
 class Wakeups:
@@ -34,3 +35,21 @@ class Wakeups:
 
     def forget(self, key: Hashable) -> None:
         self._events.pop(key, None)
+
+
+class Echoes:
+    """Remembers the resourceVersion of each status write, to recognise its own watch event.
+
+    Without this every status write would wake the loop that made it for one more (empty)
+    reconcile -- for a PinSet of 20,000 CIDs, seconds of work for nothing.
+    """
+
+    def __init__(self) -> None:
+        self._written: dict[Hashable, str] = {}
+
+    def record(self, key: Hashable, resource_version: str | None) -> None:
+        if resource_version:
+            self._written[key] = resource_version
+
+    def is_own_write(self, key: Hashable, meta: Mapping[str, Any]) -> bool:
+        return self._written.get(key) == meta.get("resourceVersion")

@@ -94,7 +94,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def put_pin(self, meta: PinMeta, content: AsyncIterator[bytes]) -> PinInfo:
-        """Store a pin from a CAR byte stream, atomically: all of it under its final name, or nothing."""
+        """Store a pin from a CAR byte stream, atomically: all under its final name, or nothing."""
 
     @abc.abstractmethod
     async def verify_pin(self, cid: str, *, deep: bool = False) -> PinInfo:
@@ -108,7 +108,7 @@ class Backend(abc.ABC):
     def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
         """Stream a stored pin's CAR back."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (optional hook; most backends need it)
         """Release connections and clients."""
 
     async def __aenter__(self) -> Backend:

@@ -104,15 +104,16 @@ class ObjectStoreBackend(base.Backend):
     async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
         hashed = Hashing(content)
         await self.put_object(meta.cid + CAR, aiter(hashed))
+        sha256 = hashed.digest.hexdigest()
         sidecar = {
             "cid": meta.cid,
             "size": hashed.size,
-            "sha256": hashed.digest.hexdigest(),
+            "sha256": sha256,
             "pinsets": list(meta.pinsets),
             "createdAt": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
         await self.put_object(meta.cid + SIDECAR, _once(json.dumps(sidecar).encode()))
-        return base.PinInfo(cid=meta.cid, size=hashed.size, sha256=sidecar["sha256"])
+        return base.PinInfo(cid=meta.cid, size=hashed.size, sha256=sha256)
 
     async def read_sidecar(self, cid: str) -> dict[str, Any]:
         try:

@@ -80,7 +80,7 @@ class Process:
         self.stop(timeout=5, sig=signal.SIGKILL)
 
     def wait_until(self, check: Callable[[], bool], *, timeout: float, what: str) -> None:
-        """Poll ``check`` until true; fail with the log tail if the process dies or time runs out."""
+        """Poll ``check`` until true; fail with the log tail if the process dies or times out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.running:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pinsync import conditions, kube, settings, wakeups
+from pinsync import conditions, kube, settings
+from pinsync.wakeups import Echoes, Wakeups
 
 
 @dataclasses.dataclass(kw_only=True)
 class Context:
     api: kube.Api
     settings: settings.Settings
-    wakeups: wakeups.Wakeups = dataclasses.field(default_factory=wakeups.Wakeups)
+    wakeups: Wakeups = dataclasses.field(default_factory=Wakeups)
+    echoes: Echoes = dataclasses.field(default_factory=Echoes)
 
     async def write_status(
         self,
@@ -36,5 +38,8 @@ class Context:
         }
         patch = conditions.changes(status, desired)
         if patch:
-            await self.api.patch_status(plural, meta["namespace"], meta["name"], patch)
+            written = await self.api.patch_status(plural, meta["namespace"], meta["name"], patch)
+            if written is not None:
+                key = (plural, meta["namespace"], meta["name"])
+                self.echoes.record(key, written["metadata"].get("resourceVersion"))
         return {**status, **patch}
