@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import kubernetes
 import pytest
 
-from pinsync.devenv import controlplane, kubo, processes
+from pinsync.devenv import controlplane, kubo, minio, processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -59,6 +59,16 @@ def ipfs(workdir: pathlib.Path) -> Iterator[kubo.Kubo]:
         yield node.start()
     finally:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def s3server(workdir: pathlib.Path) -> Iterator[minio.MinIO]:
+    """A real MinIO server; tests create their own buckets (see ``minio.MinIO.make_bucket``)."""
+    server = minio.MinIO(workdir / "minio")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 class Operator:

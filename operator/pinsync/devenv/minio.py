@@ -43,6 +43,21 @@ class MinIO:
         )
         return self
 
+    def make_bucket(self, name: str) -> None:
+        """Create a bucket with the root credentials (boto3-free: a signed PUT via botocore)."""
+        import botocore.session
+        from botocore.config import Config
+
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        client.create_bucket(Bucket=name)
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
