@@ -21,7 +21,7 @@ from pinsync.reconciling import backends, pinsets
 from pinsync.reconciling.context import Context
 from pinsync.settings import Settings
 
-Reconciler = Callable[[Context, str, str], Awaitable[None]]
+Reconciler = Callable[[Context, str, str], Awaitable[float | None]]
 _ctx: Context | None = None
 
 
@@ -55,9 +55,10 @@ async def loop(reconcile: Reconciler, plural: str, namespace: str, name: str, lo
     key = (plural, namespace, name)
     try:
         while True:
-            delay = ctx.settings.resync_interval
             try:
-                await reconcile(ctx, namespace, name)
+                delay = await reconcile(ctx, namespace, name)
+                if delay is None:
+                    delay = ctx.settings.resync_interval
             except Exception:
                 logger.exception("reconcile failed; retrying in %ss", ctx.settings.retry_interval)
                 delay = ctx.settings.retry_interval
@@ -93,14 +94,25 @@ def pinsets_by_namespace(namespace: str, name: str, **_: Any) -> Any:
 
 
 @kopf.on.event(GROUP, VERSION, kube.STORAGEBACKENDS)
-def backend_changed(
-    namespace: str, name: str, meta: kopf.Meta, pinsets_by_namespace: kopf.Index[str, str], **_: Any
+async def backend_changed(
+    namespace: str,
+    name: str,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    type: str | None,
+    pinsets_by_namespace: kopf.Index[str, str],
+    **_: Any,
 ) -> None:
+    if type == "DELETED":
+        wake_pinsets(namespace, pinsets_by_namespace)
+        return
+    # A new, relabelled or newly synced backend changes what its PinSets report.
+    wake_pinsets(namespace, pinsets_by_namespace)
     if context().echoes.is_own_write((kube.STORAGEBACKENDS, namespace, name), meta):
         return
+    # Annotation marks are recorded right away, even while this backend's loop is mid-sync.
+    await backends.consume_annotations(context(), dict(body))
     context().wakeups.wake((kube.STORAGEBACKENDS, namespace, name))
-    # A new, deleted or relabelled backend can change what a PinSet resolves to.
-    wake_pinsets(namespace, pinsets_by_namespace)
 
 
 @kopf.on.event(GROUP, VERSION, kube.PINSETS)

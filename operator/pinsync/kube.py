@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import datetime
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,6 +18,8 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from pinsync import GROUP, VERSION
+
+logger = logging.getLogger(__name__)
 
 STORAGEBACKENDS = "storagebackends"
 PINSETS = "pinsets"
@@ -25,12 +30,23 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
+class Conflict(Exception):
+    """An optimistic-concurrency write lost the race; re-read and decide again."""
+
+
 def load_config(kubeconfig: str | None = None) -> None:
     """Configure the client from a kubeconfig, the in-cluster service account, or the default."""
     try:
         kubernetes.config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+
+
+@dataclasses.dataclass(frozen=True)
+class Secret:
+    data: dict[str, str] = dataclasses.field(repr=False)
+    version: str = ""
+    """resourceVersion, to notice credential changes without keeping the values around."""
 
 
 class Api:
@@ -68,9 +84,22 @@ class Api:
         return items
 
     async def patch_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> dict[str, Any] | None:
-        """Merge-patch the status subresource; None if the object is gone."""
+        """Merge-patch the status subresource; None if the object is gone.
+
+        With ``resource_version``, the write succeeds only if nobody wrote the object since it
+        was read (raises :class:`Conflict` otherwise): the read-modify-write of dirty state.
+        """
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
             obj: dict[str, Any] = await _call(
                 self.custom.patch_namespaced_custom_object_status,
@@ -79,15 +108,17 @@ class Api:
                 namespace,
                 plural,
                 name,
-                {"status": dict(status)},
+                body,
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
+            if exc.status == 409:
+                raise Conflict(f"{plural}/{namespace}/{name} changed since it was read") from None
             raise
         return obj
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+    async def read_secret(self, namespace: str, name: str) -> Secret | None:
         """The Secret's data, decoded; None if it does not exist. Values must never be logged."""
         try:
             secret = await _call(self.core.read_namespaced_secret, name, namespace)
@@ -97,4 +128,34 @@ class Api:
             raise
         data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
         data.update(secret.string_data or {})
-        return data
+        return Secret(data=data, version=str(secret.metadata.resource_version or ""))
+
+    async def post_event(
+        self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event about ``obj``; failures to post are logged, never raised."""
+        meta = obj["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        event = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{meta['name']}."),
+            involved_object=kubernetes.client.V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=obj.get("kind"),
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=kubernetes.client.V1EventSource(component="pinsync"),
+            reporting_component="pinsync.io/operator",
+            reporting_instance="pinsync",
+        )
+        try:
+            await _call(self.core.create_namespaced_event, meta["namespace"], event)
+        except ApiException as exc:
+            logger.warning("could not post event %s: %s", reason, exc.reason)

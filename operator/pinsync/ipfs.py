@@ -1,0 +1,280 @@
+"""Async client for the Kubo RPC API (``/api/v0``) over httpx.
+
+Why the HTTP API and not the ``ipfs`` CLI in a subprocess: the operator then needs no Kubo binary
+or repository of matching version in its image; a CAR export streams straight from the socket
+into an upload without a temporary file; errors come back as JSON with Kubo's message; and a call
+is cancelled by closing its connection, which Kubo turns into a cancelled request context (a
+``pin/add`` that times out stops asking bitswap for the blocks).
+
+What Kubo 0.39 does, as observed against a real daemon:
+
+* With the global option ``offline=true``, a command that needs a block that is not in the local
+  blockstore fails at once (milliseconds) with HTTP 500 and
+  ``{"Message": "block was not found locally (offline): ipld: could not find <cid>", ...}``.
+  Without it, ``dag/stat``, ``dag/export`` and ``pin/add`` of such a CID wait indefinitely while
+  bitswap searches (a node with no peers never answers).
+* ``dag/stat`` walks the whole DAG before answering, so a block missing anywhere gives HTTP 500.
+  ``dag/export`` has already sent ``200 OK`` and part of the CAR when it reaches a missing block:
+  the error travels only in the ``X-Stream-Error`` trailer, which httpx does not expose, and the
+  body ends cleanly between two blocks. Check exports with :class:`pinsync.car.CarChecker` and
+  the block count from :meth:`Kubo.dag_stat`.
+* ``pin/add`` of a CID that is already pinned replaces its pin name; without a name it clears it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+_MISSING_MARKERS = ("not found locally", "could not find", "block not found")
+
+
+class IpfsError(Exception):
+    """A Kubo call failed. ``reason`` is CamelCase (for conditions); the message has no secrets."""
+
+    reason = "IpfsError"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class PinTimeout(IpfsError):
+    """``pin/add`` did not finish in time (the content is not findable, or too slow to fetch)."""
+
+    reason = "PinTimeout"
+
+
+class ContentUnavailable(IpfsError):
+    """Blocks needed are not in the node's local blockstore (asked with ``offline=true``)."""
+
+    reason = "ContentUnavailable"
+
+
+class NodeUnreachable(IpfsError):
+    """The RPC API could not be reached (refused, DNS, connection dropped)."""
+
+    reason = "NodeUnreachable"
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host:port/path`` of ``url``: no userinfo, query or fragment."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "<invalid URL>"
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path.rstrip('/')}"
+
+
+def _kubo_message(response: httpx.Response) -> str:
+    """Kubo's error message from an error answer (JSON ``Message``, else the start of the text)."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("Message"), str):
+        return str(body["Message"])
+    text = response.text.strip()[:500]
+    return text or f"HTTP {response.status_code}"
+
+
+def _is_missing(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in _MISSING_MARKERS)
+
+
+class Kubo:
+    """One Kubo RPC API endpoint. Owns an ``httpx.AsyncClient``: close it (or use ``async with``).
+
+    ``timeout`` applies to connecting and to each wait for data; ``pin_add`` has its own.
+    """
+
+    def __init__(self, api_url: str, *, timeout: float = 30.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self._where = redact_url(self.api_url)
+        try:
+            self._password = httpx.URL(self.api_url).password
+        except httpx.InvalidURL:
+            self._password = ""
+        self._client = httpx.AsyncClient(base_url=self.api_url, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> Kubo:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- error mapping -------------------------------------------------------------------------
+
+    def _transport_error(self, exc: httpx.TransportError, what: str) -> IpfsError:
+        detail = str(exc).replace(self.api_url, self._where) or type(exc).__name__
+        if self._password:
+            detail = detail.replace(self._password, "***")
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+            return IpfsError(
+                f"{what}: no answer from Kubo at {self._where} within {self.timeout:g}s",
+                reason="RequestTimeout",
+            )
+        return NodeUnreachable(f"{what}: cannot reach Kubo at {self._where}: {detail}")
+
+    def _answer_error(self, response: httpx.Response, what: str, reason: str) -> IpfsError:
+        message = _kubo_message(response)
+        text = f"{what}: Kubo answered HTTP {response.status_code}: {message}"
+        if _is_missing(message):
+            return ContentUnavailable(text)
+        return IpfsError(text, reason=reason)
+
+    async def _post(
+        self,
+        path: str,
+        params: dict[str, str],
+        *,
+        what: str,
+        reason: str = "IpfsError",
+        timeout: httpx.Timeout | None = None,
+    ) -> Any:
+        """POST and return the decoded JSON answer, mapping every failure to an IpfsError."""
+        try:
+            if timeout is None:
+                response = await self._client.post(path, params=params)
+            else:
+                response = await self._client.post(path, params=params, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, what) from None
+        if response.status_code != 200:
+            raise self._answer_error(response, what, reason)
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise IpfsError(f"{what}: Kubo's answer is not JSON", reason=reason) from None
+
+    # -- API -----------------------------------------------------------------------------------
+
+    async def id(self) -> dict[str, Any]:
+        """The node's identity (``ID``, ``AgentVersion``, ``Addresses``, ...)."""
+        answer = await self._post("/api/v0/id", {}, what="id")
+        if not isinstance(answer, dict):
+            raise IpfsError("id: unexpected answer from Kubo")
+        return answer
+
+    async def pins(self) -> dict[str, str]:
+        """All recursive pins: CID (as Kubo prints it) -> pin name ("" if unnamed).
+
+        Asks for the streamed form (one JSON object per line: ``Cid``, ``Type`` and ``Name``,
+        which Kubo leaves out for unnamed pins) and also understands the older ``Keys`` object.
+        Note: an error in the middle of a streamed listing would only be in the trailer, as with
+        ``dag/export``; Kubo's pin listing has no such failure in practice.
+        """
+        params = {"type": "recursive", "names": "true", "stream": "true"}
+        result: dict[str, str] = {}
+        try:
+            async with self._client.stream("POST", "/api/v0/pin/ls", params=params) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise self._answer_error(response, "pin/ls", "IpfsError")
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        self._collect_pins(json.loads(line), result)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, "pin/ls") from None
+        except (json.JSONDecodeError, TypeError, AttributeError):
+            raise IpfsError("pin/ls: unexpected answer from Kubo") from None
+        return result
+
+    @staticmethod
+    def _collect_pins(entry: dict[str, Any], into: dict[str, str]) -> None:
+        if "Keys" in entry:  # non-streamed form: {"Keys": {cid: {"Type": ..., "Name": ...}}}
+            for cid, info in (entry["Keys"] or {}).items():
+                if info.get("Type") == "recursive":
+                    into[cid] = info.get("Name") or ""
+        elif entry.get("Type") == "recursive":
+            into[entry["Cid"]] = entry.get("Name") or ""
+
+    async def pin_add(self, cid: str, *, name: str = "", timeout: float) -> None:
+        """Pin ``cid`` recursively (fetching what is missing), named ``name``.
+
+        Raises PinTimeout if that does not finish within ``timeout`` seconds; the request is then
+        cancelled (observed: Kubo drops the CID from its bitswap wantlist). Re-pinning a pinned
+        CID replaces its name, and an empty ``name`` clears it (Kubo's behaviour).
+        """
+        params = {"arg": cid, "recursive": "true"}
+        if name:
+            params["name"] = name
+        try:
+            async with asyncio.timeout(timeout):
+                await self._post(
+                    "/api/v0/pin/add",
+                    params,
+                    what=f"pin/add {cid}",
+                    reason="PinFailed",
+                    # Kubo sends nothing until the pin is done: only asyncio's deadline applies.
+                    timeout=httpx.Timeout(self.timeout, read=None),
+                )
+        except TimeoutError:
+            raise PinTimeout(f"pinning {cid} did not finish within {timeout:g}s") from None
+
+    async def dag_stat(self, cid: str, *, offline: bool = True) -> tuple[int, int]:
+        """``(number of unique blocks, total size of their data)`` of the DAG under ``cid``.
+
+        The block count equals the number of blocks ``dag/export`` writes (it deduplicates too);
+        the size is the sum of block data, not the CAR's length. With ``offline`` (the default)
+        a block missing anywhere in the DAG raises ContentUnavailable at once; without it, Kubo
+        searches the network for it, which with no providers lasts until ``timeout``.
+        """
+        params = {"arg": cid, "progress": "false"}
+        if offline:
+            params["offline"] = "true"
+        answer = await self._post("/api/v0/dag/stat", params, what=f"dag/stat {cid}")
+        try:
+            if "UniqueBlocks" in answer:
+                return int(answer["UniqueBlocks"]), int(answer["TotalSize"])
+            stat = answer["DagStats"][0]
+            return int(stat["NumBlocks"]), int(stat["Size"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise IpfsError(f"dag/stat {cid}: unexpected answer from Kubo") from None
+
+    async def export(
+        self, cid: str, *, offline: bool = True, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """Stream the DAG under ``cid`` as a CARv1 (``dag/export``), in chunks of ``chunk_size``.
+
+        An async generator: nothing is sent until iteration starts, and only one chunk is held.
+        An error answer before the body raises ContentUnavailable (blocks missing, ``offline``)
+        or IpfsError(reason="ExportFailed") with Kubo's message. An error after the body started
+        is invisible here (see the module docstring): wrap the stream in
+        :class:`pinsync.car.CarChecker` with ``expected_blocks`` from :meth:`dag_stat`. Close the
+        generator (``contextlib.aclosing``) if you stop before the end, to free the connection.
+        """
+        params = {"arg": cid}
+        if offline:
+            params["offline"] = "true"
+        what = f"dag/export {cid}"
+        try:
+            async with self._client.stream("POST", "/api/v0/dag/export", params=params) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise self._answer_error(response, what, "ExportFailed")
+                async for chunk in response.aiter_bytes(chunk_size):
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, what) from None

@@ -1,0 +1,176 @@
+"""One sync pass of one backend: transfer missing pins as CARs from Kubo, verify, report.
+
+The pass is given everything it needs (backend, Kubo client, desired pins, failure history) and
+returns what happened; it never touches Kubernetes. Status writes happen through the ``report``
+callback, which the reconciler throttles, so progress is visible while a long pass runs.
+
+Content flows ``Kubo dag/export -> CarChecker -> backend.put_pin`` as a stream: nothing holds a
+whole CAR in memory (S3 multipart holds one part), and a CAR that Kubo truncated mid-stream
+fails the checker, which aborts the upload before anything becomes visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+from pinsync import car, ipfs, planner
+from pinsync.backends import base, errors
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(kw_only=True)
+class Progress:
+    """Counters of a running pass; the reconciler copies them into status."""
+
+    desired: int = 0
+    present: int = 0
+    failed: int = 0
+    uploaded: int = 0
+    bytes: int = 0
+    verified: int = 0
+    pruned: int = 0
+    phase: str = "Planning"
+    failures: dict[str, planner.Failure] = dataclasses.field(default_factory=dict)
+    present_cids: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.desired - self.present)
+
+
+Report = Callable[[Progress], Awaitable[None]]
+
+
+def _error_of(exc: BaseException) -> tuple[str, str]:
+    """(reason, message) of a per-pin failure; our error vocabulary carries no secrets."""
+    if isinstance(exc, errors.BackendError | ipfs.IpfsError):
+        return exc.reason, str(exc)
+    if isinstance(exc, car.CarError):
+        return "CarInvalid", str(exc)
+    return "InternalError", type(exc).__name__
+
+
+async def transfer(
+    backend: base.Backend,
+    kubo: ipfs.Kubo,
+    meta: base.PinMeta,
+    *,
+    pinned_on_node: bool,
+    progress: Progress,
+) -> base.PinInfo:
+    """Stream one pin into the backend and verify what landed."""
+    expected_blocks = None
+    if not pinned_on_node:
+        # A recursive pin guarantees every block is local; anything else may be incomplete,
+        # and a CAR cut at a block boundary is only detectable by counting blocks.
+        expected_blocks, _ = await kubo.dag_stat(meta.cid, offline=True)
+    checker = car.CarChecker(
+        kubo.export(meta.cid, offline=True), root=meta.cid, expected_blocks=expected_blocks
+    )
+
+    async def counted() -> AsyncIterator[bytes]:
+        async for chunk in checker:
+            progress.bytes += len(chunk)
+            yield chunk
+
+    stored = await backend.put_pin(meta, counted())
+    if not backend.stores_content:
+        return stored
+    verified = await backend.verify_pin(meta.cid)
+    if verified.size != checker.size:
+        raise errors.BackendError(
+            f"{meta.cid}: stored {verified.size} bytes, sent {checker.size}", reason="VerifyFailed"
+        )
+    return verified
+
+
+async def run(
+    *,
+    backend: base.Backend,
+    kubo_for: Callable[[str], ipfs.Kubo],
+    desired: Mapping[str, tuple[str, ...]],
+    node_pins: Mapping[str, str],
+    failures: Mapping[str, planner.Failure],
+    full: bool,
+    deep: bool,
+    prune: bool,
+    concurrency: int,
+    global_limit: asyncio.Semaphore,
+    report: Report,
+    now: Callable[[], datetime.datetime],
+) -> Progress:
+    """List, plan, verify (full), transfer, prune. Per-pin errors are recorded, not raised."""
+    progress = Progress(desired=len(desired), failures=dict(failures))
+    present = {info.cid async for info in backend.list_pins()}
+    progress.present_cids = present & desired.keys()
+    progress.present = len(progress.present_cids)
+    # Failures of pins that are no longer wanted, or are present now, are history.
+    progress.failures = {
+        c: f for c, f in progress.failures.items() if c in desired and c not in present
+    }
+    the_plan = planner.plan(
+        desired=desired.keys(),
+        present=present,
+        failures=progress.failures,
+        now=now(),
+        full=full,
+        prune=prune,
+    )
+    limit = asyncio.Semaphore(concurrency)
+    transfers = list(the_plan.transfer)
+
+    async def verify_one(cid: str) -> None:
+        async with limit:
+            try:
+                await backend.verify_pin(cid, deep=deep)
+                progress.verified += 1
+            except errors.BackendError as exc:
+                logger.warning("pin %s failed verification: %s", cid, exc)
+                progress.present_cids.discard(cid)
+                progress.present -= 1
+                transfers.append(cid)
+
+    if the_plan.verify:
+        progress.phase = "Verifying"
+        await report(progress)
+        await asyncio.gather(*(verify_one(cid) for cid in the_plan.verify))
+
+    async def transfer_one(cid: str) -> None:
+        async with limit, global_limit:
+            meta = base.PinMeta(cid=cid, pinsets=desired[cid])
+            try:
+                await transfer(
+                    backend, kubo_for(cid), meta, pinned_on_node=cid in node_pins, progress=progress
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason, message = _error_of(exc)
+                logger.warning("pin %s failed: %s: %s", cid, reason, message)
+                progress.failures[cid] = planner.failed(
+                    progress.failures.get(cid), cid, reason, message, now=now()
+                )
+                return
+            progress.failures.pop(cid, None)
+            progress.present_cids.add(cid)
+            progress.present += 1
+            progress.uploaded += 1
+
+    progress.phase = "Syncing"
+    await report(progress)
+    await asyncio.gather(*(transfer_one(cid) for cid in transfers))
+
+    for cid in the_plan.prune:
+        try:
+            await backend.remove_pin(cid)
+            progress.pruned += 1
+        except errors.BackendError as exc:
+            logger.warning("could not prune %s: %s", cid, exc)
+    progress.failed = len(progress.failures)
+    progress.phase = "Idle"
+    return progress

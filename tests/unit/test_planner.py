@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import datetime
+import random
+
+from pinsync import planner
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def test_only_missing_pins_are_transferred() -> None:
+    plan = planner.plan(desired={"a", "b", "c"}, present={"b", "x"}, failures={}, now=NOW)
+    assert plan.transfer == ("a", "c") and plan.waiting == () and plan.prune == ()
+    assert plan.verify == ()
+
+
+def test_nothing_is_deleted_without_the_prune_policy() -> None:
+    plan = planner.plan(desired={"a"}, present={"a", "x"}, failures={}, now=NOW)
+    assert plan.prune == ()
+    pruning = planner.plan(desired={"a"}, present={"a", "x"}, failures={}, now=NOW, prune=True)
+    assert pruning.prune == ("x",)
+
+
+def test_failed_pins_wait_for_their_retry_time() -> None:
+    later = NOW + datetime.timedelta(minutes=5)
+    failures = {
+        "a": planner.Failure(cid="a", reason="R", next_retry_at=later),
+        "b": planner.Failure(cid="b", reason="R", next_retry_at=NOW - datetime.timedelta(1)),
+    }
+    plan = planner.plan(desired={"a", "b"}, present=set(), failures=failures, now=NOW)
+    assert plan.transfer == ("b",) and plan.waiting == ("a",)
+    assert plan.next_retry_at == later and plan.missing == 2
+
+
+def test_a_full_sync_verifies_present_desired_pins() -> None:
+    plan = planner.plan(desired={"a", "b"}, present={"a", "z"}, failures={}, now=NOW, full=True)
+    assert plan.verify == ("a",) and plan.transfer == ("b",)
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    rng = random.Random(1)
+    delays = [planner.backoff(n, rng=rng) for n in range(1, 15)]
+    assert planner.BACKOFF_BASE / 2 <= delays[0] <= planner.BACKOFF_BASE
+    assert delays[3] > planner.BACKOFF_BASE * 2
+    assert max(delays) <= planner.BACKOFF_CAP
+
+
+def test_failure_counts_attempts_and_round_trips_through_status() -> None:
+    first = planner.failed(None, "a", "Unreachable", "down", now=NOW)
+    second = planner.failed(first, "a", "Unreachable", "down", now=NOW)
+    assert second.attempts == 2
+    assert second.next_retry_at is not None and second.next_retry_at > NOW
+    restored = planner.Failure.from_status(second.to_status())
+    assert restored.attempts == 2 and restored.reason == "Unreachable"
+    assert restored.next_retry_at == second.next_retry_at.replace(microsecond=0)
