@@ -88,28 +88,22 @@ def backend_summary(source: sources.Source, backend: dict[str, Any]) -> dict[str
     return summary
 
 
-async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
-    obj = await ctx.api.get(kube.PINSETS, namespace, name)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
-        return None
-    spec = obj.get("spec") or {}
-    url = sources.api_url(ctx, obj)
-    try:
-        node_pins = await ctx.kubo(url).pins()
-    except ipfs.IpfsError as exc:
-        message = f"IPFS node {url}: {exc}"
-        await ctx.write_status(kube.PINSETS, obj, conditions.reconciling(exc.reason, message))
-        return ctx.settings.retry_interval
-    source = sources.resolve(ctx, obj, node_pins)
-    all_backends = await ctx.api.list(kube.STORAGEBACKENDS, namespace)
-    targeted = [b for b in all_backends if sources.targets(obj, b)]
-    existing = {b["metadata"]["name"] for b in all_backends}
-    missing_backends = [n for n in spec.get("backends") or () if n not in existing]
+def known_failures(ctx: Context, obj: dict[str, Any]) -> dict[str, planner.Failure]:
+    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+    return ctx.pin_failures.get(key, {})
 
-    pinned, failures, more = await pin_missing(ctx, obj, source, node_pins)
-    if pinned:
-        for backend in targeted:  # new content on the node: their desired sets grew
-            ctx.wakeups.wake((kube.STORAGEBACKENDS, namespace, backend["metadata"]["name"]))
+
+async def write_report(
+    ctx: Context,
+    obj: dict[str, Any],
+    source: sources.Source,
+    targeted: list[dict[str, Any]],
+    missing_backends: list[str],
+    node_pins: dict[str, str],
+    failures: dict[str, planner.Failure],
+) -> dict[str, Any]:
+    """Conditions, counts and per-backend summaries from what this pass knows."""
+    unpinned = sum(1 for c in source.pins if c not in node_pins)
     summaries = [backend_summary(source, b) for b in targeted]
     ready_backends = sum(1 for s in summaries if s["ready"])
     counts = {
@@ -132,7 +126,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
             f"e.g. {first.cid}: {first.reason}"
         )
         updates = conditions.reconciling("PinFailed", message)
-    elif ready_backends < len(targeted) or more:
+    elif ready_backends < len(targeted) or unpinned:
         message = (
             f"{ready_backends} of {len(targeted)} backend(s) have all {len(source.pins)} pin(s)"
         )
@@ -141,7 +135,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         message = f"{len(source.pins)} pin(s) on {len(targeted)} backend(s)"
         updates = conditions.ready("Synced", message)
     failure_list = sorted(failures.values(), key=lambda f: f.cid)[:MAX_FAILURES]
-    await ctx.write_status(
+    return await ctx.write_status(
         kube.PINSETS,
         obj,
         updates,
@@ -150,6 +144,37 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         backends=summaries,
         failures=[{"cid": f.cid, "reason": f.reason, "message": f.message} for f in failure_list],
     )
+
+
+async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
+    obj = await ctx.api.get(kube.PINSETS, namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return None
+    spec = obj.get("spec") or {}
+    url = sources.api_url(ctx, obj)
+    try:
+        node_pins = await ctx.kubo(url).pins()
+    except ipfs.IpfsError as exc:
+        message = f"IPFS node {url}: {exc}"
+        await ctx.write_status(kube.PINSETS, obj, conditions.reconciling(exc.reason, message))
+        return ctx.settings.retry_interval
+    source = sources.resolve(ctx, obj, node_pins)
+    all_backends = await ctx.api.list(kube.STORAGEBACKENDS, namespace)
+    targeted = [b for b in all_backends if sources.targets(obj, b)]
+    existing = {b["metadata"]["name"] for b in all_backends}
+    missing_backends = [n for n in spec.get("backends") or () if n not in existing]
+
+    async def report() -> None:
+        obj["status"] = await write_report(
+            ctx, obj, source, targeted, missing_backends, node_pins, known_failures(ctx, obj)
+        )
+
+    await report()  # before pinning, which may take up to pinTimeout
+    pinned, failures, more = await pin_missing(ctx, obj, source, node_pins)
+    if pinned:
+        for backend in targeted:  # new content on the node: their desired sets grew
+            ctx.wakeups.wake((kube.STORAGEBACKENDS, namespace, backend["metadata"]["name"]))
+    await report()
     if more:
         return 0.0
     retry_times = [f.next_retry_at for f in failures.values() if f.next_retry_at]
