@@ -1,7 +1,7 @@
 PYTHON ?= python3
 TOOLS := etcd kube-apiserver ipfs minio
 
-.PHONY: install tools test unit e2e lint typecheck demo bench
+.PHONY: install tools test unit e2e lint typecheck demo bench helm-crds
 
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
@@ -30,3 +30,6 @@ demo: tools
 
 bench: tools
 	$(PYTHON) -m tests.bench
+
+helm-crds:  ## copy crds/ into the chart (a unit test fails when they drift)
+	cp crds/*.yaml helm/pinsync/crds/
