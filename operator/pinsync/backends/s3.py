@@ -25,6 +25,12 @@ AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "Ex
 PERMISSION_CODES = {"AccessDenied", "403", "AllAccessDisabled"}
 MISSING_BUCKET_CODES = {"NoSuchBucket"}
 FULL_CODES = {"QuotaExceeded", "XMinioStorageFull", "EntityTooLarge"}
+BARE_HEAD_CODES = {"400", "403", "404"}
+"""What botocore calls a HEAD request's error: the bare status, as the answer has no body."""
+
+
+def error_code(exc: botocore.exceptions.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def translate(exc: Exception, what: str) -> errors.BackendError:
@@ -32,7 +38,7 @@ def translate(exc: Exception, what: str) -> errors.BackendError:
     if isinstance(exc, errors.BackendError):
         return exc
     if isinstance(exc, botocore.exceptions.ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
+        code = error_code(exc)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         text = f"{what}: {code or status}"
         if code in AUTH_CODES:
@@ -48,11 +54,9 @@ def translate(exc: Exception, what: str) -> errors.BackendError:
         return errors.BackendError(text)
     if isinstance(
         exc,
-        botocore.exceptions.EndpointConnectionError
-        | botocore.exceptions.ConnectTimeoutError
-        | botocore.exceptions.ReadTimeoutError
-        | botocore.exceptions.ConnectionClosedError
-        | OSError,
+        # Connect failures (refused, DNS, TLS, timeouts) and transport failures after connecting
+        # (connection closed, read timeout, a body cut off mid-stream, aiobotocore's catch-all).
+        botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError | OSError,
     ):
         return errors.Unreachable(f"{what}: {type(exc).__name__}")
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
@@ -107,7 +111,9 @@ class S3Backend(objectstore.ObjectStoreBackend):
     async def health(self) -> None:
         client = await self.client()
         try:
-            await client.head_bucket(Bucket=self.bucket)
+            # Not HeadBucket: a HEAD answer has no body, so a bare 403 could not tell rejected
+            # credentials from a denied bucket. A one-key listing's error names its code.
+            await client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(""), MaxKeys=1)
         except Exception as exc:
             raise translate(exc, f"bucket {self.bucket}") from None
         probe = self.key(".pinsync-write-probe")
@@ -122,8 +128,16 @@ class S3Backend(objectstore.ObjectStoreBackend):
         buffer = bytearray()
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
+        source, source_failed = aiter(content), False
         try:
-            async for chunk in content:
+            while True:
+                try:
+                    chunk = await anext(source)
+                except StopAsyncIteration:
+                    break
+                except BaseException:
+                    source_failed = True
+                    raise
                 buffer += chunk
                 while len(buffer) >= PART_SIZE:
                     if upload_id is None:
@@ -162,9 +176,9 @@ class S3Backend(objectstore.ObjectStoreBackend):
                     await client.abort_multipart_upload(
                         Bucket=self.bucket, Key=full, UploadId=upload_id
                     )
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) and not source_failed:
                 raise translate(exc, f"upload {full}") from None
-            raise
+            raise  # the content stream's own error is the caller's to interpret, not ours
 
     async def get_object(self, key: str) -> AsyncIterator[bytes]:
         client, full = await self.client(), self.key(key)
@@ -194,12 +208,27 @@ class S3Backend(objectstore.ObjectStoreBackend):
         client, full = await self.client(), self.key(key)
         try:
             head = await client.head_object(Bucket=self.bucket, Key=full)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) not in BARE_HEAD_CODES:
+                raise translate(exc, f"object {full}") from None
+            # A HEAD answer has no body: its bare 404 cannot tell a missing key from a missing
+            # bucket, nor its 403 rejected credentials from a denied read. Ask again with a GET
+            # (same permission), whose error names its code.
+            return await self._stat_by_get(client, full)
+        except Exception as exc:
+            raise translate(exc, f"object {full}") from None
+        return int(head["ContentLength"])
+
+    async def _stat_by_get(self, client: Any, full: str) -> int | None:
+        try:
+            response = await client.get_object(Bucket=self.bucket, Key=full)
         except Exception as exc:
             error = translate(exc, f"object {full}")
             if isinstance(error, errors.PinNotFound):
                 return None
             raise error from None
-        return int(head["ContentLength"])
+        async with response["Body"]:  # it appeared meanwhile: close without reading it
+            return int(response["ContentLength"])
 
     async def delete_object(self, key: str) -> None:
         client, full = await self.client(), self.key(key)

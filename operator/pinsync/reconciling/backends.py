@@ -408,6 +408,8 @@ class Pass:
                     await backend.verify_pin(cid, deep=True)
                 except errors.BackendError:
                     damaged.append(cid)
+        usage = await backend.usage()
+        fields = {"usage": {"bytes": usage.bytes, "objects": usage.objects}}
         last = {
             "finishedAt": conditions.now(),
             "missing": len(missing),
@@ -423,11 +425,11 @@ class Pass:
                 state = dirty.mark(
                     state, reason, at=conditions.now(), full=bool(damaged), deep=deep
                 )
-                return {"dirty": state.to_status(), "lastAudit": last}
+                return {"dirty": state.to_status(), "lastAudit": last, **fields}
 
             self.obj = await self.ctx.transition(kube.STORAGEBACKENDS, self.obj, decide)
         else:
-            await self.write([], lastAudit=last, phase="Idle")
+            await self.write([], lastAudit=last, phase="Idle", **fields)
 
 
 async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:

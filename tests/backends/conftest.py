@@ -1,0 +1,308 @@
+"""Fixtures for the backend contract suite, in the style of fsspec's abstract tests.
+
+Every backend type the suite covers has a :class:`Kit`: it knows how to configure a backend of
+that type for a fresh location (and for a broken variant: wrong credentials, an unreachable
+server, a missing location), and how to reach behind the backend to the raw objects it stored.
+The contract tests see only the kits, through the fixtures below.
+
+Adding a backend type (sftp, ftp, ipfsCluster) to the suite means writing one ``<type>_kit``
+fixture that yields its Kit and adding its name to ``KIT_TYPES``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import gc
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from pinsync.backends import base, registry
+from pinsync.devenv import minio
+from pinsync.devenv.processes import free_port
+
+KIT_TYPES = ["s3"]
+"""Backend types the contract suite runs against; each needs a ``<type>_kit`` fixture."""
+
+
+class Kit(abc.ABC):
+    """What the contract suite needs to know about one backend type."""
+
+    type_: str
+    """The ``StorageBackend.spec.type``, as the registry knows it."""
+
+    reasons: Mapping[str, str] = {}
+    """Expected ``reason`` per scenario where a type is more specific than the error class
+    (e.g. ``{"missing_location": "BucketNotFound"}``)."""
+
+    @abc.abstractmethod
+    def good(self) -> tuple[dict[str, Any], base.Credentials]:
+        """Config and credentials for a fresh, empty, writable location."""
+
+    @abc.abstractmethod
+    def wrong_credentials(self) -> tuple[dict[str, Any], base.Credentials]:
+        """A real location, with credentials the server rejects."""
+
+    @abc.abstractmethod
+    def unreachable(self) -> tuple[dict[str, Any], base.Credentials]:
+        """Good credentials, a server address nothing listens on."""
+
+    @abc.abstractmethod
+    def missing_location(self) -> tuple[dict[str, Any], base.Credentials]:
+        """A reachable server and good credentials, a location that does not exist."""
+
+    @abc.abstractmethod
+    def secrets(self) -> list[str]:
+        """Every secret value the kit hands to backends; none may appear in an error message."""
+
+    # -- behind the backend's back (object stores only) ----------------------------------------
+
+    def write_raw(self, backend: base.Backend, name: str, data: bytes) -> None:
+        """Write an object at ``<location>/<name>`` with the server's own means."""
+        raise NotImplementedError
+
+    def read_raw(self, backend: base.Backend, name: str) -> bytes:
+        raise NotImplementedError
+
+    def list_raw(self, backend: base.Backend) -> dict[str, int]:
+        """{name relative to the location: size} of every object there."""
+        raise NotImplementedError
+
+    def incomplete_uploads(self, backend: base.Backend, names: Iterable[str]) -> list[str]:
+        """Which of ``names`` the server still holds a partial upload of (temp files, S3
+        multipart uploads)."""
+        return []
+
+    # -- the server itself ---------------------------------------------------------------------
+
+    def server_running(self) -> bool:
+        raise NotImplementedError
+
+    def stop_server(self) -> None:
+        raise NotImplementedError
+
+    def start_server(self) -> None:
+        """Start the server again where it was (same address, same data) and wait till ready."""
+        raise NotImplementedError
+
+
+class S3Kit(Kit):
+    """S3 against the session's real MinIO: a fresh bucket per location."""
+
+    type_ = "s3"
+    reasons = {"missing_location": "BucketNotFound"}
+
+    def __init__(self, server: minio.MinIO) -> None:
+        self.server = server
+        self.wrong_secret = f"wrong-{uuid.uuid4().hex}"
+
+    def config(self, bucket: str, endpoint: str | None = None) -> dict[str, Any]:
+        return {
+            "endpoint": endpoint or self.server.endpoint,
+            "bucket": bucket,
+            "prefix": "pinsync",
+            "forcePathStyle": True,
+            "region": "us-east-1",
+        }
+
+    def credentials(self, secret: str | None = None) -> base.Credentials:
+        return base.Credentials(
+            data={
+                "accessKeyId": self.server.access_key,
+                "secretAccessKey": secret or self.server.secret_key,
+            }
+        )
+
+    def fresh_bucket(self) -> str:
+        name = f"contract-{uuid.uuid4().hex[:12]}"
+        self.server.make_bucket(name)
+        return name
+
+    def good(self) -> tuple[dict[str, Any], base.Credentials]:
+        return self.config(self.fresh_bucket()), self.credentials()
+
+    def wrong_credentials(self) -> tuple[dict[str, Any], base.Credentials]:
+        return self.config(self.fresh_bucket()), self.credentials(self.wrong_secret)
+
+    def unreachable(self) -> tuple[dict[str, Any], base.Credentials]:
+        closed = f"http://127.0.0.1:{free_port()}"
+        return self.config("contract-unreachable", endpoint=closed), self.credentials()
+
+    def missing_location(self) -> tuple[dict[str, Any], base.Credentials]:
+        return self.config(f"contract-missing-{uuid.uuid4().hex[:12]}"), self.credentials()
+
+    def secrets(self) -> list[str]:
+        return [self.server.secret_key, self.wrong_secret]
+
+    def raw_client(self) -> Any:
+        """A synchronous botocore client with the root credentials (no aiohttp sessions)."""
+        import botocore.session
+        from botocore.config import Config
+
+        return botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.server.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.server.access_key,
+            aws_secret_access_key=self.server.secret_key,
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+    @staticmethod
+    def where(backend: base.Backend, name: str = "") -> tuple[str, str]:
+        prefix = str(backend.config["prefix"]).strip("/")
+        return str(backend.config["bucket"]), f"{prefix}/{name}"
+
+    def write_raw(self, backend: base.Backend, name: str, data: bytes) -> None:
+        bucket, key = self.where(backend, name)
+        self.raw_client().put_object(Bucket=bucket, Key=key, Body=data)
+
+    def read_raw(self, backend: base.Backend, name: str) -> bytes:
+        bucket, key = self.where(backend, name)
+        data: bytes = self.raw_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return data
+
+    def list_raw(self, backend: base.Backend) -> dict[str, int]:
+        bucket, prefix = self.where(backend)
+        found: dict[str, int] = {}
+        for page in (
+            self.raw_client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket, Prefix=prefix)
+        ):
+            for item in page.get("Contents", ()):
+                found[item["Key"][len(prefix) :]] = int(item["Size"])
+        return found
+
+    def incomplete_uploads(self, backend: base.Backend, names: Iterable[str]) -> list[str]:
+        # One listing per exact key: MinIO lists multipart uploads only for a prefix that is a
+        # whole object key (a "pinsync/" prefix silently lists none).
+        client, found = self.raw_client(), []
+        for name in names:
+            bucket, key = self.where(backend, name)
+            listed = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
+            found += [upload["Key"] for upload in listed.get("Uploads", ()) if upload["Key"] == key]
+        return found
+
+    def server_running(self) -> bool:
+        return self.server.process is not None and self.server.process.running
+
+    def stop_server(self) -> None:
+        self.server.stop()
+
+    def start_server(self) -> None:
+        self.server.start()
+
+
+@pytest.fixture(scope="session")
+def s3_kit(s3server: minio.MinIO) -> S3Kit:
+    return S3Kit(s3server)
+
+
+@pytest.fixture(scope="session", params=KIT_TYPES)
+def backend_kit(request: pytest.FixtureRequest) -> Kit:
+    kit: Kit = request.getfixturevalue(f"{request.param}_kit")
+    return kit
+
+
+BackendFactory = Callable[[], base.Backend]
+
+
+class Backends:
+    """Builds backends from a kit and closes every one it built when the test ends."""
+
+    def __init__(self, kit: Kit) -> None:
+        self.kit = kit
+        self.built: list[base.Backend] = []
+
+    def build(self, config: dict[str, Any], credentials: base.Credentials) -> base.Backend:
+        backend = registry.load(self.kit.type_)(config, credentials)
+        self.built.append(backend)
+        return backend
+
+    async def aclose(self) -> None:
+        for backend in self.built:
+            await backend.aclose()
+        self.built.clear()
+
+
+@pytest_asyncio.fixture
+async def backends(backend_kit: Kit) -> AsyncIterator[Backends]:
+    """Every backend a test builds, closed when it ends; fails the test if a client leaked.
+
+    aiohttp reports a session or connector garbage-collected unclosed ("Unclosed client
+    session") to the event loop's exception handler, which only logs it; here it fails the test
+    that leaked it. (Under ``-W error::ResourceWarning`` the warning aiohttp raises first ends
+    up in pytest's unraisable-exception hook instead.)
+    """
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    unclosed: list[str] = []
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        if message.startswith("Unclosed"):
+            unclosed.append(message)
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    built = Backends(backend_kit)
+    try:
+        yield built
+    finally:
+        try:
+            await built.aclose()
+            gc.collect()  # surface leaks in reference cycles here, in this test
+            await asyncio.sleep(0)
+        finally:
+            loop.set_exception_handler(previous)
+    assert not unclosed, f"a backend left its client open: {unclosed}"
+
+
+@pytest.fixture
+def backend_factory(backends: Backends) -> BackendFactory:
+    """Builds a configured backend for a fresh, empty location."""
+    return lambda: backends.build(*backends.kit.good())
+
+
+@pytest.fixture
+def wrong_credentials_factory(backends: Backends) -> BackendFactory:
+    return lambda: backends.build(*backends.kit.wrong_credentials())
+
+
+@pytest.fixture
+def unreachable_factory(backends: Backends) -> BackendFactory:
+    return lambda: backends.build(*backends.kit.unreachable())
+
+
+@pytest.fixture
+def missing_location_factory(backends: Backends) -> BackendFactory:
+    return lambda: backends.build(*backends.kit.missing_location())
+
+
+@pytest.fixture
+def backend(backend_factory: BackendFactory) -> base.Backend:
+    """One backend on a fresh location, for tests that need only one."""
+    return backend_factory()
+
+
+@pytest.fixture
+def server_restarted(backend_kit: Kit) -> Iterator[Kit]:
+    """For tests that stop the server: it runs again afterwards, whatever the test did."""
+    try:
+        backend_kit.server_running()
+    except NotImplementedError:
+        pytest.skip(f"the {backend_kit.type_} kit cannot stop and start its server")
+    try:
+        yield backend_kit
+    finally:
+        if not backend_kit.server_running():
+            backend_kit.stop_server()  # reaps a server that died on its own
+            backend_kit.start_server()
