@@ -1,5 +1,5 @@
 PYTHON ?= python3
-TOOLS := etcd kube-apiserver ipfs minio
+TOOLS := etcd kube-apiserver ipfs minio ipfs-cluster-service
 
 .PHONY: install tools test unit e2e lint typecheck demo bench helm-crds
 

@@ -5,8 +5,8 @@ that type for a fresh location (and for a broken variant: wrong credentials, an 
 server, a missing location), and how to reach behind the backend to the raw objects it stored.
 The contract tests see only the kits, through the fixtures below.
 
-Adding a backend type (sftp, ftp, ipfsCluster) to the suite means writing one ``<type>_kit``
-fixture that yields its Kit and adding its name to ``KIT_TYPES``.
+Adding a backend type to the suite means writing ``tests/backends/kit_<type>.py`` with its Kit
+and a session fixture ``<type>_kit``; this module discovers it (see the end of this file).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import gc
+import importlib
+import pathlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -26,7 +28,8 @@ from pinsync.devenv import minio
 from pinsync.devenv.processes import free_port
 
 KIT_TYPES = ["s3"]
-"""Backend types the contract suite runs against; each needs a ``<type>_kit`` fixture."""
+"""Backend types the contract suite runs against; each needs a ``<type>_kit`` fixture.
+``kit_<type>.py`` modules next to this file are appended at import (end of this file)."""
 
 
 class Kit(abc.ABC):
@@ -306,3 +309,9 @@ def server_restarted(backend_kit: Kit) -> Iterator[Kit]:
         if not backend_kit.server_running():
             backend_kit.stop_server()  # reaps a server that died on its own
             backend_kit.start_server()
+
+
+for _path in sorted(pathlib.Path(__file__).parent.glob("kit_*.py")):
+    _module = importlib.import_module(f"tests.backends.{_path.stem}")
+    globals().update({n: getattr(_module, n) for n in dir(_module) if n.endswith("_kit")})
+    KIT_TYPES.append(_path.stem.removeprefix("kit_"))

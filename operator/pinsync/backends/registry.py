@@ -12,6 +12,9 @@ from pinsync.backends import base
 
 KNOWN: dict[str, str] = {
     "s3": "pinsync.backends.s3:S3Backend",
+    "sftp": "pinsync.backends.sftp:SftpBackend",
+    "ftp": "pinsync.backends.ftp:FtpBackend",
+    "ipfsCluster": "pinsync.backends.ipfscluster:IpfsClusterBackend",
 }
 ALIASES: dict[str, str] = {"sshfs": "sftp"}
 """Accepted spellings of a type; the reference called SFTP ``sshfs``."""
