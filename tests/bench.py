@@ -12,7 +12,13 @@ for scale 1.0. What is measured, in one run:
    shell loop ``ipfs dag export CID | aws s3 cp - s3://...`` (timed on a sample, extrapolated per
    pin) and against ``s5cmd cp`` of CARs exported beforehand (export time excluded). Target:
    pinsync at least 20 times the shell loop.
-4. Peak RSS of a child Python process that syncs one 2 GiB pin. Target: at most 200 MiB.
+4. Peak RSS of a child Python process that syncs one 2 GiB pin. Target: at most 200 MiB. The
+   child reads its own peak as ``VmHWM`` and also ``ru_maxrss``, which on Linux starts at the
+   spawning parent's peak in a process started by vfork + exec (so it is printed, not judged).
+
+Below the table, the CPU time of this process, Kubo and MinIO per GiB (per pin for small pins)
+shows where a figure is CPU-bound on this machine: on two cores, MinIO's CPU counts against the
+sync and not against the export reference.
 
 awscli v1 pins botocore exactly, which would break aiobotocore here, so awscli and s5cmd live in
 their own virtualenv (``~/.cache/pinsync/bench-venv``), created on first use. A figure that misses
@@ -39,6 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -51,6 +58,7 @@ from pinsync.backends import base, s3
 from pinsync.devenv import kubo as devkubo
 from pinsync.devenv import minio as devminio
 from pinsync.devenv import tools
+from pinsync.devenv.processes import Process
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -238,6 +246,34 @@ class Timed:
         return self.count / self.seconds
 
 
+def process_cpu(process: Process | None) -> float:
+    """User + system CPU seconds a server process used so far (Linux ``/proc``), NaN if unknown."""
+    if process is None or process.popen is None:
+        return float("nan")
+    try:
+        stat = pathlib.Path(f"/proc/{process.popen.pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat.rsplit(")", 1)[1].split()  # fields from the 3rd (state) on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Cpu:
+    """CPU seconds of this process (all its threads), Kubo and MinIO."""
+
+    bench: float
+    kubo: float
+    minio: float
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(
+            bench=self.bench - other.bench,
+            kubo=self.kubo - other.kubo,
+            minio=self.minio - other.minio,
+        )
+
+
 async def export_rate(api_url: str, cids: Sequence[str], concurrency: int) -> Timed:
     """Stream every CID's ``dag/export`` (offline, as the engine asks) and discard the bytes."""
     queue = list(reversed(cids))
@@ -271,15 +307,34 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def max_rss_kib() -> int:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
+def ru_maxrss_kib() -> int:
+    """``getrusage(RUSAGE_SELF).ru_maxrss`` (KiB on Linux).
+
+    Caveat, observed on Linux: in a process started by ``subprocess`` (vfork + exec) this starts
+    at the *parent's* peak, because exec records the high-water mark of the address space it
+    replaces, so it is only an upper bound of the process's own peak.
+    """
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak RSS in KiB: ``VmHWM`` of its address space (Linux), which exec
+    starts afresh, else ``ru_maxrss``."""
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return ru_maxrss_kib()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Synced(Timed):
     rss_before_kib: int
+    """Peak RSS before the pass (imports, clients, pin listing), see :func:`peak_rss_kib`."""
     rss_after_kib: int
+    """Peak RSS at the end of the pass."""
+    ru_maxrss_kib: int
+    """``ru_maxrss`` at the end (an upper bound in a child process, see :func:`ru_maxrss_kib`)."""
 
 
 async def sync_pins(
@@ -304,7 +359,7 @@ async def sync_pins(
         if missing:
             raise BenchError(f"{len(missing)} pins are not recursive pins on the node")
         desired = {cid: ("bench/pins",) for cid in cids}
-        rss_before = max_rss_kib()
+        rss_before = peak_rss_kib()
         start = time.perf_counter()
         progress = await syncing.run(
             backend=backend,
@@ -332,7 +387,8 @@ async def sync_pins(
         seconds=seconds,
         count=len(cids),
         rss_before_kib=rss_before,
-        rss_after_kib=max_rss_kib(),
+        rss_after_kib=peak_rss_kib(),
+        ru_maxrss_kib=ru_maxrss_kib(),
     )
 
 
@@ -347,17 +403,43 @@ async def count_objects(target: S3Target, prefix: str) -> tuple[int, int]:
     return count, total
 
 
+def run_group(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str],
+    timeout: float,
+    cwd: pathlib.Path | None = None,
+    stderr: int | None = subprocess.PIPE,
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` in a session of its own: on a timeout or an interruption the whole
+    group goes (a shell loop's ``ipfs`` and ``aws`` too, not only the shell)."""
+    with subprocess.Popen(
+        list(argv),
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def child_sync(api_url: str, target: S3Target, prefix: str, cid: str) -> Synced:
     """Sync one pin in a fresh Python process and return what it measured of itself."""
     spec = {"api_url": api_url, "target": dataclasses.asdict(target), "prefix": prefix, "cid": cid}
-    done = subprocess.run(
+    done = run_group(
         [sys.executable, "-m", "tests.bench", CHILD_FLAG],
         cwd=ROOT,
         env={**os.environ, CHILD_ENV: json.dumps(spec)},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
+        stderr=None,  # the child's warnings and tracebacks go straight to ours
         timeout=3 * 3600,
     )
     if done.returncode != 0:
@@ -446,15 +528,7 @@ def shell_loop(
         "PREFIX": "loop",
     }
     start = time.perf_counter()
-    done = subprocess.run(
-        ["bash", "-c", SHELL_LOOP],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=6 * 3600,
-    )
+    done = run_group(["bash", "-c", SHELL_LOOP], env=env, timeout=6 * 3600)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise BenchError(f"shell loop failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -485,15 +559,7 @@ def s5cmd_upload(venv: Venv, target: S3Target, cars: pathlib.Path, workdir: path
         f"s3://{target.bucket}/s5cmd/",
     ]
     start = time.perf_counter()
-    done = subprocess.run(
-        argv,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=3600,
-    )
+    done = run_group(argv, env=env, timeout=3600)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise BenchError(
@@ -531,7 +597,9 @@ class Report:
         self.add(key, what, f"ERROR: {type(exc).__name__}: {exc}"[:160], verdict="ERROR")
 
     def render(self) -> str:
-        header = Row(key="#", what="measurement", result="result", target="target", verdict="")
+        header = Row(
+            key="#", what="measurement", result="result", target="target", verdict="verdict"
+        )
         table = [header, *self.rows]
         fields = ("key", "what", "result", "target", "verdict")
         widths = [max(len(getattr(row, f)) for row in table) for f in fields]
@@ -564,7 +632,24 @@ class Bench:
     target: S3Target
     workdir: pathlib.Path
     report: Report
+    server: devminio.MinIO
     source_limit: float | None = None
+
+    def cpu(self) -> Cpu:
+        return Cpu(
+            bench=time.process_time(),
+            kubo=process_cpu(self.node.process),
+            minio=process_cpu(self.server.process),
+        )
+
+    def cpu_note(self, what: str, used: Cpu, timed: Timed, *, per_pin: bool = False) -> None:
+        """CPU time by process next to wall time, per GiB moved (or per pin, in ms)."""
+        per, unit = (1000 / timed.count, "ms/pin") if per_pin else (GiB / timed.bytes, "s/GiB")
+        cpu = [used.bench * per, used.kubo * per, used.minio * per]
+        self.report.notes.append(
+            f"  {what:<24} {cpu[0]:6.1f} + {cpu[1]:6.1f} + {cpu[2]:6.1f} = {sum(cpu):6.1f} "
+            f"CPU {unit}; wall {timed.seconds * per:6.1f} {unit}"
+        )
 
     def large(self) -> None:
         plan, report = self.plan, self.report
@@ -577,7 +662,9 @@ class Bench:
         rates: dict[int, Timed] = {}
         for streams in sorted({1, plan.big_concurrency}):
             say(f"timing dag/export with {streams} stream(s)")
+            before = self.cpu()
             rates[streams] = asyncio.run(export_rate(api, cids, streams))
+            self.cpu_note(f"(1) export, {streams} stream(s)", self.cpu() - before, rates[streams])
         best = max(rates, key=lambda s: rates[s].mib_per_s)
         self.source_limit = rates[best].mib_per_s
         car_bytes = rates[best].bytes
@@ -590,6 +677,7 @@ class Bench:
                 "reference",
             )
         say(f"syncing {label} to MinIO with syncing.run (concurrency {plan.big_concurrency})")
+        before = self.cpu()
         synced = asyncio.run(
             sync_pins(
                 api,
@@ -600,6 +688,7 @@ class Bench:
                 global_limit=plan.global_limit,
             )
         )
+        self.cpu_note("(2) pinsync sync", self.cpu() - before, synced)
         if synced.bytes != car_bytes:
             raise BenchError(f"sync moved {synced.bytes} bytes, the exports {car_bytes}")
         share = 100 * synced.mib_per_s / self.source_limit
@@ -614,13 +703,13 @@ class Bench:
     def small(self) -> None:
         plan, report = self.plan, self.report
         n, k, label = plan.small_pins, plan.loop_sample, size_label(plan.small_size)
-        venv = bench_venv()
         say(f"adding {n} pins of {label} to Kubo")
         cids = asyncio.run(add_small(self.node.api_url, n, plan.small_size, seed=2))
 
         say(f"syncing {n} x {label} with syncing.run (concurrency {plan.small_concurrency})")
         synced: Synced | None = None
         try:
+            before = self.cpu()
             synced = asyncio.run(
                 sync_pins(
                     self.node.api_url,
@@ -631,6 +720,7 @@ class Bench:
                     global_limit=plan.global_limit,
                 )
             )
+            self.cpu_note("(3a) pinsync sync", self.cpu() - before, synced, per_pin=True)
             report.add(
                 "3a",
                 f"pinsync syncing.run, {n} x {label}, concurrency {plan.small_concurrency}, "
@@ -641,24 +731,35 @@ class Bench:
             traceback.print_exc()
             report.error("3a", f"pinsync syncing.run, {n} x {label}", exc)
 
-        say(f"timing the shell loop (ipfs dag export | aws s3 cp) on {k} of {n} pins")
+        venv: Venv | None = None
+        try:
+            venv = bench_venv()
+        except Exception as exc:
+            traceback.print_exc()
+            report.error("3b-c", f"virtualenv with {', '.join(VENV_REQUIREMENTS)}", exc)
+
         loop: Timed | None = None
         sampled = f"timed on {k} of {n}, extrapolated" if k < n else f"all {n}"
         try:
+            if venv is None:
+                raise BenchError("no awscli (see above)")
+            say(f"timing the shell loop (ipfs dag export | aws s3 cp) on {k} of {n} pins")
             loop = shell_loop(venv, self.node, self.target, cids[:k], self.workdir)
             report.add(
                 "3b",
-                f"shell loop `ipfs dag export | aws s3 cp -`, sequential ({sampled})",
+                f"shell loop: `ipfs dag export` piped to `aws s3 cp -`, per pin ({sampled})",
                 f"{loop.per_s:.2f} pins/s ({loop.seconds / k:.2f} s/pin, "
                 f"≈{n * loop.seconds / k:.0f} s for {n})",
             )
         except Exception as exc:
             traceback.print_exc()
-            report.error("3b", "shell loop `ipfs dag export | aws s3 cp -`", exc)
+            report.error("3b", "shell loop: `ipfs dag export` piped to `aws s3 cp -`", exc)
 
-        say(f"exporting {n} CARs to a directory (untimed), then timing s5cmd cp")
         s5: Timed | None = None
         try:
+            if venv is None:
+                raise BenchError("no s5cmd (see above)")
+            say(f"exporting {n} CARs to a directory (untimed), then timing s5cmd cp")
             cars = self.workdir / "s5cmd-cars"
             export_cars(self.node.api_url, cids, cars)
             s5 = s5cmd_upload(venv, self.target, cars, self.workdir)
@@ -700,7 +801,7 @@ class Bench:
             "4",
             f"peak RSS of a child process syncing one {label} pin ({mib(synced.bytes)} CAR)",
             f"{peak:.1f} MiB (before the pass {synced.rss_before_kib / KiB:.1f} MiB; "
-            f"{synced.mib_per_s:.1f} MiB/s)",
+            f"ru_maxrss {synced.ru_maxrss_kib / KiB:.1f} MiB*; {synced.mib_per_s:.1f} MiB/s)",
             f"≤ {TARGET_RSS_MIB:.0f} MiB",
             verdict(peak <= TARGET_RSS_MIB),
         )
@@ -746,7 +847,9 @@ def main() -> int:
         target = S3Target(
             endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key
         )
-        bench = Bench(plan=plan, node=node, target=target, workdir=workdir, report=report)
+        bench = Bench(
+            plan=plan, node=node, server=server, target=target, workdir=workdir, report=report
+        )
         sections: list[tuple[str, str, Callable[[], None]]] = [
             ("1-2", "export and sync throughput", bench.large),
             ("3", "small pins", bench.small),
@@ -763,13 +866,23 @@ def main() -> int:
     print()
     print(report.render())
     print()
-    print(
+    notes = (
         "Notes: (1) and (2) move the same CAR bytes; MiB/s counts CAR bytes. (3b) runs one "
         "`ipfs` and one `aws` process per pin; where it was timed on a sample, pins/s comes from "
         "the sample and the total is extrapolated per pin. (3c) uploads CARs exported beforehand, "
         "so its export time is excluded. pinsync also writes a JSON sidecar and verifies every "
-        "pin after upload; the shell loop and s5cmd do neither."
+        "pin after upload; the shell loop and s5cmd do neither. (4) is the child's own peak "
+        "RSS (VmHWM of its address space); *ru_maxrss, read in the child as well, is only an "
+        "upper bound there: on Linux a process started by vfork + exec inherits its parent's "
+        "high-water mark in it."
     )
+    print(textwrap.fill(notes, width=100))
+    if report.notes:
+        print(
+            f"\nCPU time of this Python process + Kubo + MinIO ({os.cpu_count()} CPUs); the syncs' "
+            "figures include creating their clients:"
+        )
+        print("\n".join(report.notes))
     if report.crashed:
         print("\nSome measurements crashed (ERROR rows above; tracebacks on stderr).")
     return 1 if report.crashed else 0

@@ -21,6 +21,10 @@ def run(args: argparse.Namespace) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
     )
+    # Client libraries log request details (headers, signatures, bodies) at DEBUG; they stay
+    # at WARNING even with -v so that nothing credential-derived reaches the operator's log.
+    for noisy in ("botocore", "aiobotocore", "urllib3", "asyncssh", "aioftp", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     import pinsync.handlers  # noqa: F401  (registers the handlers)
 
     namespaces = args.namespace or [

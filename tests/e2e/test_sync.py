@@ -105,7 +105,7 @@ class World:
             status = self.status(name)
             assert not status["dirty"]["dirty"], status.get("dirty")
             if present is not None:
-                assert status["counts"]["present"] == present, status["counts"]
+                assert status.get("counts", {}).get("present") == present, status.get("counts")
             synced = [c for c in status["conditions"] if c["type"] == "Synced"]
             assert synced and synced[0]["status"] == "True", status
             return status

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from pinsync import conditions, dirty, kube, planner, selectors, syncing
+from pinsync import conditions, dirty, ipfs, kube, planner, selectors, syncing
 from pinsync.backends import base, errors, registry
 from pinsync.reconciling import sources
 from pinsync.reconciling.context import Context
@@ -129,6 +129,7 @@ def level_marks(
         reasons.append("credentials Secret changed")
     recorded = marked.get("sources") or {}
     reasons += [f"PinSet {n} changed" for n, d in digests.items() if recorded.get(n) != d]
+    reasons += [f"PinSet {n} no longer targets this backend" for n in recorded if n not in digests]
     if on_start:
         reasons.append("operator started (markDirtyOnStartup)")
     return reasons, now_marked
@@ -229,7 +230,6 @@ class Pass:
             return {"dirty": state.to_status(), "marked": marked}
 
         self.obj = await ctx.transition(kube.STORAGEBACKENDS, self.obj, decide)
-        fields: dict[str, Any] = {}
 
         assert verdict.backend_class is not None and verdict.credentials is not None
         config = self.spec.get(registry.config_block(self.spec["type"])) or {}
@@ -249,13 +249,9 @@ class Pass:
                             else conditions.stalled(error.reason, error.message)
                         ),
                     ]
-                    await self.write(
-                        updates, phase="Error", lastHealthCheck=conditions.now(), **fields
-                    )
+                    await self.write(updates, phase="Error", lastHealthCheck=conditions.now())
                     return min(health_every, retry) if error.retryable else health_every
-                await self.write(
-                    health_conditions(None), lastHealthCheck=conditions.now(), **fields
-                )
+                await self.write(health_conditions(None), lastHealthCheck=conditions.now())
 
             state = dirty.DirtyState.from_status(self.status)
             readonly = self.spec.get("accessMode") == "ReadOnly"
@@ -442,4 +438,14 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         await ctx.write_status(kube.STORAGEBACKENDS, obj, verdict.conditions)
         return None
     obj = await consume_annotations(ctx, obj)
-    return await Pass(ctx, obj, verdict).run()
+    try:
+        return await Pass(ctx, obj, verdict).run()
+    except ipfs.IpfsError as exc:
+        # Without the node there is neither a desired set nor content; retry, visibly.
+        message = f"IPFS node: {exc}"
+        updates = [conditions.condition("Synced", False, exc.reason, message)]
+        updates += conditions.reconciling(exc.reason, message)
+        fresh = await ctx.api.get(kube.STORAGEBACKENDS, namespace, name)
+        if fresh is not None:
+            await ctx.write_status(kube.STORAGEBACKENDS, fresh, updates, phase="Error")
+        return ctx.settings.retry_interval
