@@ -77,11 +77,25 @@ class Operator:
     def __init__(self, workdir: pathlib.Path, kubeconfig: pathlib.Path, env: dict[str, str]):
         self.workdir, self.kubeconfig, self.env = workdir, kubeconfig, env
         self.process: processes.Process | None = None
+        self.metrics_port = processes.free_port()
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> Operator:
         self.process = processes.Process(
             "operator",
-            [sys.executable, "-m", "pinsync", "run", f"--kubeconfig={self.kubeconfig}", "-v"],
+            [
+                sys.executable,
+                "-m",
+                "pinsync",
+                "run",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--metrics-port={self.metrics_port}",
+                "--metrics-addr=127.0.0.1",
+                "-v",
+            ],
             workdir=self.workdir,
             env=self.env,
         ).start()

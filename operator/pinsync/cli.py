@@ -8,6 +8,7 @@ import logging
 import os
 
 import kopf
+import prometheus_client
 
 from pinsync import kube
 
@@ -26,6 +27,9 @@ def run(args: argparse.Namespace) -> None:
     for noisy in ("botocore", "aiobotocore", "urllib3", "asyncssh", "aioftp", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import pinsync.handlers  # noqa: F401  (registers the handlers)
+
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_addr)
 
     namespaces = args.namespace or [
         n for n in os.environ.get("PINSYNC_NAMESPACES", "").split(",") if n
@@ -49,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         "-n", "--namespace", action="append", help="serve only this namespace (repeatable)"
     )
     run_cmd.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run_cmd.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    run_cmd.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
     run_cmd.add_argument("-v", "--verbose", action="store_true")
     run_cmd.set_defaults(func=run)
     args = parser.parse_args(argv)

@@ -115,11 +115,25 @@ async def backend_changed(
     context().wakeups.wake((kube.STORAGEBACKENDS, namespace, name))
 
 
+@kopf.index(GROUP, VERSION, kube.STORAGEBACKENDS)
+def backends_by_namespace(namespace: str, name: str, **_: Any) -> Any:
+    return {namespace: name}
+
+
 @kopf.on.event(GROUP, VERSION, kube.PINSETS)
-def pinset_changed(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> None:
+def pinset_changed(
+    namespace: str,
+    name: str,
+    meta: kopf.Meta,
+    backends_by_namespace: kopf.Index[str, str],
+    **_: Any,
+) -> None:
     if context().echoes.is_own_write((kube.PINSETS, namespace, name), meta):
         return
     context().wakeups.wake((kube.PINSETS, namespace, name))
+    # Its backends' desired sets may have changed; each decides for itself (by digest).
+    for backend in backends_by_namespace.get(namespace, ()):
+        context().wakeups.wake((kube.STORAGEBACKENDS, namespace, backend))
 
 
 @kopf.on.event("", "v1", "secrets")

@@ -22,14 +22,20 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from multiformats import CID, multihash
 
 from pinsync.backends import base, registry
 from pinsync.devenv import minio
 from pinsync.devenv.processes import free_port
 
-KIT_TYPES = ["s3"]
+KIT_TYPES = ["s3"] + [
+    path.stem.removeprefix("kit_")
+    for path in sorted(pathlib.Path(__file__).parent.glob("kit_*.py"))
+]
 """Backend types the contract suite runs against; each needs a ``<type>_kit`` fixture.
-``kit_<type>.py`` modules next to this file are appended at import (end of this file)."""
+Known here, before ``backend_kit`` is declared: pytest copies ``params`` at declaration, so
+types appended later would never be parametrised. The ``kit_<type>.py`` modules themselves are
+imported at the end of this file (they subclass :class:`Kit`)."""
 
 
 class Kit(abc.ABC):
@@ -41,6 +47,20 @@ class Kit(abc.ABC):
     reasons: Mapping[str, str] = {}
     """Expected ``reason`` per scenario where a type is more specific than the error class
     (e.g. ``{"missing_location": "BucketNotFound"}``)."""
+
+    stores_content: bool = True
+    """Capability flag: False for a pinning service (IPFS Cluster), which is asked to pin a CID,
+    never reads the CAR stream and has no bytes to hand back. Tests about stored bytes, content
+    streams and raw objects skip for such kits; must agree with the backend's own flag."""
+
+    def prepare_content(self, data: bytes) -> str:
+        """Make ``data`` available to the backend and return the CID a pin of it goes under.
+
+        Object stores take the bytes from the stream, so any valid CID will do: the raw-codec
+        CIDv1 of the bytes. A pinning service fetches by CID, so its kit puts the bytes where
+        the service can find them (the harness's Kubo) first.
+        """
+        return str(CID("base32", 1, "raw", multihash.digest(data, "sha2-256")))
 
     @abc.abstractmethod
     def good(self) -> tuple[dict[str, Any], base.Credentials]:
@@ -314,4 +334,3 @@ def server_restarted(backend_kit: Kit) -> Iterator[Kit]:
 for _path in sorted(pathlib.Path(__file__).parent.glob("kit_*.py")):
     _module = importlib.import_module(f"tests.backends.{_path.stem}")
     globals().update({n: getattr(_module, n) for n in dir(_module) if n.endswith("_kit")})
-    KIT_TYPES.append(_path.stem.removeprefix("kit_"))

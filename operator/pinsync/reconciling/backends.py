@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from pinsync import conditions, dirty, ipfs, kube, planner, selectors, syncing
+from pinsync import conditions, dirty, ipfs, kube, metrics, planner, selectors, syncing
 from pinsync.backends import base, errors, registry
 from pinsync.reconciling import sources
 from pinsync.reconciling.context import Context
@@ -197,8 +197,12 @@ class Pass:
         self.obj["status"] = await self.ctx.write_status(
             kube.STORAGEBACKENDS, self.obj, updates, **fields
         )
+        is_dirty = dirty.DirtyState.from_status(self.obj["status"]).dirty
+        metrics.DIRTY.labels(namespace=self.key[0], backend=self.key[1]).set(int(is_dirty))
 
     async def event(self, type_: str, reason: str, message: str) -> None:
+        log = logger.warning if type_ == "Warning" else logger.info
+        log("%s/%s: %s: %s", *self.key, reason, message)
         await self.ctx.api.post_event(self.obj, type_=type_, reason=reason, message=message)
 
     def interval(self, block: str, default: float) -> float:
@@ -338,6 +342,7 @@ class Pass:
             now=now_dt,
         )
         ok = not progress.failures
+        self.record_metrics(progress, ok)
         last_sync = {
             "startedAt": started_at,
             "finishedAt": conditions.now(),
@@ -389,6 +394,15 @@ class Pass:
         if retry_at is None:
             return ctx.settings.retry_interval
         return max(1.0, (retry_at - now_dt()).total_seconds())
+
+    def record_metrics(self, progress: syncing.Progress, ok: bool) -> None:
+        labels = {"namespace": self.key[0], "backend": self.key[1]}
+        metrics.BYTES_UPLOADED.labels(**labels).inc(progress.bytes)
+        metrics.PINS_UPLOADED.labels(**labels).inc(progress.uploaded)
+        for failure in progress.failures.values():
+            metrics.PIN_FAILURES.labels(**labels, reason=failure.reason).inc()
+        metrics.SYNCS.labels(**labels, result="Succeeded" if ok else "Failed").inc()
+        metrics.MISSING.labels(**labels).set(progress.missing)
 
     async def audit(self, backend: base.Backend, found: list[sources.Source]) -> None:
         """Re-list (and with ``audit.deep`` re-hash) the backend; mark dirty on drift."""
