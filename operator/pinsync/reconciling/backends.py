@@ -261,13 +261,21 @@ class Pass:
             readonly = self.spec.get("accessMode") == "ReadOnly"
             audit_every = self.interval("audit", 3600.0)
             if state.dirty and not readonly:
-                return await self.sync(backend, found, cache, state, health_every)
+                return await self.sync(backend, found, cache, state, self.idle_delay())
             if self.due("lastAudit", audit_every):
                 await self.audit(backend, found)
                 if dirty.DirtyState.from_status(self.status).dirty and not readonly:
                     return 0.0
             await self.settle(found, readonly)
-            return min(health_every, audit_every, ctx.settings.resync_interval)
+            return self.idle_delay()
+
+    def idle_delay(self) -> float:
+        """Seconds until the next health check, audit or resync, whichever comes first."""
+        return min(
+            self.interval("healthCheck", 300.0),
+            self.interval("audit", 3600.0),
+            self.ctx.settings.resync_interval,
+        )
 
     async def check_health(self, backend: base.Backend) -> errors.BackendError | None:
         try:
@@ -296,7 +304,7 @@ class Pass:
         found: list[sources.Source],
         cache: dict[str, dict[str, str]],
         state: dirty.DirtyState,
-        health_every: float,
+        idle_delay: float,
     ) -> float:
         ctx = self.ctx
         started_token, started_at = state.token, conditions.now()
@@ -381,7 +389,7 @@ class Pass:
                 "Synced",
                 f"uploaded {progress.uploaded} pin(s), {progress.bytes} bytes; {message}",
             )
-            return 0.0 if still.dirty else health_every
+            return 0.0 if still.dirty else idle_delay
         first = next(iter(progress.failures.values()))
         message = f"{len(progress.failures)} pin(s) failed, e.g. {first.cid}: {first.reason}"
         updates = [conditions.condition("Synced", False, "SyncFailed", message)]
