@@ -69,16 +69,13 @@ class Api:
             raise
         return obj
 
-    async def list(
-        self, plural: str, namespace: str, *, label_selector: str = ""
-    ) -> list[dict[str, Any]]:
+    async def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
         result = await _call(
             self.custom.list_namespaced_custom_object,
             GROUP,
             VERSION,
             namespace,
             plural,
-            label_selector=label_selector,
         )
         items: list[dict[str, Any]] = result.get("items", [])
         return items

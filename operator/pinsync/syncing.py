@@ -124,7 +124,9 @@ async def run(
         present=present,
         failures=progress.failures,
         now=now(),
-        full=full,
+        # A pinning service lists a pin as soon as it accepted it; only verification says
+        # whether it is actually pinned, and that costs no content transfer.
+        full=full or not backend.stores_content,
         prune=prune,
     )
     limit = asyncio.Semaphore(concurrency)
@@ -139,6 +141,13 @@ async def run(
                 logger.warning("pin %s failed verification: %s", cid, exc)
                 progress.present_cids.discard(cid)
                 progress.present -= 1
+                if exc.retryable and not isinstance(exc, errors.PinNotFound | errors.Damaged):
+                    # Still in progress (a cluster fetching) or a hiccup: retry later, don't
+                    # re-send content that may well be fine.
+                    progress.failures[cid] = planner.failed(
+                        progress.failures.get(cid), cid, exc.reason, str(exc), now=now()
+                    )
+                    return
                 transfers.append(cid)
 
     if the_plan.verify:

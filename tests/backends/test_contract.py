@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from multiformats import CID, multihash
 
-from pinsync.backends import base, errors, objectstore
+from pinsync.backends import base, errors
 
 from .conftest import BackendFactory, Backends, Kit
 
@@ -340,7 +340,7 @@ async def test_a_car_overwritten_with_other_bytes_of_the_same_size_fails_only_de
     backend_kit.write_raw(backend, blob.cid + ".car", bytes(corrupted))
     info = await backend.verify_pin(blob.cid, deep=False)
     assert info.size == blob.size
-    with pytest.raises(objectstore.Damaged) as caught:
+    with pytest.raises(errors.Damaged) as caught:
         await backend.verify_pin(blob.cid, deep=True)
     assert caught.value.reason == "Damaged"
     assert blob.cid in str(caught.value)
@@ -355,7 +355,7 @@ async def test_a_truncated_car_fails_even_shallow_verify(
     await put(backend, blob)
     backend_kit.write_raw(backend, blob.cid + ".car", blob.data[: blob.size // 2])
     for deep in (False, True):
-        with pytest.raises(objectstore.Damaged):
+        with pytest.raises(errors.Damaged):
             await backend.verify_pin(blob.cid, deep=deep)
 
 
@@ -366,7 +366,7 @@ async def test_a_pin_whose_sidecar_is_not_json_is_damaged(
     blob = Blob(SMALL)
     await put(backend, blob)
     backend_kit.write_raw(backend, blob.cid + ".json", b"{not json")
-    with pytest.raises(objectstore.Damaged):
+    with pytest.raises(errors.Damaged):
         await backend.verify_pin(blob.cid)
 
 

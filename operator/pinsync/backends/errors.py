@@ -57,6 +57,12 @@ class StorageFull(BackendError):
     reason = "StorageFull"
 
 
+class Damaged(BackendError):
+    """The stored pin does not match what was written (size or sha256 differ)."""
+
+    reason = "Damaged"
+
+
 class PinNotFound(BackendError):
     """The pin is not on the backend."""
 

@@ -30,12 +30,6 @@ CAR = ".car"
 SIDECAR = ".json"
 
 
-class Damaged(errors.BackendError):
-    """The stored object does not match its sidecar (size or sha256)."""
-
-    reason = "Damaged"
-
-
 class Hashing:
     """Wraps a byte stream, counting and hashing what passes through."""
 
@@ -119,7 +113,7 @@ class ObjectStoreBackend(base.Backend):
         try:
             sidecar: dict[str, Any] = json.loads(await self.read_object(cid + SIDECAR))
         except ValueError as exc:
-            raise Damaged(f"{cid}: sidecar is not valid JSON") from exc
+            raise errors.Damaged(f"{cid}: sidecar is not valid JSON") from exc
         return sidecar
 
     async def verify_pin(self, cid: str, *, deep: bool = False) -> base.PinInfo:
@@ -128,13 +122,13 @@ class ObjectStoreBackend(base.Backend):
             raise errors.PinNotFound(f"{cid}: no CAR object")
         sidecar = await self.read_sidecar(cid)
         if sidecar.get("size") != size:
-            raise Damaged(f"{cid}: CAR is {size} bytes, sidecar says {sidecar.get('size')}")
+            raise errors.Damaged(f"{cid}: CAR is {size} bytes, sidecar says {sidecar.get('size')}")
         if deep:
             digest = hashlib.sha256()
             async for chunk in self.get_object(cid + CAR):
                 digest.update(chunk)
             if digest.hexdigest() != sidecar.get("sha256"):
-                raise Damaged(f"{cid}: CAR content does not match the sidecar's sha256")
+                raise errors.Damaged(f"{cid}: CAR content does not match the sidecar's sha256")
         return base.PinInfo(cid=cid, size=size, sha256=sidecar.get("sha256"))
 
     async def remove_pin(self, cid: str) -> None:

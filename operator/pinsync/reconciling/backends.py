@@ -312,7 +312,8 @@ class Pass:
         url_of: dict[str, str] = {}
         for source in found:
             for cid in source.pins:
-                desired[cid] = (*desired.get(cid, ()), source.name)
+                attribution = f"{self.key[0]}/{source.name}"
+                desired[cid] = (*desired.get(cid, ()), attribution)
                 url_of.setdefault(cid, source.api_url)
         urls = set(url_of.values()) or {ctx.settings.ipfs_api_url}
         node_pins: dict[str, str] = {}

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from typing import Any
+
+from pinsync.reconciling import sources
+from pinsync.reconciling.context import Context
+from pinsync.settings import Settings
+
+CID_A = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+CID_B = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+
+
+def ctx() -> Context:
+    return Context(api=None, settings=Settings())  # type: ignore[arg-type]
+
+
+def pinset(spec: dict[str, Any], name: str = "p") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns"}, "spec": spec}
+
+
+def backend(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "labels": labels or {}}}
+
+
+def test_a_pinset_targets_named_and_selected_backends() -> None:
+    p = pinset({"backends": ["a"], "backendSelector": {"matchLabels": {"tier": "cold"}}})
+    assert sources.targets(p, backend("a"))
+    assert sources.targets(p, backend("b", {"tier": "cold"}))
+    assert not sources.targets(p, backend("c", {"tier": "hot"}))
+
+
+def test_resolution_unions_explicit_cids_and_prefixed_node_pins() -> None:
+    node = {CID_B: "media/x", "bafkqaaa": "other/y"}
+    source = sources.resolve(
+        ctx(), pinset({"cids": [CID_A, CID_A, "zzz"], "fromNode": {"namePrefix": "media/"}}), node
+    )
+    assert source.pins == tuple(sorted([CID_A, CID_B]))
+    assert source.invalid == ("zzz",)
+    assert source.api_url == Settings().ipfs_api_url
+
+
+def test_the_digest_changes_with_the_pins_only() -> None:
+    one = sources.resolve(ctx(), pinset({"cids": [CID_A]}), {})
+    same = sources.resolve(ctx(), pinset({"cids": [CID_A], "backends": ["x"]}), {})
+    more = sources.resolve(ctx(), pinset({"cids": [CID_A, CID_B]}), {})
+    assert one.digest == same.digest != more.digest
