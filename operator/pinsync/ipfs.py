@@ -31,22 +31,15 @@ from typing import Any
 
 import httpx
 
+from pinsync import reasons
+
 _MISSING_MARKERS = ("not found locally", "could not find", "block not found")
 
 
-class IpfsError(Exception):
+class IpfsError(reasons.ReasonedError):
     """A Kubo call failed. ``reason`` is CamelCase (for conditions); the message has no secrets."""
 
     reason = "IpfsError"
-
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-
-    @property
-    def message(self) -> str:
-        return str(self)
 
 
 class PinTimeout(IpfsError):

@@ -17,7 +17,7 @@ import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
-from pinsync import car, ipfs, planner
+from pinsync import car, ipfs, planner, reasons
 from pinsync.backends import base, errors
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ Report = Callable[[Progress], Awaitable[None]]
 
 def _error_of(exc: BaseException) -> tuple[str, str]:
     """(reason, message) of a per-pin failure; our error vocabulary carries no secrets."""
-    if isinstance(exc, errors.BackendError | ipfs.IpfsError):
+    if isinstance(exc, reasons.ReasonedError):
         return exc.reason, str(exc)
     if isinstance(exc, car.CarError):
         return "CarInvalid", str(exc)

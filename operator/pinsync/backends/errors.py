@@ -7,21 +7,13 @@ boto/asyncssh/aioftp exceptions. ``reason`` is CamelCase and lands in condition 
 
 from __future__ import annotations
 
+from pinsync import reasons
 
-class BackendError(Exception):
+
+class BackendError(reasons.ReasonedError):
     """A backend operation failed. ``retryable`` says whether trying again later may help."""
 
     reason = "BackendError"
-    retryable = True
-
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-
-    @property
-    def message(self) -> str:
-        return str(self)
 
 
 class Unreachable(BackendError):

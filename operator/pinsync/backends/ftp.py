@@ -353,23 +353,16 @@ class FtpBackend(objectstore.ObjectStoreBackend):
         tmp = f"{TMP_DIR}/{key}.{secrets.token_hex(8)}"
         with contextlib.suppress(aioftp.StatusCodeError):  # exists already, or STOR will say why
             await client.command(f"MKD {TMP_DIR}", "257")
-        source = aiter(content)
+        source = objectstore.Source(content)
         try:
             stream = await self.data_stream(client, f"STOR {tmp}")
         except Exception as exc:
             if what is None:
                 raise
             raise self.error(exc, what) from None
-        replied = source_failed = False
+        replied = False
         try:
-            while True:
-                try:
-                    chunk = await anext(source)
-                except StopAsyncIteration:
-                    break
-                except BaseException:
-                    source_failed = True
-                    raise
+            async for chunk in source:
                 await stream.write(chunk)
             replied = True  # finish() reads the transfer's final reply, whatever it says
             await stream.finish()
@@ -379,7 +372,7 @@ class FtpBackend(objectstore.ObjectStoreBackend):
                 stream.close()
                 await self._quietly(client.command(None, ("2xx", "4xx", "5xx"), "1xx"))
             await self._quietly(client.command(f"DELE {tmp}", "2xx"))
-            if what is None or source_failed or not isinstance(exc, Exception):
+            if what is None or source.failed or not isinstance(exc, Exception):
                 raise  # the content stream's own error is the caller's to interpret, not ours
             raise self.error(exc, what) from None
 

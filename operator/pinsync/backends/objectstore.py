@@ -45,6 +45,30 @@ class Hashing:
             yield chunk
 
 
+class Source:
+    """A content stream that remembers whether an exception came from it.
+
+    ``put_object`` implementations translate their server's errors into the backend vocabulary
+    but must pass the stream's own errors (a truncated CAR, Kubo going away) through untouched:
+    the sync engine interprets those. Iterating through this tells the two apart.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes]) -> None:
+        self._content = aiter(content)
+        self.failed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                chunk = await anext(self._content)
+            except StopAsyncIteration:
+                return
+            except BaseException:
+                self.failed = True
+                raise
+            yield chunk
+
+
 class ObjectStoreBackend(base.Backend):
     """A backend that stores named byte objects under one location."""
 

@@ -132,16 +132,9 @@ class S3Backend(objectstore.ObjectStoreBackend):
         buffer = bytearray()
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
-        source, source_failed = aiter(content), False
+        source = objectstore.Source(content)
         try:
-            while True:
-                try:
-                    chunk = await anext(source)
-                except StopAsyncIteration:
-                    break
-                except BaseException:
-                    source_failed = True
-                    raise
+            async for chunk in source:
                 buffer += chunk
                 while len(buffer) >= PART_SIZE:
                     if upload_id is None:
@@ -181,7 +174,7 @@ class S3Backend(objectstore.ObjectStoreBackend):
                     await client.abort_multipart_upload(
                         Bucket=self.bucket, Key=full, UploadId=upload_id
                     )
-            if isinstance(exc, Exception) and not source_failed:
+            if isinstance(exc, Exception) and not source.failed:
                 raise translate(exc, f"upload {full}") from None
             raise  # the content stream's own error is the caller's to interpret, not ours
 

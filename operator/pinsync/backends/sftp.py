@@ -544,16 +544,9 @@ class SftpBackend(objectstore.ObjectStoreBackend):
         temp, file = await self._open_temp(sftp, key)
         piece, window = io_limits(sftp.limits.max_write_len)
         pending: set[asyncio.Future[int]] = set()
-        source, source_failed, closed, offset = aiter(content), False, False, 0
+        source, closed, offset = objectstore.Source(content), False, 0
         try:
-            while True:
-                try:
-                    chunk = await anext(source)
-                except StopAsyncIteration:
-                    break
-                except BaseException:
-                    source_failed = True
-                    raise
+            async for chunk in source:
                 for start in range(0, len(chunk), piece):
                     if len(pending) >= window:
                         await settle(pending, asyncio.FIRST_COMPLETED)
@@ -573,7 +566,7 @@ class SftpBackend(objectstore.ObjectStoreBackend):
                     await file.close()
             with contextlib.suppress(Exception):
                 await sftp.remove(temp)
-            if isinstance(exc, Exception) and not source_failed:
+            if isinstance(exc, Exception) and not source.failed:
                 raise translate(exc, f"upload {self.where}/{final}", writing=True) from None
             raise  # the content stream's own error is the caller's to interpret, not ours
 
