@@ -88,3 +88,20 @@ def create_secret(
     kubernetes.client.CoreV1Api(client).create_namespaced_secret(
         namespace, {"metadata": {"name": name}, "stringData": data}
     )
+
+
+def wait_synced(
+    backends: Objects, name: str, *, present: int | None = None, timeout: float = 120
+) -> dict[str, Any]:
+    """Wait until a StorageBackend is clean and Synced (with ``present`` pins, if given)."""
+
+    def check() -> dict[str, Any]:
+        status = backends.get(name).get("status") or {}
+        assert not (status.get("dirty") or {}).get("dirty", True), status.get("dirty")
+        if present is not None:
+            assert (status.get("counts") or {}).get("present") == present, status.get("counts")
+        synced = [c for c in status.get("conditions") or () if c["type"] == "Synced"]
+        assert synced and synced[0]["status"] == "True", synced
+        return status
+
+    return eventually(check, timeout=timeout)

@@ -113,6 +113,34 @@ class Kit(abc.ABC):
         raise NotImplementedError
 
 
+class FileTreeKit(Kit):
+    """A kit for file servers on this machine: raw access is plain filesystem access."""
+
+    @abc.abstractmethod
+    def directory(self, backend: base.Backend) -> pathlib.Path:
+        """Where the backend's base path is on this machine's disk."""
+
+    def own(self, path: pathlib.Path) -> None:
+        """Give a file written behind the server's back to the server's user (if it matters)."""
+
+    def write_raw(self, backend: base.Backend, name: str, data: bytes) -> None:
+        path = self.directory(backend) / name
+        path.write_bytes(data)
+        self.own(path)
+
+    def read_raw(self, backend: base.Backend, name: str) -> bytes:
+        return (self.directory(backend) / name).read_bytes()
+
+    def list_raw(self, backend: base.Backend) -> dict[str, int]:
+        """Regular files at the top of the base path (``.tmp`` is a directory: not listed)."""
+        return {p.name: p.stat().st_size for p in self.directory(backend).iterdir() if p.is_file()}
+
+    def incomplete_uploads(self, backend: base.Backend, names: Iterable[str]) -> list[str]:
+        tmp = self.directory(backend) / ".tmp"
+        left = [path.name for path in tmp.iterdir()] if tmp.is_dir() else []
+        return [name for name in names if any(entry.startswith(f"{name}.") for entry in left)]
+
+
 class S3Kit(Kit):
     """S3 against the session's real MinIO: a fresh bucket per location."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pathlib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,10 +17,10 @@ from pinsync.backends import base
 from pinsync.devenv import ftpserver
 from pinsync.devenv.processes import free_port
 
-from .conftest import Kit
+from .conftest import FileTreeKit
 
 
-class FtpKit(Kit):
+class FtpKit(FileTreeKit):
     """Plain FTP (passive mode) against the session's pyftpdlib server."""
 
     type_ = "ftp"
@@ -65,25 +65,6 @@ class FtpKit(Kit):
 
     def directory(self, backend: base.Backend) -> pathlib.Path:
         return self.server.home / str(backend.config["basePath"])
-
-    def write_raw(self, backend: base.Backend, name: str, data: bytes) -> None:
-        (self.directory(backend) / name).write_bytes(data)
-
-    def read_raw(self, backend: base.Backend, name: str) -> bytes:
-        return (self.directory(backend) / name).read_bytes()
-
-    def list_raw(self, backend: base.Backend) -> dict[str, int]:
-        """Regular files at the top of the base path (``.tmp`` is a directory: not listed)."""
-        return {
-            path.name: path.stat().st_size
-            for path in self.directory(backend).iterdir()
-            if path.is_file()
-        }
-
-    def incomplete_uploads(self, backend: base.Backend, names: Iterable[str]) -> list[str]:
-        tmp = self.directory(backend) / ".tmp"
-        left = [path.name for path in tmp.iterdir()] if tmp.is_dir() else []
-        return [name for name in names if any(entry.startswith(f"{name}.") for entry in left)]
 
     def server_running(self) -> bool:
         return self.server.running

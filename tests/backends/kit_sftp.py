@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import pathlib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,10 +18,10 @@ from pinsync.backends import base
 from pinsync.devenv import sshd
 from pinsync.devenv.processes import free_port
 
-from .conftest import Kit
+from .conftest import FileTreeKit
 
 
-class SftpKit(Kit):
+class SftpKit(FileTreeKit):
     """SFTP against the session's sshd: a fresh directory (owned by the login user) per location;
     key authentication, except where a password is the point."""
 
@@ -78,30 +78,11 @@ class SftpKit(Kit):
 
     # -- behind the backend ----------------------------------------------------------------------
 
-    @staticmethod
-    def location(backend: base.Backend) -> pathlib.Path:
+    def directory(self, backend: base.Backend) -> pathlib.Path:
         return pathlib.Path(str(backend.config["basePath"]))
 
-    def write_raw(self, backend: base.Backend, name: str, data: bytes) -> None:
-        path = self.location(backend) / name
-        path.write_bytes(data)
+    def own(self, path: pathlib.Path) -> None:
         os.chown(path, self.server.uid, self.server.gid)
-
-    def read_raw(self, backend: base.Backend, name: str) -> bytes:
-        return (self.location(backend) / name).read_bytes()
-
-    def list_raw(self, backend: base.Backend) -> dict[str, int]:
-        """Regular files at the top level, dot files included (a leftover probe counts)."""
-        return {
-            path.name: path.stat().st_size
-            for path in self.location(backend).iterdir()
-            if path.is_file()
-        }
-
-    def incomplete_uploads(self, backend: base.Backend, names: Iterable[str]) -> list[str]:
-        tmp = self.location(backend) / ".tmp"
-        leftovers = [path.name for path in tmp.iterdir()] if tmp.is_dir() else []
-        return [name for name in names if any(left.startswith(name + ".") for left in leftovers)]
 
     def server_running(self) -> bool:
         return self.server.running

@@ -10,14 +10,14 @@ import json
 import os
 import pathlib
 from collections.abc import Iterator
-from typing import Any
 
 import kubernetes
 import pytest
 
 from pinsync.devenv import kubo, sshd
 from tests.conftest import Operator
-from tests.kubetools import Objects, create_secret, eventually
+from tests.e2e.filetree import assert_pins_stored_as_files
+from tests.kubetools import Objects, create_secret, wait_synced
 
 pytestmark = pytest.mark.e2e
 
@@ -59,28 +59,14 @@ def test_pins_are_stored_on_an_sftp_server_byte_identical(
     cids = [ipfs.add(os.urandom(size)) for size in (200_000, 3_000_000)]
     pinsets.create("media", {"cids": cids, "backends": ["box"]})
 
-    def synced() -> dict[str, Any]:
-        status = backends.get("box").get("status") or {}
-        assert not (status.get("dirty") or {}).get("dirty", True), status
-        assert (status.get("counts") or {}).get("present") == 2, status
-        return status
-
-    status = eventually(synced, timeout=120)
+    status = wait_synced(backends, "box", present=2)
     assert status["counts"] == {"desired": 2, "present": 2, "missing": 0, "failed": 0}
     backends.wait_condition("box", "Healthy", "True")
     backends.wait_condition("box", "Synced", "True")
     backends.wait_condition("box", "Ready", "True")
     pinsets.wait_condition("media", "Ready", "True")
 
-    for cid in cids:
-        car = (directory / f"{cid}.car").read_bytes()
-        assert car == ipfs.export_car(cid)
-        sidecar = json.loads((directory / f"{cid}.json").read_text())
-        assert (sidecar["cid"], sidecar["size"]) == (cid, len(car))
-    assert sorted(p.name for p in directory.iterdir() if p.is_file()) == sorted(
-        f"{cid}{ext}" for cid in cids for ext in (".car", ".json")
-    )
-    assert list((directory / ".tmp").iterdir()) == []  # no temporary file left behind
+    assert_pins_stored_as_files(directory, cids, ipfs)
     key_body = ssh_server.private_key.strip().splitlines()[1]
     assert key_body not in json.dumps(backends.get("box"))
     assert key_body not in operator.log()

@@ -9,16 +9,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import botocore.session
 import httpx
 import kubernetes
 import pytest
-from botocore.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 
 from pinsync.devenv import kubo, minio
 from tests.conftest import Operator
-from tests.kubetools import Objects, create_secret, eventually
+from tests.kubetools import Objects, create_secret, eventually, wait_synced
 
 pytestmark = pytest.mark.e2e
 
@@ -29,14 +27,7 @@ class Bucket:
     def __init__(self, server: minio.MinIO) -> None:
         self.name = f"b-{uuid.uuid4().hex[:10]}"
         server.make_bucket(self.name)
-        self.client = botocore.session.get_session().create_client(
-            "s3",
-            endpoint_url=server.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-        )
+        self.client = server.client()
 
     def keys(self) -> set[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
@@ -101,18 +92,7 @@ class World:
     def wait_synced(
         self, name: str = "minio", timeout: float = 120, present: int | None = None
     ) -> dict[str, Any]:
-        """Wait until clean and Synced (and, if given, ``present`` pins are on the backend)."""
-
-        def check() -> dict[str, Any]:
-            status = self.status(name)
-            assert not status["dirty"]["dirty"], status.get("dirty")
-            if present is not None:
-                assert status.get("counts", {}).get("present") == present, status.get("counts")
-            synced = [c for c in status["conditions"] if c["type"] == "Synced"]
-            assert synced and synced[0]["status"] == "True", status
-            return status
-
-        return eventually(check, timeout=timeout)
+        return wait_synced(self.backends, name, present=present, timeout=timeout)
 
     def assert_objects_match_kubo(self, cids: list[str]) -> None:
         keys = self.bucket.keys()

@@ -19,9 +19,6 @@ import sys
 import tempfile
 import time
 
-import botocore.session
-from botocore.config import Config
-
 from pinsync.devenv import controlplane, kubo, minio, tools
 from pinsync.devenv.processes import Process
 
@@ -99,14 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         print(controlplane.kubectl(plane.kubeconfig, "get", "pinsync", "-n", "default"))
 
         say("objects in MinIO bucket pinsync-demo")
-        client = botocore.session.get_session().create_client(
-            "s3",
-            endpoint_url=s3.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=s3.access_key,
-            aws_secret_access_key=s3.secret_key,
-            config=Config(s3={"addressing_style": "path"}),
-        )
+        client = s3.client()
         for item in client.list_objects_v2(Bucket="pinsync-demo").get("Contents", ()):
             print(f"    {item['Size']:>9}  {item['Key']}")
         print()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import secrets
+from typing import Any
 
 from pinsync.devenv import tools
 from pinsync.devenv.processes import Process, free_port, http_ok
@@ -43,20 +44,22 @@ class MinIO:
         )
         return self
 
-    def make_bucket(self, name: str) -> None:
-        """Create a bucket with the root credentials (boto3-free: a signed PUT via botocore)."""
+    def client(self) -> Any:
+        """A synchronous botocore S3 client with the root credentials (for set-up and checks)."""
         import botocore.session
         from botocore.config import Config
 
-        client = botocore.session.get_session().create_client(
+        return botocore.session.get_session().create_client(
             "s3",
             endpoint_url=self.endpoint,
             region_name="us-east-1",
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
-            config=Config(s3={"addressing_style": "path"}),
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
         )
-        client.create_bucket(Bucket=name)
+
+    def make_bucket(self, name: str) -> None:
+        self.client().create_bucket(Bucket=name)
 
     def stop(self) -> None:
         if self.process is not None:
