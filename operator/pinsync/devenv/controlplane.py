@@ -130,6 +130,17 @@ def kubectl(kubeconfig: pathlib.Path, *args: str, input: str | None = None) -> s
     return done.stdout
 
 
+def kubectl_status(kubeconfig: pathlib.Path, *args: str) -> str:
+    """kubectl's stdout whatever its exit code (``auth can-i`` answers "no" with exit code 1)."""
+    done = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
 def install_crds(kubeconfig: pathlib.Path, crds_dir: pathlib.Path, timeout: float = 60) -> None:
     """Apply the CRDs and wait until the API server serves them."""
     kubectl(kubeconfig, "apply", "--server-side", "-f", str(crds_dir))
