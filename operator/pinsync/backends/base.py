@@ -108,6 +108,15 @@ class Backend(abc.ABC):
     def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
         """Stream a stored pin's CAR back."""
 
+    def learned(self) -> Mapping[str, str]:
+        """Config learned on first contact that later passes must hold to.
+
+        E.g. an SSH host key accepted by trust-on-first-use. The operator keeps it in
+        ``status.learned`` and merges it into the config of later passes (the spec wins), so
+        the trust survives operator restarts.
+        """
+        return {}
+
     async def aclose(self) -> None:  # noqa: B027  (optional hook; most backends need it)
         """Release connections and clients."""
 

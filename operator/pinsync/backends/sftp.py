@@ -397,6 +397,15 @@ class SftpBackend(objectstore.ObjectStoreBackend):
             self.host_key_fingerprint = presented
         return conn
 
+    def learned(self) -> Mapping[str, str]:
+        """The host key accepted by trust-on-first-use, to be pinned from now on."""
+        policy = self._policy
+        if policy is None or policy.pinned or not policy.trust_on_first_use:
+            return {}
+        return (
+            {"hostKeyFingerprint": self.host_key_fingerprint} if self.host_key_fingerprint else {}
+        )
+
     def _host_key_error(self, key: asyncssh.SSHKey | None) -> errors.InvalidConfig:
         policy = self._policy
         assert policy is not None

@@ -236,7 +236,8 @@ class Pass:
         self.obj = await ctx.transition(kube.STORAGEBACKENDS, self.obj, decide)
 
         assert verdict.backend_class is not None and verdict.credentials is not None
-        config = self.spec.get(registry.config_block(self.spec["type"])) or {}
+        learned = self.status.get("learned") or {}
+        config = {**learned, **(self.spec.get(registry.config_block(self.spec["type"])) or {})}
         async with verdict.backend_class(config, verdict.credentials) as backend:
             health_every = self.interval("healthCheck", 300.0)
             state = dirty.DirtyState.from_status(self.status)
@@ -255,7 +256,9 @@ class Pass:
                     ]
                     await self.write(updates, phase="Error", lastHealthCheck=conditions.now())
                     return min(health_every, retry) if error.retryable else health_every
-                await self.write(health_conditions(None), lastHealthCheck=conditions.now())
+                facts = {**learned, **backend.learned()}
+                extra = {"learned": facts} if facts != learned else {}
+                await self.write(health_conditions(None), lastHealthCheck=conditions.now(), **extra)
 
             state = dirty.DirtyState.from_status(self.status)
             readonly = self.spec.get("accessMode") == "ReadOnly"
