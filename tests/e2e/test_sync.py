@@ -300,3 +300,23 @@ def test_wrong_credentials_are_reported_and_never_leak(world: World) -> None:
     assert secret_value not in json.dumps(world.backends.get("badcreds"))
     assert all(secret_value not in (e.message or "") for e in world.events())
     assert secret_value not in world.operator.log()
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Prune"])
+def test_pins_no_pinset_wants_are_deleted_only_with_the_prune_policy(
+    world: World, policy: str
+) -> None:
+    keep, drop = world.add(2, 3000)
+    world.backend(sync={"deletionPolicy": policy})
+    world.pinsets.create("p", {"cids": [keep, drop], "backends": ["minio"]})
+    world.wait_synced(present=2)
+    world.pinsets.patch("p", {"spec": {"cids": [keep]}})
+    world.wait_synced(present=1)
+    eventually(lambda: world.status()["lastSync"]["token"] > 1)
+    keys = world.bucket.keys()
+    assert f"pins/{keep}.car" in keys
+    if policy == "Retain":
+        assert {f"pins/{drop}.car", f"pins/{drop}.json"} <= keys
+    else:
+        eventually(lambda: f"pins/{drop}.car" not in world.bucket.keys())
+        assert f"pins/{drop}.json" not in world.bucket.keys()
