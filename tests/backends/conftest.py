@@ -116,6 +116,18 @@ class Kit(abc.ABC):
 class FileTreeKit(Kit):
     """A kit for file servers on this machine: raw access is plain filesystem access."""
 
+    server: Any
+    """The devenv server (``running``, ``stop()``, ``start()`` on the same port)."""
+
+    def server_running(self) -> bool:
+        return self.server.running
+
+    def stop_server(self) -> None:
+        self.server.stop()
+
+    def start_server(self) -> None:
+        self.server.start()
+
     @abc.abstractmethod
     def directory(self, backend: base.Backend) -> pathlib.Path:
         """Where the backend's base path is on this machine's disk."""

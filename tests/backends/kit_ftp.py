@@ -66,15 +66,6 @@ class FtpKit(FileTreeKit):
     def directory(self, backend: base.Backend) -> pathlib.Path:
         return self.server.home / str(backend.config["basePath"])
 
-    def server_running(self) -> bool:
-        return self.server.running
-
-    def stop_server(self) -> None:
-        self.server.stop()
-
-    def start_server(self) -> None:
-        self.server.start()
-
 
 @pytest.fixture(scope="session")
 def ftp_kit(workdir: pathlib.Path) -> Iterator[FtpKit]:

@@ -84,15 +84,6 @@ class SftpKit(FileTreeKit):
     def own(self, path: pathlib.Path) -> None:
         os.chown(path, self.server.uid, self.server.gid)
 
-    def server_running(self) -> bool:
-        return self.server.running
-
-    def stop_server(self) -> None:
-        self.server.stop()
-
-    def start_server(self) -> None:
-        self.server.start()
-
 
 @pytest.fixture(scope="session")
 def sftp_kit(workdir: pathlib.Path) -> Iterator[SftpKit]:
