@@ -11,6 +11,7 @@ import kopf
 import prometheus_client
 
 from pinsync import kube
+from pinsync.settings import Settings
 
 
 def run(args: argparse.Namespace) -> None:
@@ -31,9 +32,7 @@ def run(args: argparse.Namespace) -> None:
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_addr)
 
-    namespaces = args.namespace or [
-        n for n in os.environ.get("PINSYNC_NAMESPACES", "").split(",") if n
-    ]
+    namespaces = args.namespace or list(Settings.from_env().namespaces)
     asyncio.run(
         kopf.operator(
             standalone=True,

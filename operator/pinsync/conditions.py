@@ -33,6 +33,11 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def utcnow() -> datetime.datetime:
+    """The current time, to the second (what status timestamps can hold)."""
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
 def condition(type_: str, status: bool | Status, reason: str, message: str = "") -> Condition:
     if isinstance(status, bool):
         status = "True" if status else "False"

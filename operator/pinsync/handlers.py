@@ -9,7 +9,6 @@ all work on one object is serialised and always starts from freshly read state.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,7 +34,6 @@ def context() -> Context:
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _ctx
     storage.configure(settings)
-    settings.posting.level = logging.INFO
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     _ctx = Context(api=kube.Api(), settings=Settings.from_env())

@@ -17,6 +17,8 @@ import datetime
 import random
 from collections.abc import Collection, Mapping, Set
 
+MAX_LISTED = 50
+"""Failures a status lists (the CRDs' maxItems); counts always cover all of them."""
 BACKOFF_BASE = 10.0
 """Seconds before the first retry of a failed pin."""
 BACKOFF_CAP = 3600.0

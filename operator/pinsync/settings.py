@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(n for n in value.split(",") if n)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -40,16 +44,18 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         """Build settings from ``PINSYNC_*`` variables, falling back to the defaults above."""
         kwargs: dict[str, object] = {}
-        if "PINSYNC_IPFS_API_URL" in env:
-            kwargs["ipfs_api_url"] = env["PINSYNC_IPFS_API_URL"]
-        if "PINSYNC_GLOBAL_CONCURRENCY" in env:
-            kwargs["global_concurrency"] = int(env["PINSYNC_GLOBAL_CONCURRENCY"])
-        if "PINSYNC_MARK_DIRTY_ON_STARTUP" in env:
-            kwargs["mark_dirty_on_startup"] = _flag(env["PINSYNC_MARK_DIRTY_ON_STARTUP"])
-        if "PINSYNC_RETRY_INTERVAL" in env:
-            kwargs["retry_interval"] = float(env["PINSYNC_RETRY_INTERVAL"])
-        if "PINSYNC_RESYNC_INTERVAL" in env:
-            kwargs["resync_interval"] = float(env["PINSYNC_RESYNC_INTERVAL"])
-        if env.get("PINSYNC_NAMESPACES"):
-            kwargs["namespaces"] = tuple(n for n in env["PINSYNC_NAMESPACES"].split(",") if n)
+        for field, (variable, parse) in _FROM_ENV.items():
+            if env.get(variable):
+                kwargs[field] = parse(env[variable])
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+_FROM_ENV: dict[str, tuple[str, Callable[[str], object]]] = {
+    "ipfs_api_url": ("PINSYNC_IPFS_API_URL", str),
+    "global_concurrency": ("PINSYNC_GLOBAL_CONCURRENCY", int),
+    "mark_dirty_on_startup": ("PINSYNC_MARK_DIRTY_ON_STARTUP", _flag),
+    "retry_interval": ("PINSYNC_RETRY_INTERVAL", float),
+    "resync_interval": ("PINSYNC_RESYNC_INTERVAL", float),
+    "namespaces": ("PINSYNC_NAMESPACES", _names),
+}
+"""Settings field -> (environment variable, parser)."""

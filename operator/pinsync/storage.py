@@ -6,6 +6,10 @@ status instead would double the object past etcd's 1.5 MiB request limit). Our l
 level-based and never need a field-level diff of ``spec.cids``, so the stored essence keeps a
 digest and a count of each long list instead of the list itself: change detection still works,
 and the annotation stays a few hundred bytes.
+
+Today every handler is a daemon, an event handler or an index, for which kopf keeps no diff-base
+at all; this configuration is what keeps a future create/update handler from breaking big
+PinSets. The finalizer and progress annotations get the ``pinsync.io`` prefix either way.
 """
 
 from __future__ import annotations

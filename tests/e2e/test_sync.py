@@ -171,18 +171,31 @@ def test_sync_requested_annotation_forces_a_full_sync(world: World) -> None:
     cids = world.add(2, 5000)
     world.backend()
     world.pinsets.create("p", {"cids": cids, "backends": ["minio"]})
-    first = world.wait_synced(present=2)["lastSync"]
-    world.backends.patch(
-        "minio",
-        {"metadata": {"annotations": {"pinsync.io/sync-requested-at": "2026-11-24T12:00:00Z"}}},
-    )
-    eventually(lambda: world.status().get("lastHandledSyncRequest") == "2026-11-24T12:00:00Z")
-    status = eventually(
-        lambda: (
-            world.wait_synced() if world.status()["lastSync"]["token"] > first["token"] else None
+    world.wait_synced(present=2)
+    key = f"pins/{cids[0]}.car"
+    good = world.bucket.read(key)
+    world.bucket.write(key, good[:100])  # still listed (sidecar present), but truncated
+
+    def synced_after(token: int) -> dict[str, Any]:
+        return eventually(
+            lambda: world.wait_synced() if world.status()["lastSync"]["token"] > token else None
         )
-    )
-    assert status["lastSync"]["uploaded"] == 0  # present and verified, nothing re-sent
+
+    # An ordinary sync trusts the listing: the damage stays.
+    token = world.status()["dirty"]["token"]
+    annotations = {"pinsync.io/mark-dirty": "ordinary"}
+    world.backends.patch("minio", {"metadata": {"annotations": annotations}})
+    assert synced_after(token)["lastSync"]["uploaded"] == 0
+    assert world.bucket.read(key) == good[:100]
+
+    # A requested sync verifies what is present, and replaces what fails.
+    token = world.status()["dirty"]["token"]
+    annotations = {"pinsync.io/sync-requested-at": "2026-11-24T12:00:00Z"}
+    world.backends.patch("minio", {"metadata": {"annotations": annotations}})
+    status = synced_after(token)
+    assert status["lastHandledSyncRequest"] == "2026-11-24T12:00:00Z"
+    assert status["lastSync"]["uploaded"] == 1
+    world.assert_objects_match_kubo(cids)
 
 
 def test_object_deleted_in_minio_is_reuploaded_by_the_audit(world: World) -> None:

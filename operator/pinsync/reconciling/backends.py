@@ -25,8 +25,6 @@ MARK_DIRTY = "pinsync.io/mark-dirty"
 SYNC_REQUESTED_AT = "pinsync.io/sync-requested-at"
 PROGRESS_INTERVAL = 2.0
 """Seconds between status writes while a sync runs."""
-MAX_FAILURES = 50
-"""Failures listed in status (the CRD's maxItems); the count covers all of them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +39,6 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.backend_class is not None
-
-
-def now_dt() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
 async def validate(ctx: Context, obj: dict[str, Any]) -> Verdict:
@@ -67,7 +61,7 @@ async def validate(ctx: Context, obj: dict[str, Any]) -> Verdict:
     secret_name = (spec.get("credentialsSecretRef") or {}).get("name")
     if not secret_name:
         if cls.credential_keys.optional_secret:
-            return Verdict(conditions.ready("Validated"), cls, base.Credentials())
+            return Verdict([], cls, base.Credentials())
         message = f"type {spec['type']} needs spec.credentialsSecretRef"
         return Verdict(conditions.stalled("SecretRequired", message))
     secret = await ctx.api.read_secret(namespace, secret_name)
@@ -78,9 +72,7 @@ async def validate(ctx: Context, obj: dict[str, Any]) -> Verdict:
     if missing is not None:
         message = f"Secret {secret_name!r} lacks key(s): {', '.join(sorted(missing))}"
         return Verdict(conditions.stalled("SecretKeyMissing", message))
-    return Verdict(
-        conditions.ready("Validated"), cls, base.Credentials(data=secret.data), secret.version
-    )
+    return Verdict([], cls, base.Credentials(data=secret.data), secret.version)
 
 
 def annotation_marks(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -147,7 +139,7 @@ def failures_of(status: dict[str, Any]) -> dict[str, planner.Failure]:
 
 def failures_status(failures: dict[str, planner.Failure]) -> list[dict[str, object]]:
     ordered = sorted(failures.values(), key=lambda f: (-f.attempts, f.cid))
-    return [f.to_status() for f in ordered[:MAX_FAILURES]]
+    return [f.to_status() for f in ordered[: planner.MAX_LISTED]]
 
 
 def progress_fields(progress: syncing.Progress) -> dict[str, Any]:
@@ -214,7 +206,9 @@ class Pass:
             last = last.get("finishedAt")
         if not last:
             return True
-        age = now_dt() - datetime.datetime.fromisoformat(str(last).replace("Z", "+00:00"))
+        age = conditions.utcnow() - datetime.datetime.fromisoformat(
+            str(last).replace("Z", "+00:00")
+        )
         return age.total_seconds() >= every
 
     async def run(self) -> float:
@@ -351,7 +345,7 @@ class Pass:
             concurrency=int((self.spec.get("sync") or {}).get("concurrency") or 4),
             global_limit=ctx.transfers,
             report=report,
-            now=now_dt,
+            now=conditions.utcnow,
         )
         ok = not progress.failures
         self.record_metrics(progress, ok)
@@ -405,7 +399,7 @@ class Pass:
         )
         if retry_at is None:
             return ctx.settings.retry_interval
-        return max(1.0, (retry_at - now_dt()).total_seconds())
+        return max(1.0, (retry_at - conditions.utcnow()).total_seconds())
 
     def record_metrics(self, progress: syncing.Progress, ok: bool) -> None:
         labels = {"namespace": self.key[0], "backend": self.key[1]}

@@ -8,7 +8,6 @@ CIDs that the network cannot provide never blocks its loop for long: every pass 
 from __future__ import annotations
 
 import asyncio
-import datetime
 from typing import Any
 
 from pinsync import conditions, ipfs, kube, planner, selectors
@@ -20,16 +19,11 @@ MAX_LISTED = 10
 PIN_BATCH = 32
 """CIDs a pass tries to pin on the node; the rest wait for the next pass."""
 PIN_CONCURRENCY = 8
-MAX_FAILURES = 50
 
 
 def quoted(items: list[str] | tuple[str, ...]) -> str:
     shown = ", ".join(items[:MAX_LISTED])
     return shown if len(items) <= MAX_LISTED else f"{shown} and {len(items) - MAX_LISTED} more"
-
-
-def now_dt() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 async def pin_missing(
@@ -42,7 +36,7 @@ async def pin_missing(
     for cid in list(known):
         if cid not in wanted or cid in node_pins:
             del known[cid]
-    now = now_dt()
+    now = conditions.utcnow()
     todo = [
         c
         for c in source.pins
@@ -62,7 +56,9 @@ async def pin_missing(
             try:
                 await kubo.pin_add(cid, name=name, timeout=timeout)
             except ipfs.IpfsError as exc:
-                known[cid] = planner.failed(known.get(cid), cid, exc.reason, str(exc), now=now_dt())
+                known[cid] = planner.failed(
+                    known.get(cid), cid, exc.reason, str(exc), now=conditions.utcnow()
+                )
                 return
             known.pop(cid, None)
             node_pins[cid] = name
@@ -134,7 +130,7 @@ async def write_report(
     else:
         message = f"{len(source.pins)} pin(s) on {len(targeted)} backend(s)"
         updates = conditions.ready("Synced", message)
-    failure_list = sorted(failures.values(), key=lambda f: f.cid)[:MAX_FAILURES]
+    failure_list = sorted(failures.values(), key=lambda f: f.cid)[: planner.MAX_LISTED]
     return await ctx.write_status(
         kube.PINSETS,
         obj,
@@ -179,5 +175,5 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         return 0.0
     retry_times = [f.next_retry_at for f in failures.values() if f.next_retry_at]
     if retry_times:
-        return max(1.0, (min(retry_times) - now_dt()).total_seconds())
+        return max(1.0, (min(retry_times) - conditions.utcnow()).total_seconds())
     return None
