@@ -1,34 +1,39 @@
 PYTHON ?= python3
 TOOLS := etcd kube-apiserver ipfs minio ipfs-cluster-service
 
-.PHONY: install tools test unit e2e lint typecheck demo bench helm-crds
+.PHONY: install system-deps tools test unit e2e lint typecheck demo bench helm-crds
 
-install:
-	$(PYTHON) -m pip install -q -e '.[test]'
+install:  ## pip install -e .[test], unless this checkout is what Python already imports
+	@$(PYTHON) -c "import sys, pinsync, pytest, ruff, mypy; \
+	  sys.exit(not pinsync.__file__.startswith('$(CURDIR)/'))" 2>/dev/null \
+	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
+
+system-deps:  ## kubectl and OpenSSH (apt-get, when missing)
+	@hack/system-deps.sh
 
 tools:  ## build (or reuse from ~/.cache/pinsync) the real servers the tests run
 	@for t in $(TOOLS); do hack/build-tool.sh $$t >/dev/null; done
 
-lint:
-	ruff format --check operator tests
-	ruff check operator tests
+lint: install
+	$(PYTHON) -m ruff format --check operator tests
+	$(PYTHON) -m ruff check operator tests
 
-typecheck:
-	mypy
+typecheck: install
+	$(PYTHON) -m mypy
 
-unit:
+unit: install
 	$(PYTHON) -m pytest tests/unit -q
 
-e2e: tools
+e2e: install system-deps tools
 	$(PYTHON) -m pytest tests/e2e -q
 
-test: tools lint typecheck  ## the whole suite, as CI runs it
+test: install system-deps tools lint typecheck  ## the whole suite, as CI runs it
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
-demo: tools
+demo: install system-deps tools
 	$(PYTHON) -m pinsync.devenv.demo
 
-bench: tools
+bench: install tools
 	$(PYTHON) -m tests.bench
 
 helm-crds:  ## copy crds/ into the chart (a unit test fails when they drift)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the system programs the demo and the tests run (kubectl; OpenSSH's sshd for the SFTP
+# backend's server) when they are missing. A no-op on a machine that has them; on one without,
+# it needs apt-get and root, and otherwise says what to install.
+set -euo pipefail
+need=()
+command -v kubectl >/dev/null || need+=(kubectl)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+[ ${#need[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null || [ "$(id -u)" -ne 0 ]; then
+  echo "system-deps: please install: ${need[*]}" >&2
+  exit 1
+fi
+echo "system-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
