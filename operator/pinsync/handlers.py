@@ -39,6 +39,13 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     _ctx = Context(api=kube.Api(), settings=Settings.from_env())
 
 
+@kopf.on.cleanup()
+async def close(**_: Any) -> None:
+    """Close the Kubo clients' connection pools (the daemons, stopped first, were using them)."""
+    if _ctx is not None:
+        await _ctx.aclose()
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """kopf's own kubeconfig reader: it honours ``--kubeconfig`` (via $KUBECONFIG) at call time,

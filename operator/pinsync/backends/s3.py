@@ -88,8 +88,10 @@ class S3Backend(objectstore.ObjectStoreBackend):
                 connect_timeout=5,
                 read_timeout=60,
                 max_pool_connections=32,
-                # Integrity is ours (sidecar sha256, CAR block hashes, size check after upload);
-                # botocore's default CRC32 on every body would hash each byte once more.
+                # Integrity is ours (sidecar sha256, CAR block hashes, size check after upload)
+                # and the payload signature's (botocore SHA-256s every body it signs). Its
+                # default CRC32 would hash each byte once more, and over HTTPS it sends that as
+                # an aws-chunked trailer, which many S3-compatible stores reject.
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             )

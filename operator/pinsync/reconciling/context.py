@@ -37,6 +37,10 @@ class Context:
             self.kubos[url] = ipfs.Kubo(url)
         return self.kubos[url]
 
+    async def aclose(self) -> None:
+        for kubo in self.kubos.values():
+            await kubo.aclose()
+
     async def transition(self, plural: str, obj: dict[str, Any], decide: Decide) -> dict[str, Any]:
         """Read-modify-write of status under a resourceVersion precondition.
 
