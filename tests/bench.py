@@ -4,8 +4,9 @@ Run with ``make bench`` or ``python -m tests.bench``. ``PINSYNC_BENCH_SCALE`` (a
 1.0) scales sizes and counts down for a quick check that everything runs; the targets are stated
 for scale 1.0. What is measured, in one run:
 
-1. Kubo ``dag/export`` streamed over HTTP (httpx) and discarded, for ~1 GiB of pins: the source
-   limit. Measured with 1 and with 4 concurrent streams; the faster is the reference.
+1. Kubo's ``dag/export`` of ~1 GiB of pins, discarded: once read over the RPC API with pinsync's
+   Kubo client (what the sync engine reads with) and once as ``ipfs dag export CID > /dev/null``
+   processes, each with 1 and with 4 concurrent streams. The fastest is the source limit.
 2. ``syncing.run`` with the real S3Backend (concurrency 4) moving the same pins into MinIO, as a
    share of (1). Target: at least 85 %.
 3. 2,000 pins of 4 KiB: ``syncing.run`` (concurrency 32, global limit 32) against a sequential
@@ -258,6 +259,11 @@ def process_cpu(process: Process | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Cpu:
     """CPU seconds of this process (all its threads), Kubo and MinIO."""
@@ -275,28 +281,38 @@ class Cpu:
 
 
 async def export_rate(api_url: str, cids: Sequence[str], concurrency: int) -> Timed:
-    """Stream every CID's ``dag/export`` (offline, as the engine asks) and discard the bytes."""
+    """Stream every CID's ``dag/export`` (offline, as the engine asks) with pinsync's own Kubo
+    client, and discard the bytes."""
     queue = list(reversed(cids))
     total = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as client:
+    async with ipfs.Kubo(api_url, timeout=120) as kubo:
 
         async def worker() -> None:
             nonlocal total
             while queue:
-                cid = queue.pop()
-                params = {"arg": cid, "offline": "true"}
-                async with client.stream("POST", "/api/v0/dag/export", params=params) as answer:
-                    if answer.status_code != 200:
-                        await answer.aread()
-                        raise BenchError(f"dag/export {cid}: HTTP {answer.status_code}")
-                    async for chunk in answer.aiter_raw():
-                        total += len(chunk)
+                async for chunk in kubo.export(queue.pop()):
+                    total += len(chunk)
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - start
     return Timed(bytes=total, seconds=seconds, count=len(cids))
+
+
+def cli_export_rate(node: devkubo.Kubo, cids: Sequence[str], concurrency: int, size: int) -> Timed:
+    """``ipfs dag export CID > /dev/null``, ``concurrency`` processes at a time (``size``: the
+    CARs' total length, known from the other reader: /dev/null counts nothing)."""
+    queue = list(reversed(cids))
+    running: list[subprocess.Popen[bytes]] = []
+    env = {**os.environ, **node.env}
+    start = time.perf_counter()
+    while queue or running:
+        while queue and len(running) < concurrency:
+            argv = [str(tools.binary("ipfs")), "dag", "export", queue.pop()]
+            running.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env))
+        if running.pop(0).wait() != 0:
+            raise BenchError("ipfs dag export failed")
+    return Timed(bytes=size, seconds=time.perf_counter() - start, count=len(cids))
 
 
 async def _no_report(progress: syncing.Progress) -> None:
@@ -637,7 +653,8 @@ class Bench:
 
     def cpu(self) -> Cpu:
         return Cpu(
-            bench=time.process_time(),
+            # This process and the children it waited for (the ``ipfs`` and ``aws`` commands).
+            bench=time.process_time() + children_cpu(),
             kubo=process_cpu(self.node.process),
             minio=process_cpu(self.server.process),
         )
@@ -647,7 +664,7 @@ class Bench:
         per, unit = (1000 / timed.count, "ms/pin") if per_pin else (GiB / timed.bytes, "s/GiB")
         cpu = [used.bench * per, used.kubo * per, used.minio * per]
         self.report.notes.append(
-            f"  {what:<24} {cpu[0]:6.1f} + {cpu[1]:6.1f} + {cpu[2]:6.1f} = {sum(cpu):6.1f} "
+            f"  {what:<30} {cpu[0]:6.1f} + {cpu[1]:6.1f} + {cpu[2]:6.1f} = {sum(cpu):6.1f} "
             f"CPU {unit}; wall {timed.seconds * per:6.1f} {unit}"
         )
 
@@ -658,21 +675,36 @@ class Bench:
         cids = add_big(self.node, plan.big_pins, plan.big_size, seed=1)
         api = self.node.api_url
         say("export warm-up pass (untimed)")
-        asyncio.run(export_rate(api, cids, plan.big_concurrency))
-        rates: dict[int, Timed] = {}
-        for streams in sorted({1, plan.big_concurrency}):
-            say(f"timing dag/export with {streams} stream(s)")
-            before = self.cpu()
-            rates[streams] = asyncio.run(export_rate(api, cids, streams))
-            self.cpu_note(f"(1) export, {streams} stream(s)", self.cpu() - before, rates[streams])
-        best = max(rates, key=lambda s: rates[s].mib_per_s)
+        car_bytes = asyncio.run(export_rate(api, cids, plan.big_concurrency)).bytes
+        readers: dict[str, tuple[str, Callable[[int], Timed]]] = {
+            "RPC": (
+                "RPC API read by pinsync's Kubo client",
+                lambda n: asyncio.run(export_rate(api, cids, n)),
+            ),
+            "CLI": (
+                "`ipfs dag export CID > /dev/null`",
+                lambda n: cli_export_rate(self.node, cids, n, car_bytes),
+            ),
+        }
+        rates: dict[tuple[str, int], Timed] = {}
+        for reader, (what, measure) in readers.items():
+            for streams in sorted({1, plan.big_concurrency}):
+                say(f"timing dag/export: {what}, {streams} stream(s)")
+                before = self.cpu()
+                rates[reader, streams] = timed = measure(streams)
+                if timed.bytes != car_bytes:
+                    raise BenchError(f"export moved {timed.bytes} bytes, before {car_bytes}")
+                self.cpu_note(
+                    f"(1) {reader} export, {streams} stream(s)", self.cpu() - before, timed
+                )
+        best = max(rates, key=lambda key: rates[key].mib_per_s)
         self.source_limit = rates[best].mib_per_s
-        car_bytes = rates[best].bytes
-        for streams, timed in rates.items():
-            mark = "  <- source limit" if streams == best else ""
+        for (reader, streams), timed in rates.items():
+            mark = "  <- source limit" if (reader, streams) == best else ""
             report.add(
                 "1",
-                f"Kubo dag/export → discarded, {label} ({mib(car_bytes)} CAR), {streams} stream(s)",
+                f"Kubo dag/export of {label} ({mib(car_bytes)} CAR), {readers[reader][0]}, "
+                f"{streams} stream(s)",
                 f"{timed.mib_per_s:.1f} MiB/s{mark}",
                 "reference",
             )

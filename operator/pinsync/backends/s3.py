@@ -19,7 +19,8 @@ from aiobotocore.config import AioConfig
 from pinsync.backends import base, errors, objectstore
 
 PART_SIZE = 8 * 1024 * 1024
-"""Multipart part size (S3's minimum is 5 MiB); also the most one upload holds in memory."""
+"""Multipart part size, give or take one chunk (S3's minimum is 5 MiB); about the most one upload
+holds in memory."""
 
 AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 PERMISSION_CODES = {"AccessDenied", "403", "AllAccessDisabled"}
@@ -131,41 +132,36 @@ class S3Backend(objectstore.ObjectStoreBackend):
 
     async def put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
         client, full = await self.client(), self.key(key)
-        buffer = bytearray()
+        # Chunks are collected until they make a part and joined once (a part's size need not
+        # be exact: S3 only wants every part but the last to be at least 5 MiB).
+        pending: list[bytes] = []
+        pending_size = 0
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
         source = objectstore.Source(content)
+
+        async def upload_part(body: bytes) -> None:
+            number = len(parts) + 1
+            done = await client.upload_part(
+                Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body
+            )
+            parts.append({"PartNumber": number, "ETag": done["ETag"]})
+
         try:
             async for chunk in source:
-                buffer += chunk
-                while len(buffer) >= PART_SIZE:
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size >= PART_SIZE:
                     if upload_id is None:
                         created = await client.create_multipart_upload(Bucket=self.bucket, Key=full)
                         upload_id = created["UploadId"]
-                    part = bytes(buffer[:PART_SIZE])
-                    del buffer[:PART_SIZE]  # in place: no second 8 MiB copy per part
-                    number = len(parts) + 1
-                    done = await client.upload_part(
-                        Bucket=self.bucket,
-                        Key=full,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=part,
-                    )
-                    parts.append({"PartNumber": number, "ETag": done["ETag"]})
+                    body, pending, pending_size = b"".join(pending), [], 0
+                    await upload_part(body)
             if upload_id is None:
-                await client.put_object(Bucket=self.bucket, Key=full, Body=bytes(buffer))
+                await client.put_object(Bucket=self.bucket, Key=full, Body=b"".join(pending))
                 return
-            if buffer or not parts:
-                number = len(parts) + 1
-                done = await client.upload_part(
-                    Bucket=self.bucket,
-                    Key=full,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=bytes(buffer),
-                )
-                parts.append({"PartNumber": number, "ETag": done["ETag"]})
+            if pending:
+                await upload_part(b"".join(pending))
             await client.complete_multipart_upload(
                 Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
