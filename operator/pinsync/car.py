@@ -1,10 +1,10 @@
 """A streaming CARv1 checker for ``dag/export`` output.
 
 Kubo reports an error that happens after the first byte of a CAR export only in the HTTP trailer
-``X-Stream-Error``; httpx does not expose trailers, so the body just ends early and, on its own,
-looks like a complete download. Worse, Kubo stops *between* blocks, so the truncated CAR is still
-well framed (observed with Kubo 0.39: a block deep in the DAG missing locally gives ``200 OK``
-and a CAR with every block but the missing ones). Therefore the checker verifies three things
+``X-Stream-Error``; aiohttp (like httpx) does not expose trailers, so the body just ends early and,
+on its own, looks like a complete download. Worse, Kubo stops *between* blocks, so the truncated CAR
+is still well framed (observed with Kubo 0.39: a block deep in the DAG missing locally gives ``200
+OK`` and a CAR with every block but the missing ones). Therefore the checker verifies three things
 while the bytes pass through: the framing is complete, every block hashes to its CID, and, given
 ``expected_blocks`` (from ``dag/stat``), the number of blocks is right. Only the last one catches
 Kubo's own mid-stream failures; the first two catch corruption and cut connections.
