@@ -100,6 +100,11 @@ class Kit(abc.ABC):
         multipart uploads)."""
         return []
 
+    def free_bytes(self, backend: base.Backend) -> int | None:
+        """The free space the backend should report for its location, found by the kit's own
+        means; None for a type whose servers report none."""
+        return None
+
     # -- the server itself ---------------------------------------------------------------------
 
     def server_running(self) -> bool:

@@ -65,6 +65,11 @@ class IpfsclusterKit(Kit):
         assert self.cluster.password is not None
         return [self.cluster.password, self.wrong_password]
 
+    def free_bytes(self, backend: base.Backend) -> int:
+        """The peer's own ``freespace`` metric (one peer: it is also the smallest)."""
+        (metric,) = self.cluster.get("/monitor/metrics/freespace").json()
+        return int(metric["value"])
+
     def prepare_content(self, data: bytes) -> str:
         """Put ``data`` on the cluster's Kubo as a single raw block; its CID is the raw CID.
 

@@ -78,6 +78,10 @@ class SftpKit(FileTreeKit):
 
     # -- behind the backend ----------------------------------------------------------------------
 
+    def free_bytes(self, backend: base.Backend) -> int:
+        vfs = os.statvfs(self.directory(backend))
+        return vfs.f_bavail * vfs.f_frsize
+
     def directory(self, backend: base.Backend) -> pathlib.Path:
         return pathlib.Path(str(backend.config["basePath"]))
 

@@ -87,6 +87,12 @@ async def pins(backend: base.Backend) -> dict[str, int | None]:
     return {pin.cid: pin.size async for pin in backend.list_pins()}
 
 
+async def usage(backend: base.Backend) -> tuple[int, int]:
+    """(bytes, objects) of the backend's usage; free space is tested on its own."""
+    used = await backend.usage()
+    return used.bytes, used.objects
+
+
 async def fetch(backend: base.Backend, cid: str) -> bytes:
     return b"".join([chunk async for chunk in backend.fetch_pin(cid)])
 
@@ -122,7 +128,7 @@ async def test_health_passes_on_a_fresh_location(backend: base.Backend) -> None:
 async def test_health_leaves_nothing_behind(backend: base.Backend, backend_kit: Kit) -> None:
     await backend.health()
     assert await pins(backend) == {}
-    assert await backend.usage() == base.Usage(bytes=0, objects=0)
+    assert await usage(backend) == (0, 0)
     needs_raw(backend_kit, backend)
     assert backend_kit.list_raw(backend) == {}
 
@@ -164,7 +170,19 @@ async def test_health_of_a_missing_location_raises_location_not_found(
 
 async def test_a_fresh_location_has_no_pins_and_no_usage(backend: base.Backend) -> None:
     assert await pins(backend) == {}
-    assert await backend.usage() == base.Usage(bytes=0, objects=0)
+    assert await usage(backend) == (0, 0)
+
+
+async def test_usage_reports_free_space_where_the_server_tells(
+    backend: base.Backend, backend_kit: Kit
+) -> None:
+    expected = backend_kit.free_bytes(backend)
+    free = (await backend.usage()).free
+    if expected is None:
+        assert free is None
+    else:
+        # The same file system or repository is in use by others meanwhile: close, not equal.
+        assert free == pytest.approx(expected, rel=0.01)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -271,7 +289,7 @@ async def test_a_put_whose_stream_fails_midway_leaves_nothing_under_the_final_na
         await backend.verify_pin(blob.cid, deep=True)
     with pytest.raises(errors.PinNotFound):
         await fetch(backend, blob.cid)
-    assert await backend.usage() == base.Usage(bytes=0, objects=0)
+    assert await usage(backend) == (0, 0)
     assert backend_kit.incomplete_uploads(backend, [blob.cid + ".car"]) == []
     # And nothing stands in the way of trying again.
     await put(backend, blob)

@@ -17,7 +17,7 @@ import pytest
 from pinsync.devenv import kubo, sshd
 from tests.conftest import Operator
 from tests.e2e.filetree import assert_pins_stored_as_files
-from tests.kubetools import Objects, create_secret, wait_synced
+from tests.kubetools import Objects, create_secret, eventually, wait_synced
 
 pytestmark = pytest.mark.e2e
 
@@ -67,6 +67,11 @@ def test_pins_are_stored_on_an_sftp_server_byte_identical(
     pinsets.wait_condition("media", "Ready", "True")
 
     assert_pins_stored_as_files(directory, cids, ipfs)
+    # The audit after the first sync measures usage, free space from OpenSSH's statvfs.
+    usage = eventually(lambda: backends.get("box")["status"]["usage"])
+    assert usage["objects"] == 4
+    vfs = os.statvfs(directory)
+    assert usage["freeBytes"] == pytest.approx(vfs.f_bavail * vfs.f_frsize, rel=0.01)
     key_body = ssh_server.private_key.strip().splitlines()[1]
     assert key_body not in json.dumps(backends.get("box"))
     assert key_body not in operator.log()

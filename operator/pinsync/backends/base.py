@@ -38,6 +38,8 @@ class PinMeta:
 class Usage:
     bytes: int
     objects: int
+    free: int | None = None
+    """Bytes the backend can still take, where its server says (None: it does not)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

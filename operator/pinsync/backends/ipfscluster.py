@@ -26,7 +26,8 @@ What the protocol's words mean here:
   keeps fetching; removing it would only restart the work) and ``put_pin`` raises ``Pinning``.
 * **usage**: ``objects`` is the number of pinsync's pins; ``bytes`` is always 0. The cluster
   reports no per-pin sizes, and its ``freespace``/``reposize`` metrics describe whole IPFS
-  repositories (other users' pins included), which is not "storage used by pinsync".
+  repositories (other users' pins included), which is not "storage used by pinsync". ``free``
+  is the smallest ``freespace`` metric among the peers.
 * **fetch**: unsupported (reason ``Unsupported``). The REST API serves no content; reading a
   pin back would mean talking to a peer's IPFS API, which is not part of this backend's config.
 
@@ -219,7 +220,21 @@ class IpfsClusterBackend(base.Backend):
         count = 0
         async for _ in self.list_pins():
             count += 1
-        return base.Usage(bytes=0, objects=count)
+        return base.Usage(bytes=0, objects=count, free=await self.free_space())
+
+    async def free_space(self) -> int | None:
+        """The least free space any peer reports (its ``freespace`` metric: the IPFS repo's
+        StorageMax minus its size), since a pin is stored whole on each peer it is allocated to.
+        None when no peer has a valid metric (another informer configured, or none yet)."""
+        metrics = await self.request(
+            "GET", "/monitor/metrics/freespace", "cluster freespace metrics"
+        )
+        values = []
+        for metric in metrics if isinstance(metrics, list) else ():
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
+                if metric.get("valid"):
+                    values.append(int(metric["value"]))
+        return min(values, default=None)
 
     async def list_pins(self) -> AsyncIterator[base.PinInfo]:
         params = {"filter": "pin"}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import posixpath
 import secrets
 import stat
@@ -636,6 +637,19 @@ class SftpBackend(objectstore.ObjectStoreBackend):
             await drain(queue)
             with contextlib.suppress(Exception):
                 await file.close()
+
+    async def usage(self) -> base.Usage:
+        """The walk's totals, plus the free space of the base path's file system from OpenSSH's
+        ``statvfs@openssh.com`` extension where the server has it."""
+        used = await super().usage()
+        sftp = await self.client()
+        try:
+            vfs = await sftp.statvfs(self.base_path)
+        except asyncssh.SFTPOpUnsupported:
+            return used
+        except Exception as exc:
+            raise translate(exc, f"statvfs {self.where}/{self.base_path}") from None
+        return dataclasses.replace(used, free=int(vfs.bavail) * int(vfs.frsize))
 
     async def list_objects(self) -> AsyncIterator[tuple[str, int]]:
         """Regular files at the base path's top level; dot files (``.tmp``, probes) are ours."""

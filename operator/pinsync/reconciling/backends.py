@@ -425,7 +425,9 @@ class Pass:
                 except errors.BackendError:
                     damaged.append(cid)
         usage = await backend.usage()
-        fields = {"usage": {"bytes": usage.bytes, "objects": usage.objects}}
+        fields: dict[str, Any] = {"usage": {"bytes": usage.bytes, "objects": usage.objects}}
+        if usage.free is not None:
+            fields["usage"]["freeBytes"] = usage.free
         last = {
             "finishedAt": conditions.now(),
             "missing": len(missing),
