@@ -48,10 +48,20 @@ class Kit(abc.ABC):
     """Expected ``reason`` per scenario where a type is more specific than the error class
     (e.g. ``{"missing_location": "BucketNotFound"}``)."""
 
-    stores_content: bool = True
-    """Capability flag: False for a pinning service (IPFS Cluster), which is asked to pin a CID,
-    never reads the CAR stream and has no bytes to hand back. Tests about stored bytes, content
-    streams and raw objects skip for such kits; must agree with the backend's own flag."""
+    capabilities: frozenset[str] = frozenset({"content", "raw"})
+    """What the type and the kit can do, for tests marked ``@pytest.mark.needs(...)``: such a
+    test is only generated for kits that have everything it needs (see
+    ``pytest_generate_tests``), so nothing is skipped at run time.
+
+    * ``content``: the backend stores the bytes it is given (False for a pinning service such
+      as IPFS Cluster, which is asked to pin a CID, never reads the CAR stream and has no bytes
+      to hand back); must agree with the backend's ``stores_content``.
+    * ``raw``: the kit reaches behind the backend to the stored objects (``*_raw`` below).
+    """
+
+    @property
+    def stores_content(self) -> bool:
+        return "content" in self.capabilities
 
     def prepare_content(self, data: bytes) -> str:
         """Make ``data`` available to the backend and return the CID a pin of it goes under.
@@ -271,7 +281,16 @@ def s3_kit(s3server: minio.MinIO) -> S3Kit:
     return S3Kit(s3server)
 
 
-@pytest.fixture(scope="session", params=KIT_TYPES)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each contract test against every kit that has the capabilities it is marked with."""
+    if "backend_kit" not in metafunc.fixturenames:
+        return
+    needed = {name for mark in metafunc.definition.iter_markers("needs") for name in mark.args}
+    types = [t for t in KIT_TYPES if needed <= KIT_CAPABILITIES[t]]
+    metafunc.parametrize("backend_kit", types, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def backend_kit(request: pytest.FixtureRequest) -> Kit:
     kit: Kit = request.getfixturevalue(f"{request.param}_kit")
     return kit
@@ -376,6 +395,11 @@ def server_restarted(backend_kit: Kit) -> Iterator[Kit]:
             backend_kit.start_server()
 
 
+KIT_CAPABILITIES: dict[str, frozenset[str]] = {"s3": S3Kit.capabilities}
+
 for _path in sorted(pathlib.Path(__file__).parent.glob("kit_*.py")):
     _module = importlib.import_module(f"tests.backends.{_path.stem}")
     globals().update({n: getattr(_module, n) for n in dir(_module) if n.endswith("_kit")})
+    for _kit in vars(_module).values():
+        if isinstance(_kit, type) and issubclass(_kit, Kit) and "type_" in vars(_kit):
+            KIT_CAPABILITIES[_path.stem.removeprefix("kit_")] = _kit.capabilities

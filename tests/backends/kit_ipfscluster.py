@@ -26,7 +26,7 @@ from tests.backends.conftest import Kit
 
 class IpfsclusterKit(Kit):
     type_ = "ipfsCluster"
-    stores_content = False
+    capabilities = frozenset()
 
     def __init__(self, peer: cluster.IpfsCluster, node: kubo.Kubo) -> None:
         self.cluster, self.kubo = peer, node

@@ -103,19 +103,11 @@ def assert_no_secrets(exc: BaseException, kit: Kit) -> None:
         assert secret not in repr(exc), f"a secret leaked into repr() of {type(exc).__name__}"
 
 
-def needs_content(kit: Kit, backend: base.Backend) -> None:
-    """Skip where the kit's capability flag says the type stores no bytes (pinning service)."""
-    assert kit.stores_content == backend.stores_content, "kit and backend disagree"
-    if not kit.stores_content:
-        pytest.skip(f"the {kit.type_} backend stores no content (pinning service)")
-
-
-def needs_raw(kit: Kit, backend: base.Backend) -> None:
-    needs_content(kit, backend)
-    try:
-        kit.list_raw(backend)
-    except NotImplementedError:
-        pytest.skip(f"the {kit.type_} kit cannot reach behind the backend")
+async def test_the_kit_declares_the_capabilities_the_backend_has(
+    backend: base.Backend, backend_kit: Kit
+) -> None:
+    """The ``needs`` marks select kits by what the kit says; the backend must agree."""
+    assert backend_kit.stores_content == backend.stores_content
 
 
 # -- health ---------------------------------------------------------------------------------------
@@ -125,11 +117,15 @@ async def test_health_passes_on_a_fresh_location(backend: base.Backend) -> None:
     await backend.health()
 
 
-async def test_health_leaves_nothing_behind(backend: base.Backend, backend_kit: Kit) -> None:
+async def test_health_leaves_no_pins_and_no_usage(backend: base.Backend) -> None:
     await backend.health()
     assert await pins(backend) == {}
     assert await usage(backend) == (0, 0)
-    needs_raw(backend_kit, backend)
+
+
+@pytest.mark.needs("raw")
+async def test_health_leaves_no_objects_behind(backend: base.Backend, backend_kit: Kit) -> None:
+    await backend.health()
     assert backend_kit.list_raw(backend) == {}
 
 
@@ -208,11 +204,11 @@ async def test_list_pins_shows_exactly_the_put_pins_with_their_sizes(
     assert await pins(backend) == expected
 
 
+@pytest.mark.needs("content")
 @pytest.mark.parametrize("size", SIZES)
 async def test_fetch_pin_returns_the_bytes_that_were_put(
     backend: base.Backend, backend_kit: Kit, size: int
 ) -> None:
-    needs_content(backend_kit, backend)
     blob = Blob(size)
     await put(backend, blob)
     fetched = await fetch(backend, blob.cid)
@@ -220,31 +216,31 @@ async def test_fetch_pin_returns_the_bytes_that_were_put(
     assert fetched == blob.data
 
 
+@pytest.mark.needs("content")
 @pytest.mark.parametrize("size", SIZES)
 async def test_deep_verify_rehashes_to_the_sha256_of_the_bytes_that_were_put(
     backend: base.Backend, backend_kit: Kit, size: int
 ) -> None:
-    needs_content(backend_kit, backend)
     blob = Blob(size)
     await put(backend, blob)
     info = await backend.verify_pin(blob.cid, deep=True)
     assert (info.cid, info.size, info.sha256) == (blob.cid, blob.size, blob.sha256)
 
 
+@pytest.mark.needs("content")
 async def test_shallow_verify_reports_the_stored_size_and_recorded_sha256(
     backend: base.Backend, backend_kit: Kit
 ) -> None:
-    needs_content(backend_kit, backend)
     blob = Blob(SMALL)
     await put(backend, blob)
     info = await backend.verify_pin(blob.cid)
     assert (info.cid, info.size, info.sha256) == (blob.cid, blob.size, blob.sha256)
 
 
+@pytest.mark.needs("raw")
 async def test_usage_counts_the_bytes_and_objects_of_cars_and_sidecars(
     backend: base.Backend, backend_kit: Kit
 ) -> None:
-    needs_raw(backend_kit, backend)
     small, large = Blob(SMALL), Blob(LARGE)
     await put(backend, small)
     await put(backend, large)
@@ -273,11 +269,11 @@ async def test_putting_the_same_pin_twice_leaves_one_pin(
 # -- atomicity ------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs("content")  # a pinning service never reads the stream
 @pytest.mark.parametrize("size", SIZES)
 async def test_a_put_whose_stream_fails_midway_leaves_nothing_under_the_final_name(
     backend: base.Backend, backend_kit: Kit, size: int
 ) -> None:
-    needs_content(backend_kit, backend)  # a pinning service never reads the stream
     blob = Blob(size)
     # 20 MiB breaks after 12 MiB: one part is uploaded, the next is being buffered.
     fail_after = 12 * MiB if size == LARGE else size // 2
@@ -310,10 +306,10 @@ async def test_verify_of_a_missing_pin_raises_pin_not_found(backend: base.Backen
         assert not caught.value.retryable
 
 
+@pytest.mark.needs("content")
 async def test_fetch_of_a_missing_pin_raises_pin_not_found(
     backend: base.Backend, backend_kit: Kit
 ) -> None:
-    needs_content(backend_kit, backend)
     with pytest.raises(errors.PinNotFound):
         await fetch(backend, Blob(SMALL).cid)
 
@@ -346,11 +342,11 @@ async def test_remove_pin_removes_a_present_pin_and_only_that_one(
 # -- damage behind the backend's back -------------------------------------------------------------
 
 
+@pytest.mark.needs("raw")
 @pytest.mark.parametrize("size", SIZES)
 async def test_a_car_overwritten_with_other_bytes_of_the_same_size_fails_only_deep_verify(
     backend: base.Backend, backend_kit: Kit, size: int
 ) -> None:
-    needs_raw(backend_kit, backend)
     blob = Blob(size)
     await put(backend, blob)
     corrupted = bytearray(blob.data)
@@ -365,10 +361,10 @@ async def test_a_car_overwritten_with_other_bytes_of_the_same_size_fails_only_de
     assert list(await pins(backend)) == [blob.cid]  # listed still: the engine decides to repair
 
 
+@pytest.mark.needs("raw")
 async def test_a_truncated_car_fails_even_shallow_verify(
     backend: base.Backend, backend_kit: Kit
 ) -> None:
-    needs_raw(backend_kit, backend)
     blob = Blob(SMALL)
     await put(backend, blob)
     backend_kit.write_raw(backend, blob.cid + ".car", blob.data[: blob.size // 2])
@@ -377,10 +373,10 @@ async def test_a_truncated_car_fails_even_shallow_verify(
             await backend.verify_pin(blob.cid, deep=deep)
 
 
+@pytest.mark.needs("raw")
 async def test_a_pin_whose_sidecar_is_not_json_is_damaged(
     backend: base.Backend, backend_kit: Kit
 ) -> None:
-    needs_raw(backend_kit, backend)
     blob = Blob(SMALL)
     await put(backend, blob)
     backend_kit.write_raw(backend, blob.cid + ".json", b"{not json")
@@ -388,11 +384,11 @@ async def test_a_pin_whose_sidecar_is_not_json_is_damaged(
         await backend.verify_pin(blob.cid)
 
 
+@pytest.mark.needs("raw")
 async def test_a_car_without_a_sidecar_is_not_a_pin(
     backend: base.Backend, backend_kit: Kit
 ) -> None:
     """What a crash between the CAR write and the sidecar write leaves behind."""
-    needs_raw(backend_kit, backend)
     orphan, whole = Blob(SMALL), Blob(SMALL)
     await put(backend, whole)
     backend_kit.write_raw(backend, orphan.cid + ".car", orphan.data)
@@ -424,6 +420,9 @@ OPERATIONS: dict[str, Callable[[base.Backend, Blob], Awaitable[Any]]] = {
     "remove_pin": lambda b, blob: b.remove_pin(blob.cid),
 }
 
+CONTENT_OPERATIONS = ["verify_pin_deep", "fetch_pin"]
+"""Operations that read stored bytes, which a pinning service does not have."""
+
 SCENARIOS: dict[str, type[errors.BackendError]] = {
     "wrong_credentials": errors.AuthFailed,
     "unreachable": errors.Unreachable,
@@ -431,18 +430,29 @@ SCENARIOS: dict[str, type[errors.BackendError]] = {
 }
 
 
-@pytest.mark.parametrize("operation", list(OPERATIONS))
+async def fails_cleanly(backends: Backends, kit: Kit, scenario: str, operation: str) -> None:
+    backend = backends.build(*getattr(kit, scenario)())
+    with pytest.raises(errors.BackendError) as caught:
+        await OPERATIONS[operation](backend, Blob(SMALL))
+    assert isinstance(caught.value, SCENARIOS[scenario]), repr(caught.value)
+    assert_no_secrets(caught.value, kit)
+
+
+@pytest.mark.parametrize("operation", [op for op in OPERATIONS if op not in CONTENT_OPERATIONS])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 async def test_every_operation_on_a_broken_backend_raises_its_error_without_secrets(
     backends: Backends, backend_kit: Kit, scenario: str, operation: str
 ) -> None:
-    backend = backends.build(*getattr(backend_kit, scenario)())
-    if operation in {"fetch_pin", "verify_pin_deep"}:
-        needs_content(backend_kit, backend)
-    with pytest.raises(errors.BackendError) as caught:
-        await OPERATIONS[operation](backend, Blob(SMALL))
-    assert isinstance(caught.value, SCENARIOS[scenario]), repr(caught.value)
-    assert_no_secrets(caught.value, backend_kit)
+    await fails_cleanly(backends, backend_kit, scenario, operation)
+
+
+@pytest.mark.needs("content")
+@pytest.mark.parametrize("operation", CONTENT_OPERATIONS)
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+async def test_every_content_operation_on_a_broken_backend_raises_its_error_without_secrets(
+    backends: Backends, backend_kit: Kit, scenario: str, operation: str
+) -> None:
+    await fails_cleanly(backends, backend_kit, scenario, operation)
 
 
 # -- the server going away ------------------------------------------------------------------------
@@ -460,12 +470,12 @@ async def wait_healthy(backend: base.Backend, timeout: float = 60) -> None:
             await asyncio.sleep(0.5)
 
 
+@pytest.mark.needs("content")  # a pinning service reads no stream: no "mid-put"
 @pytest.mark.parametrize("stop_after", [2 * MiB, 9 * MiB], ids=["after-2MiB", "after-9MiB"])
 async def test_a_server_going_down_mid_put_fails_retryably_and_the_put_succeeds_later(
     backend: base.Backend, server_restarted: Kit, stop_after: int
 ) -> None:
     kit = server_restarted
-    needs_content(kit, backend)  # no stream is read, so there is no "mid-put" to interrupt
     await backend.health()
     blob = Blob(LARGE)
 
