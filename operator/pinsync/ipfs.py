@@ -229,7 +229,12 @@ class Kubo:
                 async for line in answer.content:
                     if line.strip():
                         self._collect_pins(json.loads(line), result)
-        except (json.JSONDecodeError, TypeError, AttributeError, ValueError):
+        except (
+            ValueError,  # JSON errors; older aiohttp's "Chunk too big" for an over-long line
+            TypeError,
+            AttributeError,
+            aiohttp.http_exceptions.HttpProcessingError,  # newer aiohttp's LineTooLong
+        ):
             raise IpfsError("pin/ls: unexpected answer from Kubo") from None
         return result
 
