@@ -360,21 +360,6 @@ def backend_factory(backends: Backends) -> BackendFactory:
 
 
 @pytest.fixture
-def wrong_credentials_factory(backends: Backends) -> BackendFactory:
-    return lambda: backends.build(*backends.kit.wrong_credentials())
-
-
-@pytest.fixture
-def unreachable_factory(backends: Backends) -> BackendFactory:
-    return lambda: backends.build(*backends.kit.unreachable())
-
-
-@pytest.fixture
-def missing_location_factory(backends: Backends) -> BackendFactory:
-    return lambda: backends.build(*backends.kit.missing_location())
-
-
-@pytest.fixture
 def backend(backend_factory: BackendFactory) -> base.Backend:
     """One backend on a fresh location, for tests that need only one."""
     return backend_factory()
