@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import kubernetes
 
-from pinsync import GROUP, VERSION
+from pinsync import API_VERSION, GROUP, VERSION
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ class Objects:
     def create(self, name: str, spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
         kind = {"storagebackends": "StorageBackend", "pinsets": "PinSet"}[self.plural]
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": API_VERSION,
             "kind": kind,
             "metadata": {"name": name, **metadata},
             "spec": spec,

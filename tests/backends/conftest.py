@@ -98,9 +98,6 @@ class Kit(abc.ABC):
         """Write an object at ``<location>/<name>`` with the server's own means."""
         raise NotImplementedError
 
-    def read_raw(self, backend: base.Backend, name: str) -> bytes:
-        raise NotImplementedError
-
     def list_raw(self, backend: base.Backend) -> dict[str, int]:
         """{name relative to the location: size} of every object there."""
         raise NotImplementedError
@@ -154,9 +151,6 @@ class FileTreeKit(Kit):
         path = self.directory(backend) / name
         path.write_bytes(data)
         self.own(path)
-
-    def read_raw(self, backend: base.Backend, name: str) -> bytes:
-        return (self.directory(backend) / name).read_bytes()
 
     def list_raw(self, backend: base.Backend) -> dict[str, int]:
         """Regular files at the top of the base path (``.tmp`` is a directory: not listed)."""
@@ -238,11 +232,6 @@ class S3Kit(Kit):
     def write_raw(self, backend: base.Backend, name: str, data: bytes) -> None:
         bucket, key = self.where(backend, name)
         self.raw_client().put_object(Bucket=bucket, Key=key, Body=data)
-
-    def read_raw(self, backend: base.Backend, name: str) -> bytes:
-        bucket, key = self.where(backend, name)
-        data: bytes = self.raw_client().get_object(Bucket=bucket, Key=key)["Body"].read()
-        return data
 
     def list_raw(self, backend: base.Backend) -> dict[str, int]:
         bucket, prefix = self.where(backend)

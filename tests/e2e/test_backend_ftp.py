@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 from collections.abc import Iterator
 
@@ -12,8 +11,8 @@ import pytest
 
 from pinsync.devenv import ftpserver, kubo
 from tests.conftest import Operator
-from tests.e2e.filetree import assert_pins_stored_as_files
-from tests.kubetools import Objects, create_secret, wait_synced
+from tests.e2e.filetree import assert_pins_stored_as_files, sync_two_pins
+from tests.kubetools import Objects, create_secret
 
 pytestmark = pytest.mark.e2e
 
@@ -47,15 +46,7 @@ def test_pins_are_stored_on_an_ftp_server_byte_identical(
             "credentialsSecretRef": {"name": "ftp"},
         },
     )
-    cids = [ipfs.add(os.urandom(size)) for size in (200_000, 3_000_000)]
-    pinsets.create("media", {"cids": cids, "backends": ["ftp"]})
-
-    status = wait_synced(backends, "ftp", present=2)
-    assert status["counts"] == {"desired": 2, "present": 2, "missing": 0, "failed": 0}
-    backends.wait_condition("ftp", "Synced", "True")
-    backends.wait_condition("ftp", "Ready", "True")
-    backends.wait_condition("ftp", "Healthy", "True")
-    pinsets.wait_condition("media", "Ready", "True")
+    cids = sync_two_pins(backends, pinsets, "ftp", ipfs)
 
     assert_pins_stored_as_files(directory, cids, ipfs)
     assert ftp.password not in json.dumps(backends.get("ftp"))

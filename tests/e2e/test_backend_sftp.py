@@ -16,8 +16,8 @@ import pytest
 
 from pinsync.devenv import kubo, sshd
 from tests.conftest import Operator
-from tests.e2e.filetree import assert_pins_stored_as_files
-from tests.kubetools import Objects, create_secret, eventually, wait_synced
+from tests.e2e.filetree import assert_pins_stored_as_files, sync_two_pins
+from tests.kubetools import Objects, create_secret, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -56,15 +56,7 @@ def test_pins_are_stored_on_an_sftp_server_byte_identical(
             "credentialsSecretRef": {"name": "ssh"},
         },
     )
-    cids = [ipfs.add(os.urandom(size)) for size in (200_000, 3_000_000)]
-    pinsets.create("media", {"cids": cids, "backends": ["box"]})
-
-    status = wait_synced(backends, "box", present=2)
-    assert status["counts"] == {"desired": 2, "present": 2, "missing": 0, "failed": 0}
-    backends.wait_condition("box", "Healthy", "True")
-    backends.wait_condition("box", "Synced", "True")
-    backends.wait_condition("box", "Ready", "True")
-    pinsets.wait_condition("media", "Ready", "True")
+    cids = sync_two_pins(backends, pinsets, "box", ipfs)
 
     assert_pins_stored_as_files(directory, cids, ipfs)
     # The audit after the first sync measures usage, free space from OpenSSH's statvfs.
