@@ -114,3 +114,14 @@ def changes(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> di
     """
     current = current or {}
     return {k: v for k, v in desired.items() if current.get(k) != v}
+
+
+def synced(is_synced: bool, reason: str, message: str = "") -> Condition:
+    """A backend's ``Synced``: True exactly when it is not dirty."""
+    return condition("Synced", is_synced, reason, message)
+
+
+def readiness(missing: int, desired: int, *, reason: str = "Syncing") -> list[Condition]:
+    """The kstatus trio of a usable backend: Ready unless desired pins are actually missing."""
+    message = f"{desired - missing} of {desired} pins present"
+    return reconciling(reason, message) if missing else ready("Synced", message)

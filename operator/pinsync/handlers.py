@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from pinsync import GROUP, VERSION, kube, storage
-from pinsync.reconciling import backends, pinsets
+from pinsync.reconciling import backends, marking, pinsets
 from pinsync.reconciling.context import Context
 from pinsync.settings import Settings
 
@@ -70,6 +70,7 @@ async def loop(reconcile: Reconciler, plural: str, namespace: str, name: str, lo
             await ctx.wakeups.sleep(key, delay)
     finally:
         ctx.wakeups.forget(key)
+        await ctx.forget(key)
 
 
 @kopf.daemon(GROUP, VERSION, kube.STORAGEBACKENDS, cancellation_timeout=1.0)
@@ -108,15 +109,21 @@ async def backend_changed(
     pinsets_by_namespace: kopf.Index[str, str],
     **_: Any,
 ) -> None:
+    ctx = context()
     if type == "DELETED":
+        ctx.reported.pop((namespace, name), None)
         wake_pinsets(namespace, pinsets_by_namespace)
         return
-    # A new, relabelled or newly synced backend changes what its PinSets report.
-    wake_pinsets(namespace, pinsets_by_namespace)
-    if context().echoes.is_own_write((kube.STORAGEBACKENDS, namespace, name), meta):
+    # A new, relabelled or newly synced backend changes what its PinSets report; progress
+    # writes during a sync do not, and must not wake every PinSet of the namespace.
+    seen = pinsets.reported(body)
+    if ctx.reported.get((namespace, name)) != seen:
+        ctx.reported[(namespace, name)] = seen
+        wake_pinsets(namespace, pinsets_by_namespace)
+    if ctx.echoes.is_own_write((kube.STORAGEBACKENDS, namespace, name), meta):
         return
     # Annotation marks are recorded right away, even while this backend's loop is mid-sync.
-    await backends.consume_annotations(context(), dict(body))
+    await marking.consume_annotations(context(), dict(body))
     context().wakeups.wake((kube.STORAGEBACKENDS, namespace, name))
 
 

@@ -47,6 +47,8 @@ class Secret:
     data: dict[str, str] = dataclasses.field(repr=False)
     version: str = ""
     """resourceVersion, to notice credential changes without keeping the values around."""
+    undecodable: tuple[str, ...] = ()
+    """Keys whose value is not UTF-8 text (left out of ``data``; never shown)."""
 
 
 class Api:
@@ -123,9 +125,16 @@ class Api:
             if exc.status == 404:
                 return None
             raise
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        data: dict[str, str] = {}
+        undecodable = []
+        for key, value in (secret.data or {}).items():
+            try:
+                data[key] = base64.b64decode(value).decode()
+            except (UnicodeDecodeError, ValueError):
+                undecodable.append(key)
         data.update(secret.string_data or {})
-        return Secret(data=data, version=str(secret.metadata.resource_version or ""))
+        version = str(secret.metadata.resource_version or "")
+        return Secret(data=data, version=version, undecodable=tuple(sorted(undecodable)))
 
     async def post_event(
         self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str

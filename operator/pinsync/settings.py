@@ -37,6 +37,10 @@ class Settings:
     resync_interval: float = 300.0
     """Seconds between level-based re-reconciles of an object nobody touched."""
 
+    node_pins_interval: float = 30.0
+    """Seconds a node's pin list is reused by every PinSet and backend that reads it (one
+    ``pin/ls`` per node per interval; pins the operator adds itself are seen at once)."""
+
     namespaces: tuple[str, ...] = ()
     """Namespaces to serve; empty means the whole cluster."""
 
@@ -56,6 +60,7 @@ _FROM_ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "mark_dirty_on_startup": ("PINSYNC_MARK_DIRTY_ON_STARTUP", _flag),
     "retry_interval": ("PINSYNC_RETRY_INTERVAL", float),
     "resync_interval": ("PINSYNC_RESYNC_INTERVAL", float),
+    "node_pins_interval": ("PINSYNC_NODE_PINS_INTERVAL", float),
     "namespaces": ("PINSYNC_NAMESPACES", _names),
 }
 """Settings field -> (environment variable, parser)."""

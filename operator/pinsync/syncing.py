@@ -17,7 +17,7 @@ import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
-from pinsync import car, ipfs, planner, reasons
+from pinsync import car, cids, ipfs, planner, reasons
 from pinsync.backends import base, errors
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,13 @@ class Progress:
     pruned: int = 0
     phase: str = "Planning"
     failures: dict[str, planner.Failure] = dataclasses.field(default_factory=dict)
+    """By pin identity; the ones carried over from earlier passes too."""
+    new_failures: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Failed attempts made in this pass, by reason (for metrics)."""
     present_cids: set[str] = dataclasses.field(default_factory=set)
+    """Identities of desired pins present on the backend."""
+    backend_errors: int = 0
+    """Transfers the storage itself refused or dropped (not the content stream)."""
 
     @property
     def missing(self) -> int:
@@ -109,19 +115,31 @@ async def run(
     global_limit: asyncio.Semaphore,
     report: Report,
     now: Callable[[], datetime.datetime],
+    names: Mapping[str, str] | None = None,
 ) -> Progress:
-    """List, plan, verify (full), transfer, prune. Per-pin errors are recorded, not raised."""
+    """List, plan, verify (full), transfer, prune. Per-pin errors are recorded, not raised.
+
+    Pins are keyed by identity (:func:`pinsync.cids.key`): ``desired``, ``node_pins``,
+    ``failures``. ``names`` gives the spelling a new object is stored under (default: the
+    identity); a stored pin under another spelling of the same identity counts as present.
+    ``report`` is called after every pin; the caller throttles its writes.
+    """
+    names = names or {}
     progress = Progress(desired=len(desired), failures=dict(failures))
-    present = {info.cid async for info in backend.list_pins()}
-    progress.present_cids = present & desired.keys()
+    stored: dict[str, str] = {}  # identity -> the name the backend holds it under
+    async for info in backend.list_pins():
+        identity = cids.key(info.cid)
+        if identity is not None:
+            stored.setdefault(identity, info.cid)
+    progress.present_cids = stored.keys() & desired.keys()
     progress.present = len(progress.present_cids)
     # Failures of pins that are no longer wanted, or are present now, are history.
     progress.failures = {
-        c: f for c, f in progress.failures.items() if c in desired and c not in present
+        c: f for c, f in progress.failures.items() if c in desired and c not in stored
     }
     the_plan = planner.plan(
         desired=desired.keys(),
-        present=present,
+        present=stored.keys(),
         failures=progress.failures,
         now=now(),
         # A pinning service lists a pin as soon as it accepted it; only verification says
@@ -132,10 +150,16 @@ async def run(
     limit = asyncio.Semaphore(concurrency)
     transfers = list(the_plan.transfer)
 
+    def fail(cid: str, reason: str, message: str) -> None:
+        progress.failures[cid] = planner.failed(
+            progress.failures.get(cid), names.get(cid, cid), reason, message, now=now()
+        )
+        progress.new_failures[reason] = progress.new_failures.get(reason, 0) + 1
+
     async def verify_one(cid: str) -> None:
         async with limit:
             try:
-                await backend.verify_pin(cid, deep=deep)
+                await backend.verify_pin(stored[cid], deep=deep)
                 progress.verified += 1
             except errors.BackendError as exc:
                 logger.warning("pin %s failed verification: %s", cid, exc)
@@ -144,11 +168,10 @@ async def run(
                 if exc.retryable and not isinstance(exc, errors.PinNotFound | errors.Damaged):
                     # Still in progress (a cluster fetching) or a hiccup: retry later, don't
                     # re-send content that may well be fine.
-                    progress.failures[cid] = planner.failed(
-                        progress.failures.get(cid), cid, exc.reason, str(exc), now=now()
-                    )
+                    fail(cid, exc.reason, str(exc))
                     return
                 transfers.append(cid)
+        await report(progress)
 
     if the_plan.verify:
         progress.phase = "Verifying"
@@ -157,7 +180,7 @@ async def run(
 
     async def transfer_one(cid: str) -> None:
         async with limit, global_limit:
-            meta = base.PinMeta(cid=cid, pinsets=desired[cid])
+            meta = base.PinMeta(cid=stored.get(cid) or names.get(cid, cid), pinsets=desired[cid])
             try:
                 await transfer(
                     backend, kubo_for(cid), meta, pinned_on_node=cid in node_pins, progress=progress
@@ -166,15 +189,15 @@ async def run(
                 raise
             except Exception as exc:
                 reason, message = _error_of(exc)
-                logger.warning("pin %s failed: %s: %s", cid, reason, message)
-                progress.failures[cid] = planner.failed(
-                    progress.failures.get(cid), cid, reason, message, now=now()
-                )
-                return
-            progress.failures.pop(cid, None)
-            progress.present_cids.add(cid)
-            progress.present += 1
-            progress.uploaded += 1
+                logger.warning("pin %s failed: %s: %s", meta.cid, reason, message)
+                progress.backend_errors += isinstance(exc, errors.BackendError)
+                fail(cid, reason, message)
+            else:
+                progress.failures.pop(cid, None)
+                progress.present_cids.add(cid)
+                progress.present += 1
+                progress.uploaded += 1
+        await report(progress)
 
     progress.phase = "Syncing"
     await report(progress)
@@ -182,10 +205,10 @@ async def run(
 
     for cid in the_plan.prune:
         try:
-            await backend.remove_pin(cid)
+            await backend.remove_pin(stored[cid])
             progress.pruned += 1
         except errors.BackendError as exc:
-            logger.warning("could not prune %s: %s", cid, exc)
+            logger.warning("could not prune %s: %s", stored[cid], exc)
     progress.failed = len(progress.failures)
     progress.phase = "Idle"
     return progress

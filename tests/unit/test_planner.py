@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import random
 
 from pinsync import planner
@@ -53,3 +54,40 @@ def test_failure_counts_attempts_and_round_trips_through_status() -> None:
     restored = planner.Failure.from_status(second.to_status())
     assert restored.attempts == 2 and restored.reason == "Unreachable"
     assert restored.next_retry_at == second.next_retry_at.replace(microsecond=0)
+
+
+def test_every_failure_survives_the_compact_form_with_its_backoff() -> None:
+    failures = {
+        f"k{i}": planner.failed(None, f"cid{i}", "ContentUnavailable", "gone", now=NOW)
+        for i in range(5000)
+    }
+    packed = planner.pack(failures)
+    names = {f"k{i}": f"cid{i}" for i in range(6000)}  # 1,000 more pins that never failed
+    back = planner.unpack(packed, names)
+    assert back.keys() == failures.keys()
+    for key, failure in back.items():
+        original = failures[key]
+        assert failure.cid == original.cid and failure.attempts == 1
+        assert failure.reason == "ContentUnavailable"
+        assert original.next_retry_at is not None and failure.next_retry_at is not None
+        # Rounded up, never earlier, by at most 5 % of the backoff ceiling.
+        slack = (failure.next_retry_at - original.next_retry_at).total_seconds()
+        assert 0 <= slack <= planner.ceiling(1) / planner.RETRY_RESOLUTION + 1
+
+
+def test_listed_failures_keep_their_messages_over_the_compact_form() -> None:
+    failure = planner.failed(None, "cid", "Unreachable", "connection refused", now=NOW)
+    back = planner.unpack(planner.pack({"k": failure}), {"k": "cid"}, [failure])
+    assert back["k"].message == "connection refused"
+
+
+def test_the_compact_form_of_20000_failures_is_small() -> None:
+    failures = {}
+    for i in range(20_000):
+        previous = None
+        for _ in range(i % 7 + 1):
+            previous = planner.failed(previous, f"c{i}", "PinTimeout", "", now=NOW)
+        assert previous is not None
+        failures[f"bafy{i:054d}"] = previous
+    size = len(json.dumps(planner.pack(failures)))
+    assert size < 128 * 1024, size

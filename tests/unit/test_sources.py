@@ -44,3 +44,27 @@ def test_the_digest_changes_with_the_pins_only() -> None:
     same = sources.resolve(ctx(), pinset({"cids": [CID_A], "backends": ["x"]}), {})
     more = sources.resolve(ctx(), pinset({"cids": [CID_A, CID_B]}), {})
     assert one.digest == same.digest != more.digest
+
+
+def test_from_node_without_a_prefix_leaves_pins_made_for_other_namespaces() -> None:
+    node = {CID_A: "", CID_B: "pinsync/other/media", "bafkqaaa": "pinsync/ns/mine"}
+    source = sources.resolve(ctx(), pinset({"fromNode": {}}), node)
+    assert CID_B not in source.pins and "bafkqaaa" in source.pins and CID_A in source.pins
+
+
+def test_a_cidv0_and_its_cidv1_are_one_pin_spelled_as_written() -> None:
+    v1 = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+    v0 = "QmbWqxBEKC3P8tqsKc98xmWNzrzDtRLMiMPL8wBuTGsMnR"
+    source = sources.resolve(ctx(), pinset({"cids": [v0, v1]}), {})
+    assert source.pins == (v1,)
+    assert source.spelling(v1) == v0
+
+
+def test_cids_are_parsed_once_per_generation() -> None:
+    context = ctx()
+    obj = pinset({"cids": [CID_A]})
+    obj["metadata"] |= {"uid": "u", "generation": 1}
+    first = sources.explicit(context, obj)
+    assert sources.explicit(context, obj) is first
+    obj["metadata"]["generation"] = 2
+    assert sources.explicit(context, obj) is not first

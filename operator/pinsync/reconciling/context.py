@@ -1,16 +1,31 @@
-"""What every reconciler needs, built once at operator start-up."""
+"""What every reconciler needs, built once at operator start-up.
+
+Durable state lives in the objects' status and is read back on every pass; what is kept here is
+only a cache of things that are expensive to rebuild and cheap to invalidate: Kubo clients and
+pin lists, parsed PinSet CIDs (per generation), backend clients (per configuration).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
-from pinsync import conditions, ipfs, kube, planner, settings
+from pinsync import cids, conditions, ipfs, kube, settings
+from pinsync.backends import base
 from pinsync.wakeups import Echoes, Wakeups
 
 Decide = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+@dataclasses.dataclass
+class NodePins:
+    """One node's recursive pins (identity -> pin name), and when they were read."""
+
+    pins: dict[str, str]
+    read_at: float
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -21,12 +36,17 @@ class Context:
     echoes: Echoes = dataclasses.field(default_factory=Echoes)
     kubos: dict[str, ipfs.Kubo] = dataclasses.field(default_factory=dict)
     transfers: asyncio.Semaphore = dataclasses.field(init=False)
-    pin_failures: dict[tuple[str, str], dict[str, planner.Failure]] = dataclasses.field(
-        default_factory=dict
-    )
-    """Per PinSet, CIDs the node could not pin, with their backoff (the first 50 are in status)."""
     started: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     """Backends seen since start-up (for ``mark_dirty_on_startup``)."""
+    parsed: dict[Hashable, tuple[Hashable, Any]] = dataclasses.field(default_factory=dict)
+    """Per PinSet: (uid, generation) -> its parsed explicit CIDs."""
+    reported: dict[Hashable, str] = dataclasses.field(default_factory=dict)
+    """Per backend: a digest of what PinSets report about it (to wake them only on change)."""
+    backends: dict[Hashable, tuple[Hashable, base.Backend]] = dataclasses.field(
+        default_factory=dict
+    )
+    _node_pins: dict[str, NodePins] = dataclasses.field(default_factory=dict)
+    _node_locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.transfers = asyncio.Semaphore(self.settings.global_concurrency)
@@ -37,7 +57,49 @@ class Context:
             self.kubos[url] = ipfs.Kubo(url)
         return self.kubos[url]
 
+    async def node_pins(self, url: str) -> dict[str, str]:
+        """The node's recursive pins by identity, read at most once per ``node_pins_interval``.
+
+        Every PinSet and backend of the node shares the one dict; pins the operator adds are
+        recorded in it (:meth:`pinned`), so they are seen before the next read.
+        """
+        lock = self._node_locks.setdefault(url, asyncio.Lock())
+        async with lock:
+            cached = self._node_pins.get(url)
+            age = time.monotonic() - cached.read_at if cached else None
+            if cached is None or age is None or age >= self.settings.node_pins_interval:
+                listed = await self.kubo(url).pins()
+                pins = {k: name for c, name in listed.items() if (k := cids.key(c)) is not None}
+                cached = self._node_pins[url] = NodePins(pins, time.monotonic())
+            return cached.pins
+
+    def backend(
+        self, key: Hashable, config: Hashable, build: Callable[[], base.Backend]
+    ) -> tuple[base.Backend, base.Backend | None]:
+        """The backend client for ``key``, kept as long as its ``config`` stays the same.
+
+        Returns (client, replaced client to close, if the configuration changed).
+        """
+        cached = self.backends.get(key)
+        if cached is not None and cached[0] == config:
+            return cached[1], None
+        client = build()
+        self.backends[key] = (config, client)
+        return client, cached[1] if cached else None
+
+    async def forget(self, key: tuple[str, str, str]) -> None:
+        """Drop what is cached for an object whose loop ended (deleted, or shutting down)."""
+        plural, namespace, name = key
+        self.parsed.pop((namespace, name), None)
+        if plural == kube.STORAGEBACKENDS:
+            self.reported.pop((namespace, name), None)
+            cached = self.backends.pop((namespace, name), None)
+            if cached is not None:
+                await cached[1].aclose()
+
     async def aclose(self) -> None:
+        for _, client in self.backends.values():
+            await client.aclose()
         for kubo in self.kubos.values():
             await kubo.aclose()
 

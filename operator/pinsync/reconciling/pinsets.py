@@ -8,6 +8,8 @@ CIDs that the network cannot provide never blocks its loop for long: every pass 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from pinsync import conditions, ipfs, kube, planner, selectors
@@ -26,16 +28,28 @@ def quoted(items: list[str] | tuple[str, ...]) -> str:
     return shown if len(items) <= MAX_LISTED else f"{shown} and {len(items) - MAX_LISTED} more"
 
 
+def failures_of(
+    obj: dict[str, Any], source: sources.Source, node_pins: Mapping[str, str]
+) -> dict[str, planner.Failure]:
+    """Recorded pin failures of the PinSet's CIDs that the node still lacks (from status)."""
+    status = obj.get("status") or {}
+    unpinned = {c: source.spelling(c) for c in source.pins if c not in node_pins}
+    listed = [planner.Failure.from_status(f) for f in status.get("failures") or ()]
+    return planner.unpack(status.get("retries"), unpinned, listed)
+
+
 async def pin_missing(
-    ctx: Context, obj: dict[str, Any], source: sources.Source, node_pins: dict[str, str]
-) -> tuple[int, dict[str, planner.Failure], bool]:
-    """Pin a batch of the PinSet's CIDs not yet on the node; (pinned now, failures, more to do)."""
+    ctx: Context,
+    obj: dict[str, Any],
+    source: sources.Source,
+    node_pins: dict[str, str],
+    known: dict[str, planner.Failure],
+) -> tuple[int, bool]:
+    """Pin a batch of the PinSet's CIDs not yet on the node; (pinned now, more to do).
+
+    ``known`` (failures by identity, read from status) is updated in place.
+    """
     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-    known = ctx.pin_failures.setdefault(key, {})
-    wanted = set(source.pins)
-    for cid in list(known):
-        if cid not in wanted or cid in node_pins:
-            del known[cid]
     now = conditions.utcnow()
     todo = [
         c
@@ -45,7 +59,7 @@ async def pin_missing(
     batch = todo[:PIN_BATCH]
     spec_ipfs = (obj.get("spec") or {}).get("ipfs") or {}
     timeout = selectors.duration(spec_ipfs.get("pinTimeout"), 120.0)
-    name = f"pinsync/{key[0]}/{key[1]}"
+    name = f"{sources.OWN_PIN_PREFIX}{key[0]}/{key[1]}"
     kubo = ctx.kubo(source.api_url)
     limit = asyncio.Semaphore(PIN_CONCURRENCY)
     pinned = 0
@@ -53,11 +67,12 @@ async def pin_missing(
     async def pin(cid: str) -> None:
         nonlocal pinned
         async with limit:
+            spelled = source.spelling(cid)
             try:
-                await kubo.pin_add(cid, name=name, timeout=timeout)
+                await kubo.pin_add(spelled, name=name, timeout=timeout)
             except ipfs.IpfsError as exc:
                 known[cid] = planner.failed(
-                    known.get(cid), cid, exc.reason, str(exc), now=conditions.utcnow()
+                    known.get(cid), spelled, exc.reason, str(exc), now=conditions.utcnow()
                 )
                 return
             known.pop(cid, None)
@@ -65,7 +80,31 @@ async def pin_missing(
             pinned += 1
 
     await asyncio.gather(*(pin(c) for c in batch))
-    return pinned, known, len(todo) > len(batch)
+    return pinned, len(todo) > len(batch)
+
+
+REPORTED_CONDITIONS = ("Synced", "Stalled")
+
+
+def reported(backend: Mapping[str, Any]) -> str:
+    """A digest of everything about a backend that a PinSet's report depends on.
+
+    The backend's watch handler wakes PinSets only when this changes: a sync's progress writes
+    (counts, bytes, phase) change nothing a PinSet reports, and must not wake 20,000-pin PinSets.
+    """
+    status = backend.get("status") or {}
+    conds = [
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+        for c in status.get("conditions") or ()
+        if c.get("type") in REPORTED_CONDITIONS
+    ]
+    view = [
+        backend["metadata"].get("labels") or {},
+        status.get("sources") or [],
+        conds,
+        (status.get("lastSync") or {}).get("finishedAt"),
+    ]
+    return json.dumps(view, sort_keys=True, default=str)
 
 
 def backend_summary(source: sources.Source, backend: dict[str, Any]) -> dict[str, Any]:
@@ -84,9 +123,14 @@ def backend_summary(source: sources.Source, backend: dict[str, Any]) -> dict[str
     return summary
 
 
-def known_failures(ctx: Context, obj: dict[str, Any]) -> dict[str, planner.Failure]:
-    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-    return ctx.pin_failures.get(key, {})
+def stalled_backend(targeted: list[dict[str, Any]]) -> str | None:
+    """A message naming the first targeted backend that is Stalled, and why."""
+    for backend in targeted:
+        cond = conditions.find((backend.get("status") or {}).get("conditions"), "Stalled")
+        if cond is not None and cond.get("status") == "True":
+            name = backend["metadata"]["name"]
+            return f"StorageBackend {name} is stalled: {cond.get('reason')}: {cond.get('message')}"
+    return None
 
 
 async def write_report(
@@ -95,8 +139,8 @@ async def write_report(
     source: sources.Source,
     targeted: list[dict[str, Any]],
     missing_backends: list[str],
-    node_pins: dict[str, str],
-    failures: dict[str, planner.Failure],
+    node_pins: Mapping[str, str],
+    failures: Mapping[str, planner.Failure],
 ) -> dict[str, Any]:
     """Conditions, counts and per-backend summaries from what this pass knows."""
     unpinned = sum(1 for c in source.pins if c not in node_pins)
@@ -108,6 +152,7 @@ async def write_report(
         "syncedBackends": ready_backends,
         "failed": len(failures),
     }
+    stalled = stalled_backend(targeted)
     if source.invalid:
         updates = conditions.stalled("InvalidCID", f"not a CID: {quoted(source.invalid)}")
     elif missing_backends:
@@ -115,6 +160,8 @@ async def write_report(
         updates = conditions.stalled("BackendNotFound", message)
     elif not targeted:
         updates = conditions.stalled("NoBackends", "spec.backendSelector matches no StorageBackend")
+    elif stalled is not None:
+        updates = conditions.stalled("BackendStalled", stalled)
     elif failures:
         first = min(failures.values(), key=lambda f: f.cid)
         message = (
@@ -130,7 +177,7 @@ async def write_report(
     else:
         message = f"{len(source.pins)} pin(s) on {len(targeted)} backend(s)"
         updates = conditions.ready("Synced", message)
-    failure_list = sorted(failures.values(), key=lambda f: f.cid)[: planner.MAX_LISTED]
+    listed = sorted(failures.values(), key=lambda f: f.cid)[: planner.MAX_LISTED]
     return await ctx.write_status(
         kube.PINSETS,
         obj,
@@ -138,7 +185,8 @@ async def write_report(
         counts=counts,
         synced=f"{ready_backends}/{len(targeted)}",
         backends=summaries,
-        failures=[{"cid": f.cid, "reason": f.reason, "message": f.message} for f in failure_list],
+        failures=[f.to_status() for f in listed],
+        retries=planner.pack(failures),
     )
 
 
@@ -149,7 +197,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     spec = obj.get("spec") or {}
     url = sources.api_url(ctx, obj)
     try:
-        node_pins = await ctx.kubo(url).pins()
+        node_pins = await ctx.node_pins(url)
     except ipfs.IpfsError as exc:
         message = f"IPFS node {url}: {exc}"
         await ctx.write_status(kube.PINSETS, obj, conditions.reconciling(exc.reason, message))
@@ -159,14 +207,15 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     targeted = [b for b in all_backends if sources.targets(obj, b)]
     existing = {b["metadata"]["name"] for b in all_backends}
     missing_backends = [n for n in spec.get("backends") or () if n not in existing]
+    failures = failures_of(obj, source, node_pins)
 
     async def report() -> None:
         obj["status"] = await write_report(
-            ctx, obj, source, targeted, missing_backends, node_pins, known_failures(ctx, obj)
+            ctx, obj, source, targeted, missing_backends, node_pins, failures
         )
 
     await report()  # before pinning, which may take up to pinTimeout
-    pinned, failures, more = await pin_missing(ctx, obj, source, node_pins)
+    pinned, more = await pin_missing(ctx, obj, source, node_pins, failures)
     if pinned:
         for backend in targeted:  # new content on the node: their desired sets grew
             ctx.wakeups.wake((kube.STORAGEBACKENDS, namespace, backend["metadata"]["name"]))

@@ -1,0 +1,127 @@
+"""Marking a StorageBackend dirty, and clearing it: the only writers of ``status.dirty``.
+
+Three kinds of marks: annotations (``mark-dirty``, ``sync-requested-at``, applied straight from
+the watch handler so they never wait for a running sync), level marks (the world compared with
+what ``status.marked`` accounted for), and audit findings. Each goes through
+:meth:`Context.transition` (a resourceVersion-guarded write), and each writes the ``Synced``
+condition in the same write as the mark: ``dirty.dirty`` and ``Synced`` never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pinsync import conditions, dirty, kube
+from pinsync.reconciling import sources
+from pinsync.reconciling.context import Context
+
+MARK_DIRTY = "pinsync.io/mark-dirty"
+SYNC_REQUESTED_AT = "pinsync.io/sync-requested-at"
+
+
+def state_of(obj: dict[str, Any]) -> dirty.DirtyState:
+    return dirty.DirtyState.from_status(obj.get("status"))
+
+
+def dirty_fields(obj: dict[str, Any], state: dirty.DirtyState, message: str = "") -> dict[str, Any]:
+    """``status.dirty`` and the ``Synced`` condition that goes with it, for one write."""
+    status = obj.get("status") or {}
+    if state.dirty:
+        update = conditions.synced(False, "Dirty", f"marked: {state.reasons[0]}")
+    else:
+        update = conditions.synced(True, "Synced", message)
+    merged = conditions.merge(
+        status.get("conditions"), [update], generation=obj["metadata"].get("generation")
+    )
+    return {"dirty": state.to_status(), "conditions": merged}
+
+
+def marked(
+    obj: dict[str, Any], reasons: Sequence[str], *, full: bool = False, deep: bool = False
+) -> dict[str, Any]:
+    """The fields that mark ``obj`` dirty for ``reasons`` (the first one newest)."""
+    state = state_of(obj)
+    at = conditions.now()
+    for reason in reversed(reasons):
+        state = dirty.mark(state, reason, at=at, full=full, deep=deep)
+    return dirty_fields(obj, state)
+
+
+def annotation_marks(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """Status fields for new ``mark-dirty`` / ``sync-requested-at`` annotation values, if any."""
+    annotations = obj["metadata"].get("annotations") or {}
+    status = obj.get("status") or {}
+    fields: dict[str, Any] = {}
+    mark = annotations.get(MARK_DIRTY)
+    if mark is not None and mark != status.get("lastHandledMarkDirty"):
+        fields = marked(obj, [f"requested: {mark}" if mark else "requested"])
+        fields["lastHandledMarkDirty"] = mark
+    requested = annotations.get(SYNC_REQUESTED_AT)
+    if requested is not None and requested != status.get("lastHandledSyncRequest"):
+        base = {**obj, "status": {**status, **fields}}
+        fields |= marked(base, [f"full sync requested at {requested}"], full=True)
+        fields["lastHandledSyncRequest"] = requested
+    return fields or None
+
+
+async def consume_annotations(ctx: Context, obj: dict[str, Any]) -> dict[str, Any]:
+    return await ctx.transition(kube.STORAGEBACKENDS, obj, annotation_marks)
+
+
+def level_marks(
+    obj: dict[str, Any], credentials_version: str, found: list[sources.Source], on_start: bool
+) -> tuple[list[str], dict[str, Any]]:
+    """Reasons to mark dirty, from comparing the world with what ``status.marked`` accounted for.
+
+    Returns the reasons and the new ``marked`` record, to be written in the same transition.
+    The record is merge-patched, so PinSets that are gone are written as null: a merge patch
+    never removes a key that is merely absent.
+    """
+    record = (obj.get("status") or {}).get("marked")
+    generation = obj["metadata"].get("generation")
+    digests: dict[str, str | None] = {s.name: s.digest for s in found}
+    recorded = (record or {}).get("sources") or {}
+    gone = [n for n in recorded if n not in digests]
+    now_marked = {
+        "generation": generation,
+        "credentialsVersion": credentials_version,
+        "sources": {**dict.fromkeys(gone), **digests},
+    }
+    if record is None:
+        return ["created"], now_marked
+    reasons = []
+    if record.get("generation") != generation:
+        reasons.append(f"spec changed (generation {generation})")
+    if record.get("credentialsVersion") != credentials_version:
+        reasons.append("credentials Secret changed")
+    reasons += [f"PinSet {n} changed" for n, d in digests.items() if recorded.get(n) != d]
+    reasons += [f"PinSet {n} no longer targets this backend" for n in gone]
+    if on_start:
+        reasons.append("operator started (markDirtyOnStartup)")
+    return reasons, now_marked
+
+
+async def mark_from_level(
+    ctx: Context,
+    obj: dict[str, Any],
+    credentials_version: str,
+    found: list[sources.Source],
+    on_start: bool,
+) -> dict[str, Any]:
+    def decide(current: dict[str, Any]) -> dict[str, Any] | None:
+        reasons, record = level_marks(current, credentials_version, found, on_start)
+        return {**marked(current, reasons), "marked": record} if reasons else None
+
+    return await ctx.transition(kube.STORAGEBACKENDS, obj, decide)
+
+
+async def clear(ctx: Context, obj: dict[str, Any], token: int, message: str) -> dict[str, Any]:
+    """Clear the mark a sync started from, unless a newer mark came in meanwhile."""
+
+    def decide(current: dict[str, Any]) -> dict[str, Any] | None:
+        before = state_of(current)
+        after = dirty.clear(before, token)
+        return dirty_fields(current, after, message) if after != before else None
+
+    return await ctx.transition(kube.STORAGEBACKENDS, obj, decide)

@@ -1,0 +1,71 @@
+"""What a backend pass writes into status and metrics: counts, failures, per-PinSet shares.
+
+Failures are kept twice: the first ``planner.MAX_LISTED`` in full (``status.failures``, for
+people) and every one of them compactly (``status.retries``, for the backoff), so that backoff
+holds for any number of failing pins, across passes and operator restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pinsync import metrics, planner, syncing
+from pinsync.reconciling import sources
+
+
+def failures_status(failures: Mapping[str, planner.Failure]) -> dict[str, Any]:
+    """``failures`` (the first MAX_LISTED, most attempts first) and ``retries`` (all)."""
+    ordered = sorted(failures.values(), key=lambda f: (-f.attempts, f.cid))
+    return {
+        "failures": [f.to_status() for f in ordered[: planner.MAX_LISTED]],
+        "retries": planner.pack(failures),
+    }
+
+
+def failures_of(status: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, planner.Failure]:
+    """The failures recorded in ``status`` for the pins in ``names`` (identity -> spelling)."""
+    listed = [planner.Failure.from_status(f) for f in status.get("failures") or ()]
+    return planner.unpack(status.get("retries"), names, listed)
+
+
+def progress_fields(progress: syncing.Progress) -> dict[str, Any]:
+    return {
+        "phase": progress.phase,
+        "counts": {
+            "desired": progress.desired,
+            "present": progress.present,
+            "missing": progress.missing,
+            "failed": len(progress.failures),
+        },
+        "bytesTransferred": progress.bytes,
+        **failures_status(progress.failures),
+    }
+
+
+def sources_status(found: list[sources.Source], progress: syncing.Progress) -> list[dict[str, Any]]:
+    out = []
+    for source in found:
+        present = sum(1 for c in source.pins if c in progress.present_cids)
+        failed = sum(1 for c in source.pins if c in progress.failures)
+        out.append(
+            {
+                "name": source.name,
+                "digest": source.digest,
+                "pins": len(source.pins),
+                "present": present,
+                "failed": failed,
+            }
+        )
+    return out
+
+
+def record_metrics(key: tuple[str, str], progress: syncing.Progress, ok: bool) -> None:
+    """Counters for one finished pass; failures count the attempts made in it, once each."""
+    labels = {"namespace": key[0], "backend": key[1]}
+    metrics.BYTES_UPLOADED.labels(**labels).inc(progress.bytes)
+    metrics.PINS_UPLOADED.labels(**labels).inc(progress.uploaded)
+    for reason, count in progress.new_failures.items():
+        metrics.PIN_FAILURES.labels(**labels, reason=reason).inc(count)
+    metrics.SYNCS.labels(**labels, result="Succeeded" if ok else "Failed").inc()
+    metrics.MISSING.labels(**labels).set(progress.missing)

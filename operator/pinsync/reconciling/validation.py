@@ -1,0 +1,66 @@
+"""Validating a StorageBackend before any I/O to its storage: type, Secret, Secret keys.
+
+A failed validation is a condition the user can act on (``Stalled`` with a reason naming the
+Secret or key, never a value); it clears by itself when the Secret appears or is fixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pinsync import conditions
+from pinsync.backends import base, registry
+from pinsync.reconciling.context import Context
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The outcome of validation: conditions to write, and on success what sync needs."""
+
+    conditions: list[conditions.Condition]
+    backend_class: type[base.Backend] | None = None
+    credentials: base.Credentials | None = None
+    credentials_version: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.backend_class is not None
+
+
+async def validate(ctx: Context, obj: dict[str, Any]) -> Verdict:
+    """Check the references and the Secret keys the backend type needs."""
+    namespace = obj["metadata"]["namespace"]
+    spec = obj.get("spec", {})
+    if spec.get("suspend"):
+        return Verdict(
+            [
+                conditions.condition("Ready", False, "Suspended", "spec.suspend is true"),
+                conditions.condition("Reconciling", False, "Suspended"),
+                conditions.condition("Stalled", False, "Suspended"),
+            ]
+        )
+    try:
+        cls = registry.load(spec["type"])
+    except (registry.NotImplementedBackend, ImportError) as exc:
+        return Verdict(conditions.stalled("NotImplemented", str(exc)))
+
+    secret_name = (spec.get("credentialsSecretRef") or {}).get("name")
+    if not secret_name:
+        if cls.credential_keys.optional_secret:
+            return Verdict([], cls, base.Credentials())
+        message = f"type {spec['type']} needs spec.credentialsSecretRef"
+        return Verdict(conditions.stalled("SecretRequired", message))
+    secret = await ctx.api.read_secret(namespace, secret_name)
+    if secret is None:
+        message = f"Secret {secret_name!r} not found in namespace {namespace!r}"
+        return Verdict(conditions.stalled("SecretNotFound", message))
+    if secret.undecodable:
+        keys = ", ".join(secret.undecodable)
+        message = f"Secret {secret_name!r}: the value of key(s) {keys} is not UTF-8 text"
+        return Verdict(conditions.stalled("SecretValueInvalid", message))
+    missing = cls.credential_keys.missing({k for k, v in secret.data.items() if v})
+    if missing is not None:
+        message = f"Secret {secret_name!r} lacks key(s): {', '.join(sorted(missing))}"
+        return Verdict(conditions.stalled("SecretKeyMissing", message))
+    return Verdict([], cls, base.Credentials(data=secret.data), secret.version)
