@@ -3,119 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import kubernetes
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pinsync.devenv import kubo, minio
-from tests.conftest import Operator
-from tests.kubetools import Objects, create_secret, eventually, wait_synced
+from tests.e2e.conftest import World
+from tests.kubetools import create_secret, eventually
 
 pytestmark = pytest.mark.e2e
-
-
-class Bucket:
-    """A fresh MinIO bucket and a raw client to look into it (and to damage it)."""
-
-    def __init__(self, server: minio.MinIO) -> None:
-        self.name = f"b-{uuid.uuid4().hex[:10]}"
-        server.make_bucket(self.name)
-        self.client = server.client()
-
-    def keys(self) -> set[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
-        return {item["Key"] for page in pages for item in page.get("Contents", ())}
-
-    def read(self, key: str) -> bytes:
-        body: bytes = self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-        return body
-
-    def write(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.name, Key=key, Body=data)
-
-    def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.name, Key=key)
-
-
-class World:
-    """One namespace with a MinIO-backed StorageBackend and helpers to drive it."""
-
-    def __init__(
-        self,
-        k8s: kubernetes.client.ApiClient,
-        namespace: str,
-        s3server: minio.MinIO,
-        ipfs: kubo.Kubo,
-        operator: Operator,
-    ) -> None:
-        self.k8s, self.namespace, self.ipfs, self.operator = k8s, namespace, ipfs, operator
-        self.s3server = s3server
-        self.bucket = Bucket(s3server)
-        self.backends = Objects(k8s, namespace, "storagebackends")
-        self.pinsets = Objects(k8s, namespace, "pinsets")
-        create_secret(
-            k8s,
-            namespace,
-            "minio",
-            {"accessKeyId": s3server.access_key, "secretAccessKey": s3server.secret_key},
-        )
-
-    def backend(self, name: str = "minio", **spec: Any) -> None:
-        self.backends.create(
-            name,
-            {
-                "type": "s3",
-                "s3": {
-                    "endpoint": self.s3server.endpoint,
-                    "bucket": self.bucket.name,
-                    "prefix": "pins",
-                    "forcePathStyle": True,
-                },
-                "credentialsSecretRef": {"name": "minio"},
-                **spec,
-            },
-        )
-
-    def add(self, count: int, size: int) -> list[str]:
-        return [self.ipfs.add(os.urandom(size)) for _ in range(count)]
-
-    def status(self, name: str = "minio") -> dict[str, Any]:
-        return self.backends.get(name).get("status") or {}
-
-    def wait_synced(
-        self, name: str = "minio", timeout: float = 120, present: int | None = None
-    ) -> dict[str, Any]:
-        return wait_synced(self.backends, name, present=present, timeout=timeout)
-
-    def assert_objects_match_kubo(self, cids: list[str]) -> None:
-        keys = self.bucket.keys()
-        for cid in cids:
-            assert f"pins/{cid}.car" in keys and f"pins/{cid}.json" in keys
-            car = self.bucket.read(f"pins/{cid}.car")
-            assert car == self.ipfs.export_car(cid)
-            sidecar = json.loads(self.bucket.read(f"pins/{cid}.json"))
-            assert sidecar["size"] == len(car)
-
-    def events(self) -> list[Any]:
-        return kubernetes.client.CoreV1Api(self.k8s).list_namespaced_event(self.namespace).items
-
-
-@pytest.fixture
-def world(
-    k8s: kubernetes.client.ApiClient,
-    namespace: str,
-    s3server: minio.MinIO,
-    ipfs: kubo.Kubo,
-    operator: Operator,
-) -> Iterator[World]:
-    yield World(k8s, namespace, s3server, ipfs, operator)
 
 
 def test_new_pins_are_transferred_byte_identical_and_the_mark_cleared(world: World) -> None:

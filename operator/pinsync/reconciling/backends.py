@@ -50,6 +50,8 @@ class Pass:
         self.spec: dict[str, Any] = obj.get("spec") or {}
         self.key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         self.readonly = self.spec.get("accessMode") == "ReadOnly"
+        self.found: list[sources.Source] = []
+        """The targeting PinSets, resolved once at the start of the pass."""
 
     @property
     def status(self) -> dict[str, Any]:
@@ -111,7 +113,7 @@ class Pass:
 
     async def run(self) -> float:
         ctx = self.ctx
-        found = await sources.for_backend(ctx, self.obj)
+        self.found = found = await sources.for_backend(ctx, self.obj)
         on_start = ctx.settings.mark_dirty_on_startup and self.key not in ctx.started
         ctx.started.add(self.key)
         self.obj = await marking.mark_from_level(
@@ -126,10 +128,19 @@ class Pass:
             if delay is not None:
                 return delay
 
+        try:
+            return await self.work(backend, health_every)
+        except errors.BackendError as error:
+            # The storage failed outside a per-pin operation (its listing, its usage): that is
+            # what a health check would have found, so report it as one.
+            return await self.unhealthy(error, health_every)
+
+    async def work(self, backend: base.Backend, health_every: float) -> float:
+        """Sync, audit or settle; returns the delay until the next pass."""
         audit_every = self.interval("audit", 3600.0)
         state = marking.state_of(self.obj)
         if state.dirty and not self.readonly:
-            delay, progress = await self.sync(backend, found, state)
+            delay, progress = await self.sync(backend, self.found, state)
             if progress.backend_errors:
                 # The storage itself failed some writes: say so now, not at the next interval.
                 unhealthy = await self.health(backend, health_every)
@@ -137,11 +148,12 @@ class Pass:
                     return unhealthy
             token = marking.state_of(self.obj).token
             if self.due("lastAudit", audit_every):
-                await auditing.audit(self, backend, found)
+                await auditing.audit(self, backend, self.found)
             return 0.0 if marking.state_of(self.obj).token != token else delay
         if state.dirty or self.due("lastAudit", audit_every):
             # ReadOnly backends answer their marks with an audit: nothing can be uploaded.
-            await auditing.audit(self, backend, found, clears=state if self.readonly else None)
+            clears = state if self.readonly else None
+            await auditing.audit(self, backend, self.found, clears=clears)
             if marking.state_of(self.obj).dirty and not self.readonly:
                 return 0.0
         await self.settle()
@@ -152,17 +164,21 @@ class Pass:
         try:
             await backend.health()
         except errors.BackendError as error:
-            if conditions.is_true(self.status.get("conditions"), "Healthy"):
-                await self.event("Warning", "Unhealthy", error.message)
-            trio = conditions.reconciling if error.retryable else conditions.stalled
-            updates = health_conditions(error) + trio(error.reason, error.message)
-            await self.write(updates, phase="Error", lastHealthCheck=conditions.now())
-            return min(every, self.ctx.settings.retry_interval) if error.retryable else every
+            return await self.unhealthy(error, every)
         learned = self.status.get("learned") or {}
         facts = {**learned, **backend.learned()}
         extra = {"learned": facts} if facts != learned else {}
         await self.write(health_conditions(None), lastHealthCheck=conditions.now(), **extra)
         return None
+
+    async def unhealthy(self, error: errors.BackendError, every: float) -> float:
+        """Record a failed health check; the delay until the next pass."""
+        if conditions.is_true(self.status.get("conditions"), "Healthy"):
+            await self.event("Warning", "Unhealthy", error.message)
+        trio = conditions.reconciling if error.retryable else conditions.stalled
+        updates = health_conditions(error) + trio(error.reason, error.message)
+        await self.write(updates, phase="Error", lastHealthCheck=conditions.now())
+        return min(every, self.ctx.settings.retry_interval) if error.retryable else every
 
     async def settle(self) -> None:
         """Nothing to sync: report readiness from the recorded counts."""
