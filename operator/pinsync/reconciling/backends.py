@@ -57,6 +57,11 @@ class Pass:
     def status(self) -> dict[str, Any]:
         return self.obj.get("status") or {}
 
+    @property
+    def state(self) -> dirty.DirtyState:
+        """The dirty state as of the object's latest write (marks may land mid-pass)."""
+        return marking.state_of(self.obj)
+
     async def write(self, updates: list[conditions.Condition], **fields: Any) -> None:
         self.obj["status"] = await self.ctx.write_status(
             kube.STORAGEBACKENDS, self.obj, updates, **fields
@@ -64,7 +69,7 @@ class Pass:
         self.gauge()
 
     def gauge(self) -> None:
-        is_dirty = marking.state_of(self.obj).dirty
+        is_dirty = self.state.dirty
         metrics.DIRTY.labels(namespace=self.key[0], backend=self.key[1]).set(int(is_dirty))
 
     async def transition(self, decide: Any) -> None:
@@ -138,7 +143,7 @@ class Pass:
     async def work(self, backend: base.Backend, health_every: float) -> float:
         """Sync, audit or settle; returns the delay until the next pass."""
         audit_every = self.interval("audit", 3600.0)
-        state = marking.state_of(self.obj)
+        state = self.state
         if state.dirty and not self.readonly:
             delay, progress = await self.sync(backend, self.found, state)
             if progress.backend_errors:
@@ -146,15 +151,15 @@ class Pass:
                 unhealthy = await self.health(backend, health_every)
                 if unhealthy is not None:
                     return unhealthy
-            token = marking.state_of(self.obj).token
+            token = self.state.token
             if self.due("lastAudit", audit_every):
                 await auditing.audit(self, backend, self.found)
-            return 0.0 if marking.state_of(self.obj).token != token else delay
+            return 0.0 if self.state.token != token else delay
         if state.dirty or self.due("lastAudit", audit_every):
             # ReadOnly backends answer their marks with an audit: nothing can be uploaded.
             clears = state if self.readonly else None
             await auditing.audit(self, backend, self.found, clears=clears)
-            if marking.state_of(self.obj).dirty and not self.readonly:
+            if self.state.dirty and not self.readonly:
                 return 0.0
         await self.settle()
         return self.idle_delay()
@@ -189,7 +194,7 @@ class Pass:
             updates = conditions.stalled("ReadOnlyIncomplete", message)
         else:
             updates = conditions.readiness(0 if not self.readonly else missing, desired)
-        if not marking.state_of(self.obj).dirty:
+        if not self.state.dirty:
             updates.append(conditions.synced(True, "Synced", updates[0]["message"]))
         await self.write(updates, phase="Idle")
 
@@ -275,7 +280,7 @@ class Pass:
                 "Synced",
                 f"uploaded {progress.uploaded} pin(s), {progress.bytes} bytes; {message}",
             )
-            return (0.0 if marking.state_of(self.obj).dirty else self.idle_delay()), progress
+            return (0.0 if self.state.dirty else self.idle_delay()), progress
         first = next(iter(progress.failures.values()))
         message = f"{len(progress.failures)} pin(s) failed, e.g. {first.cid}: {first.reason}"
         updates = [conditions.synced(False, "SyncFailed", message)]
