@@ -201,11 +201,12 @@ async def test_ftps_with_insecure_skip_verify_connects_without_the_ca(
 async def test_a_ca_bundle_key_that_holds_no_bundle_is_invalid_config(
     ftps_server: ftpserver.FtpServer, extra: dict[str, str], reason: str
 ) -> None:
+    """Found when the config is validated, before any connection is made."""
     tls = {"enabled": True, "caBundleKey": "ca.crt"}
-    async with opened(config(ftps_server, "x", tls=tls), creds(ftps_server, **extra)) as b:
-        with pytest.raises(errors.InvalidConfig) as caught:
-            await b.health()
-        assert caught.value.reason == reason
+    with pytest.raises(errors.InvalidConfig) as caught:
+        FtpBackend.validate(config(ftps_server, "x", tls=tls), creds(ftps_server, **extra))
+    assert caught.value.reason == reason
+    assert caught.value.field == "caBundleKey"
 
 
 @aio
@@ -273,11 +274,12 @@ async def test_anonymous_login_needs_no_secret(old_server: ftpserver.FtpServer) 
 
 @aio
 async def test_active_mode_is_reported_as_unsupported(ftp_kit: FtpKit) -> None:
+    """Found when the config is validated, before any connection is made."""
     server = ftp_kit.server
-    async with opened(config(server, "x", passive=False), creds(server)) as backend:
-        with pytest.raises(errors.InvalidConfig) as caught:
-            await backend.health()
-        assert caught.value.reason == "ActiveModeUnsupported"
+    with pytest.raises(errors.InvalidConfig) as caught:
+        FtpBackend(config(server, "x", passive=False), creds(server))
+    assert caught.value.reason == "ActiveModeUnsupported"
+    assert "spec.ftp.passive" in caught.value.message
 
 
 @aio
@@ -395,9 +397,9 @@ async def test_concurrent_puts_share_a_bounded_number_of_connections(
         active = peak = 0
 
         @contextlib.asynccontextmanager
-        async def counting(what: str) -> AsyncIterator[aioftp.Client]:
+        async def counting() -> AsyncIterator[aioftp.Client]:
             nonlocal active, peak
-            async with original(what) as client:
+            async with original() as client:
                 active += 1
                 peak = max(peak, active)
                 try:

@@ -3,14 +3,24 @@
 Object stores (S3, SFTP, FTP, ...) store a pin as a CAR file plus a JSON sidecar; a pinning
 service (IPFS Cluster) is asked to pin by CID and fetches content itself. The engine sees only
 this protocol, so dirty state, planning, verification policy, retries and status are written once.
+
+What every backend used to repeat is written here once, too: the typed config built from the
+spec (:meth:`Backend.validate`, so a bad field is reported before any I/O, once, not at every
+use), error translation around a primitive (:meth:`Backend.translating`, with the backend's
+:meth:`Backend.translate` hook), the rule that a content stream's own errors pass through
+untouched (:class:`Source`), and the batch primitive (:meth:`Backend.put_pins`).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
+
+from pinsync import reasons
+from pinsync.backends import errors
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -71,6 +81,119 @@ class CredentialKeys:
         return None if any(not gap for gap in gaps) else min(gaps, key=len)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """A backend's settings, typed and checked: built once from its spec block (and, where a
+    setting refers into it, the Secret) by :meth:`Backend.validate`."""
+
+
+class Fields:
+    """Reads typed values out of one spec block; a bad value is an InvalidConfig naming it.
+
+    Values are coerced as the backends always did (a port may be given as ``"22"``); what
+    cannot be coerced, or is out of range, is reported with the field's full path.
+    """
+
+    def __init__(self, block: str, spec: Mapping[str, Any]) -> None:
+        self.block, self.spec = block, spec
+
+    def path(self, name: str) -> str:
+        return f"spec.{self.block}.{name}"
+
+    def invalid(
+        self, name: str, problem: str, *, reason: reasons.Reason = reasons.INVALID_CONFIG
+    ) -> errors.InvalidConfig:
+        return errors.InvalidConfig(f"{self.path(name)} {problem}", reason=reason, field=name)
+
+    def text(self, name: str, default: str | None = None, *, empty: bool = True) -> str:
+        """A string; required when there is no default, not blank unless ``empty``."""
+        value = self.spec.get(name)
+        if value is None:
+            if default is None:
+                raise self.invalid(name, "is required")
+            value = default
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.invalid(name, f"must be a string, not {type(value).__name__}")
+        if not empty and not str(value).strip():
+            raise self.invalid(name, "must not be empty")
+        return str(value)
+
+    def url(self, name: str, default: str | None = None) -> str:
+        """An http(s) URL without a trailing slash (or empty, if that is the default)."""
+        value = self.text(name, default).rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise self.invalid(name, "must be an http(s) URL")
+        return value
+
+    def integer(
+        self, name: str, default: int, *, low: int | None = None, high: int | None = None
+    ) -> int:
+        """An integer (absent: the default), within ``low``..``high``."""
+        value = self.spec.get(name)
+        if value is None or value == "":
+            number = default
+        elif isinstance(value, bool):
+            raise self.invalid(name, "must be an integer, not a boolean")
+        else:
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                raise self.invalid(name, f"must be an integer, not {value!r}") from None
+        if (low is not None and number < low) or (high is not None and number > high):
+            bounds = f"{'' if low is None else low}..{'' if high is None else high}"
+            raise self.invalid(name, f"must be in {bounds}, not {number}")
+        return number
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.spec.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.invalid(name, f"must be true or false, not {value!r}")
+        return value
+
+    def section(self, name: str) -> Fields:
+        """A nested block (``tls``), read the same way."""
+        value = self.spec.get(name)
+        if value is not None and not isinstance(value, Mapping):
+            raise self.invalid(name, "must be an object")
+        return Fields(f"{self.block}.{name}", value or {})
+
+
+class Source:
+    """A content stream that remembers whether an exception came from it.
+
+    Backends translate their server's errors into the backend vocabulary but must pass the
+    stream's own errors (a truncated CAR, Kubo going away) through untouched: the sync engine
+    interprets those. :meth:`Backend.translating` tells the two apart by this flag.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes]) -> None:
+        self._content = aiter(content)
+        self.failed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                chunk = await anext(self._content)
+            except StopAsyncIteration:
+                return
+            except BaseException:
+                self.failed = True
+                raise
+            yield chunk
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Upload:
+    """One pin of a batch handed to :meth:`Backend.put_pins`."""
+
+    meta: PinMeta
+    content: Callable[[], AsyncIterator[bytes]]
+    """Opens the pin's CAR stream; called when the backend is ready to read it, so a batch
+    does not start every pin's export at once."""
+
+
 class Backend(abc.ABC):
     """One configured storage backend. Instances are cheap; ``aclose`` releases connections."""
 
@@ -78,9 +201,47 @@ class Backend(abc.ABC):
     stores_content: ClassVar[bool] = True
     """False for pinning services that fetch content by CID themselves."""
 
+    batch_size: int = 1
+    """How many pins the engine hands :meth:`put_pins` at once. 1 for stores where each write
+    stands alone; a store whose write is expensive (a commit) takes more."""
+
     def __init__(self, config: Mapping[str, Any], credentials: Credentials) -> None:
         self.config = config
+        """The spec block as given (what kits and status refer to); the backend reads
+        ``self.conf``."""
         self.credentials = credentials
+        self.conf = self.validate(config, credentials)
+
+    @classmethod
+    def validate(cls, spec: Mapping[str, Any], credentials: Credentials) -> Config:
+        """The typed config of a spec block; InvalidConfig naming the field, before any I/O.
+
+        The reconciler calls this before building the backend, so a bad value is reported as
+        ``Stalled`` once; the constructor calls it again (it is cheap and does no I/O).
+        """
+        return Config()
+
+    # -- errors: translated once, around each primitive ----------------------------------------
+
+    def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
+        """The backend's hook: its library's exception as a BackendError (``what`` says which
+        operation on what; ``writing``: the server was being written to). No secrets."""
+        return errors.BackendError(f"{what}: {type(exc).__name__}")
+
+    @contextlib.contextmanager
+    def translating(
+        self, what: str, *, writing: bool = False, source: Source | None = None
+    ) -> Iterator[None]:
+        """Errors inside become :meth:`translate`'s BackendError; BackendErrors and errors of
+        ``source`` (the content stream) pass through as they are."""
+        try:
+            yield
+        except errors.BackendError:
+            raise
+        except Exception as exc:
+            if source is not None and source.failed:
+                raise  # the content stream's own error is the caller's to interpret, not ours
+            raise self.translate(exc, what, writing=writing) from None
 
     @abc.abstractmethod
     async def health(self) -> None:
@@ -97,6 +258,21 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def put_pin(self, meta: PinMeta, content: AsyncIterator[bytes]) -> PinInfo:
         """Store a pin from a CAR byte stream, atomically: all under its final name, or nothing."""
+
+    async def put_pins(self, uploads: Sequence[Upload]) -> list[PinInfo | Exception]:
+        """Store a batch of pins; per pin, what ``put_pin`` returned or the error it raised.
+
+        The default stores them one by one. A store whose write is a commit overrides this to
+        write the batch as one: a pin then counts as present only once its batch is
+        committed, and a batch that fails leaves none of its pins visible (each gets the error).
+        """
+        results: list[PinInfo | Exception] = []
+        for upload in uploads:
+            try:
+                results.append(await self.put_pin(upload.meta, upload.content()))
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     @abc.abstractmethod
     async def verify_pin(self, cid: str, *, deep: bool = False) -> PinInfo:

@@ -1,8 +1,10 @@
 """The error vocabulary every backend raises, and the operator maps to conditions and retries.
 
-A backend translates its library's exceptions into these; the sync engine never inspects
-boto/asyncssh/aioftp exceptions. ``reason`` is CamelCase and lands in condition reasons as-is;
-``message`` must never contain credentials.
+A backend translates its library's exceptions into these (its ``translate`` hook, called by the
+base around every primitive); the sync engine never inspects boto/asyncssh/aioftp exceptions.
+Each class has a default reason of :mod:`pinsync.reasons`; a more specific one of the catalogue
+may be given (``LocationNotFound(..., reason=reasons.BUCKET_NOT_FOUND)``). ``retryable`` follows
+the reason. ``message`` must never contain credentials.
 """
 
 from __future__ import annotations
@@ -13,57 +15,74 @@ from pinsync import reasons
 class BackendError(reasons.ReasonedError):
     """A backend operation failed. ``retryable`` says whether trying again later may help."""
 
-    reason = "BackendError"
+    reason = reasons.BACKEND_ERROR.name
 
 
 class Unreachable(BackendError):
     """The server could not be reached (DNS, refused, timeout, TLS handshake)."""
 
-    reason = "Unreachable"
+    reason = reasons.UNREACHABLE.name
 
 
 class AuthFailed(BackendError):
     """The server rejected the credentials."""
 
-    reason = "AuthFailed"
-    retryable = False
+    reason = reasons.AUTH_FAILED.name
 
 
 class PermissionDenied(BackendError):
     """Authenticated, but not allowed to do this at this path."""
 
-    reason = "PermissionDenied"
-    retryable = False
+    reason = reasons.PERMISSION_DENIED.name
 
 
 class LocationNotFound(BackendError):
     """The bucket, repository or base path does not exist."""
 
-    reason = "LocationNotFound"
-    retryable = False
+    reason = reasons.LOCATION_NOT_FOUND.name
 
 
 class StorageFull(BackendError):
     """Quota exceeded or no space left on the server."""
 
-    reason = "StorageFull"
+    reason = reasons.STORAGE_FULL.name
 
 
 class Damaged(BackendError):
     """The stored pin does not match what was written (size or sha256 differ)."""
 
-    reason = "Damaged"
+    reason = reasons.DAMAGED.name
 
 
 class PinNotFound(BackendError):
     """The pin is not on the backend."""
 
-    reason = "PinNotFound"
-    retryable = False
+    reason = reasons.PIN_NOT_FOUND.name
+
+
+class InProgress(BackendError):
+    """The backend accepted the pin and is still working on it (a cluster fetching it): not a
+    failure of the content, so it is checked again later rather than sent again."""
+
+    reason = reasons.PINNING.name
+
+
+class Unsupported(BackendError):
+    """The operation has no meaning for this type of backend."""
+
+    reason = reasons.UNSUPPORTED.name
 
 
 class InvalidConfig(BackendError):
-    """The spec or the credentials cannot work as given (e.g. an unknown host key)."""
+    """The spec or the credentials cannot work as given (e.g. an unknown host key).
 
-    reason = "InvalidConfig"
-    retryable = False
+    ``field`` names the spec field at fault (``spec.s3.bucket``), where there is one.
+    """
+
+    reason = reasons.INVALID_CONFIG.name
+
+    def __init__(
+        self, message: str, *, reason: reasons.Reason | str | None = None, field: str = ""
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.field = field

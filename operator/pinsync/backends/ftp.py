@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -44,6 +45,7 @@ from typing import Any, ClassVar
 
 import aioftp
 
+from pinsync import reasons
 from pinsync.backends import base, errors, objectstore
 
 MAX_CONNECTIONS = 4
@@ -55,8 +57,6 @@ QUIT_TIMEOUT = 5.0
 CLEANUP_TIMEOUT = 10.0
 READ_CHUNK = 1024 * 1024
 TMP_DIR = ".tmp"
-PROBE = ".pinsync-write-probe"
-"""Prefix of the health probe's name; a random suffix keeps concurrent health checks apart."""
 ANONYMOUS_USER = "anonymous"
 ANONYMOUS_PASSWORD = "pinsync@"
 """By convention an anonymous login's password is an e-mail-like identification, not a secret."""
@@ -110,7 +110,7 @@ def translate(exc: BaseException, what: str, hidden: Iterable[str] = ()) -> erro
         detail = getattr(exc, "verify_message", None) or "certificate verify failed"
         return errors.InvalidConfig(
             f"{what}: the server's TLS certificate failed verification ({detail})",
-            reason="TLSVerifyFailed",
+            reason=reasons.TLS_VERIFY_FAILED,
         )
     if isinstance(exc, aioftp.StatusCodeError):
         code = reply_code(exc)
@@ -148,26 +148,76 @@ def parse_unix_list_line(line: str) -> tuple[str, str, int] | None:
     return name, kind, int(fields[4])
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FtpConfig(base.Config):
+    host: str
+    port: int
+    base_path: str
+    """Relative to the login directory unless absolute; "." is the login directory itself."""
+    ssl_context: ssl.SSLContext | None
+    """For explicit FTPS (``tls.enabled``), built once; None for plain FTP."""
+
+
+def tls_context(tls: base.Fields, credentials: base.Credentials) -> ssl.SSLContext | None:
+    """The TLS context ``spec.ftp.tls`` asks for, the CA bundle read from the Secret."""
+    if not tls.flag("enabled", False):
+        return None
+    if tls.flag("insecureSkipVerify", False):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    key = tls.text("caBundleKey", "")
+    if not key:
+        return ssl.create_default_context()
+    bundle = credentials.get(key)
+    if bundle is None:
+        raise tls.invalid(
+            "caBundleKey",
+            f"names Secret key {key!r}, which the credentials Secret does not have",
+            reason=reasons.CA_BUNDLE_NOT_FOUND,
+        )
+    try:
+        return ssl.create_default_context(cadata=bundle)
+    except (ssl.SSLError, ValueError, TypeError):
+        raise tls.invalid(
+            "caBundleKey",
+            f"names Secret key {key!r}, which holds no valid PEM CA bundle",
+            reason=reasons.INVALID_CA_BUNDLE,
+        ) from None
+
+
 class FtpBackend(objectstore.ObjectStoreBackend):
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
         alternatives=(frozenset({"username", "password"}),), optional_secret=True
     )
+    conf: FtpConfig
+
+    @classmethod
+    def validate(cls, spec: Mapping[str, Any], credentials: base.Credentials) -> FtpConfig:
+        fields = base.Fields("ftp", spec)
+        if not fields.flag("passive", True):
+            raise fields.invalid(
+                "passive",
+                "is false: active mode is not supported; the FTP client speaks passive mode only",
+                reason=reasons.ACTIVE_MODE_UNSUPPORTED,
+            )
+        raw_path = fields.text("basePath", "pinsync")
+        return FtpConfig(
+            host=fields.text("host", empty=False),
+            port=fields.integer("port", 21, low=0, high=65535) or 21,
+            base_path=raw_path.rstrip("/") or ("/" if raw_path.startswith("/") else "."),
+            ssl_context=tls_context(fields.section("tls"), credentials),
+        )
 
     def __init__(self, config: Mapping[str, Any], credentials: base.Credentials) -> None:
         super().__init__(config, credentials)
-        self.host: str = config["host"]
-        self.port = int(config.get("port") or 21)
-        raw_path = str(config.get("basePath", "pinsync"))
-        self.base_path = raw_path.rstrip("/") or ("/" if raw_path.startswith("/") else ".")
-        """Relative to the login directory unless absolute; "." is the login directory itself."""
-        self.passive = bool(config.get("passive", True))
-        self.tls: Mapping[str, Any] = config.get("tls") or {}
+        self.host, self.port, self.base_path = self.conf.host, self.conf.port, self.conf.base_path
         self.username = credentials.get("username") or ANONYMOUS_USER
         self.password = credentials.get("password") or (
             ANONYMOUS_PASSWORD if self.username == ANONYMOUS_USER else ""
         )
         self._limit = asyncio.Semaphore(MAX_CONNECTIONS)
-        self._ssl: ssl.SSLContext | None = None
         self._mlsd: bool | None = None
         """Whether the server lists with MLSD; None until the first listing asks FEAT."""
 
@@ -178,55 +228,16 @@ class FtpBackend(objectstore.ObjectStoreBackend):
         path = "" if self.base_path == "." else self.base_path.lstrip("/")
         return f"ftp://{self.host}:{self.port}/{path}"
 
-    def where(self, name: str) -> str:
-        return f"{self.location.rstrip('/')}/{name}"
-
     def hidden(self) -> list[str]:
         """Values that must never appear in an error message."""
         return [value for value in (self.password,) if value and value != ANONYMOUS_PASSWORD]
 
-    def error(self, exc: BaseException, what: str) -> errors.BackendError:
+    def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
         return translate(exc, what, self.hidden())
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context for explicit FTPS, built once; None for plain FTP."""
-        if not self.tls.get("enabled"):
-            return None
-        if self._ssl is None:
-            if self.tls.get("insecureSkipVerify"):
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            elif self.tls.get("caBundleKey"):
-                key = str(self.tls["caBundleKey"])
-                bundle = self.credentials.get(key)
-                if bundle is None:
-                    raise errors.InvalidConfig(
-                        f"tls.caBundleKey names Secret key {key!r}, which the credentials "
-                        "Secret does not have",
-                        reason="CABundleNotFound",
-                    )
-                try:
-                    context = ssl.create_default_context(cadata=bundle)
-                except (ssl.SSLError, ValueError, TypeError):
-                    raise errors.InvalidConfig(
-                        f"Secret key {key!r} holds no valid PEM CA bundle",
-                        reason="InvalidCABundle",
-                    ) from None
-            else:
-                context = ssl.create_default_context()
-            self._ssl = context
-        return self._ssl
-
     async def _open(self, client: aioftp.Client) -> None:
-        """Connect, secure, log in and change into the base path, mapping each step's errors."""
-        if not self.passive:
-            raise errors.InvalidConfig(
-                "active mode (passive: false) is not supported; the FTP client speaks passive "
-                "mode only",
-                reason="ActiveModeUnsupported",
-            )
-        context = self.ssl_context()
+        """Connect, secure, log in and change into the base path, naming what each refusal means."""
+        context = self.conf.ssl_context
         await client.connect(self.host, self.port)
         if context is not None:
             try:
@@ -236,7 +247,7 @@ class FtpBackend(objectstore.ObjectStoreBackend):
                     raise errors.InvalidConfig(
                         f"{self.location}: the server does not support explicit FTPS (AUTH TLS "
                         f"answered {reply_code(exc)})",
-                        reason="TLSNotSupported",
+                        reason=reasons.TLS_NOT_SUPPORTED,
                     ) from None
                 raise
         try:
@@ -247,7 +258,7 @@ class FtpBackend(objectstore.ObjectStoreBackend):
                 raise errors.InvalidConfig(
                     f"{self.location}: the server requires FTPS; set tls.enabled "
                     f"({reply_code(exc)})",
-                    reason="TLSRequired",
+                    reason=reasons.TLS_REQUIRED,
                 ) from None
             if reply_code(exc) in {"530", "430", "331", "332"}:
                 raise errors.AuthFailed(
@@ -263,17 +274,17 @@ class FtpBackend(objectstore.ObjectStoreBackend):
             if is_missing(exc):
                 raise errors.LocationNotFound(
                     f"{self.location}: base path {self.base_path!r} does not exist",
-                    reason="PathNotFound",
+                    reason=reasons.PATH_NOT_FOUND,
                 ) from None
             raise
 
     @contextlib.asynccontextmanager
-    async def session(self, what: str) -> AsyncIterator[aioftp.Client]:
+    async def session(self) -> AsyncIterator[aioftp.Client]:
         """A logged-in control connection in the base path, for one operation.
 
-        Errors while opening are translated here; errors in the body are the caller's to
-        translate (it knows what a 550 means there). The connection is closed either way: with
-        QUIT after success, abruptly after an error (its state is unknown then).
+        Errors are the library's own (the primitives' wrapper translates them). The connection
+        is closed either way: with QUIT after success, abruptly after an error (its state is
+        unknown then).
         """
         async with self._limit:
             client = aioftp.Client(
@@ -283,12 +294,6 @@ class FtpBackend(objectstore.ObjectStoreBackend):
             )
             try:
                 await self._open(client)
-            except BaseException as exc:
-                client.close()
-                if isinstance(exc, Exception):
-                    raise self.error(exc, what) from None
-                raise
-            try:
                 yield client
             except BaseException:
                 client.close()
@@ -316,65 +321,33 @@ class FtpBackend(objectstore.ObjectStoreBackend):
             client, reader, writer, throttles={"_": client.throttle}, timeout=SOCKET_TIMEOUT
         )
 
-    # -- health --------------------------------------------------------------------------------
-
-    async def health(self) -> None:
-        """Log in, change into the base path, and write, rename and delete a probe file."""
-        async with self.session(self.location) as client:
-            what = f"write probe in {self.location}"
-            probe = f"{PROBE}-{secrets.token_hex(4)}"
-            try:
-                await self._upload(client, probe, _once(b"ok"))
-                await client.command(f"DELE {probe}", "2xx")
-            except Exception as exc:
-                raise self.error(exc, what) from None
-
     # -- object primitives ---------------------------------------------------------------------
 
-    async def put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
-        what = f"upload {self.where(key)}"
-        async with self.session(what) as client:
-            await self._upload(client, key, content, what=what)
+    async def _reach(self) -> None:
+        """Log in and change into the base path."""
+        async with self.session():
+            pass
 
-    async def _upload(
-        self,
-        client: aioftp.Client,
-        key: str,
-        content: AsyncIterator[bytes],
-        *,
-        what: str | None = None,
-    ) -> None:
-        """Stream ``content`` to a temporary file, then rename it to ``key``.
-
-        Raises the content stream's own exceptions as they are (the caller interprets them),
-        translated ones for everything the server or the network did; when ``what`` is None the
-        caller translates.
-        """
-        tmp = f"{TMP_DIR}/{key}.{secrets.token_hex(8)}"
-        with contextlib.suppress(aioftp.StatusCodeError):  # exists already, or STOR will say why
-            await client.command(f"MKD {TMP_DIR}", "257")
-        source = objectstore.Source(content)
-        try:
+    async def _put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
+        """Stream ``content`` to a temporary file, then rename it to ``key``."""
+        async with self.session() as client:
+            tmp = f"{TMP_DIR}/{key}.{secrets.token_hex(8)}"
+            with contextlib.suppress(aioftp.StatusCodeError):  # exists already, or STOR says why
+                await client.command(f"MKD {TMP_DIR}", "257")
             stream = await self.data_stream(client, f"STOR {tmp}")
-        except Exception as exc:
-            if what is None:
+            replied = False
+            try:
+                async for chunk in content:
+                    await stream.write(chunk)
+                replied = True  # finish() reads the transfer's final reply, whatever it says
+                await stream.finish()
+                await self._rename(client, tmp, key)
+            except BaseException:
+                if not replied:
+                    stream.close()
+                    await self._quietly(client.command(None, ("2xx", "4xx", "5xx"), "1xx"))
+                await self._quietly(client.command(f"DELE {tmp}", "2xx"))
                 raise
-            raise self.error(exc, what) from None
-        replied = False
-        try:
-            async for chunk in source:
-                await stream.write(chunk)
-            replied = True  # finish() reads the transfer's final reply, whatever it says
-            await stream.finish()
-            await self._rename(client, tmp, key)
-        except BaseException as exc:
-            if not replied:
-                stream.close()
-                await self._quietly(client.command(None, ("2xx", "4xx", "5xx"), "1xx"))
-            await self._quietly(client.command(f"DELE {tmp}", "2xx"))
-            if what is None or source.failed or not isinstance(exc, Exception):
-                raise  # the content stream's own error is the caller's to interpret, not ours
-            raise self.error(exc, what) from None
 
     async def _rename(self, client: aioftp.Client, tmp: str, key: str) -> None:
         await client.command(f"RNFR {tmp}", "350")
@@ -397,38 +370,24 @@ class FtpBackend(objectstore.ObjectStoreBackend):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(step, CLEANUP_TIMEOUT)
 
-    async def get_object(self, key: str) -> AsyncIterator[bytes]:
-        what = f"read {self.where(key)}"
-        async with self.session(what) as client:
+    async def _get_object(self, key: str) -> AsyncIterator[bytes]:
+        async with self.session() as client:
             try:
                 stream = await self.data_stream(client, f"RETR {key}")
-            except Exception as exc:
+            except aioftp.StatusCodeError as exc:
                 if is_missing(exc):
-                    raise errors.PinNotFound(f"{what}: no such object") from None
-                raise self.error(exc, what) from None
+                    raise errors.PinNotFound(f"read {self.where(key)}: no such object") from None
+                raise
             try:
-                while True:
-                    try:
-                        block = await stream.read(READ_CHUNK)
-                    except Exception as exc:
-                        raise self.error(exc, what) from None
-                    if not block:
-                        break
+                while block := await stream.read(READ_CHUNK):
                     yield block
-                try:
-                    await stream.finish()
-                except Exception as exc:
-                    raise self.error(exc, what) from None
+                await stream.finish()
             finally:
                 stream.close()
 
-    async def list_objects(self) -> AsyncIterator[tuple[str, int]]:
-        what = f"list {self.location}"
-        async with self.session(what) as client:
-            try:
-                entries = await self._list(client)
-            except Exception as exc:
-                raise self.error(exc, what) from None
+    async def _list_objects(self) -> AsyncIterator[tuple[str, int]]:
+        async with self.session() as client:
+            entries = await self._list(client)
         for name, kind, size in entries:
             if kind == "file" and "/" not in name and not name.startswith("."):
                 yield name, size
@@ -494,13 +453,9 @@ class FtpBackend(objectstore.ObjectStoreBackend):
             return None  # a line in no format we know (a banner, a summary): not an object
         return str(path), info["type"], int(info.get("size", 0))
 
-    async def stat_object(self, key: str) -> int | None:
-        what = f"stat {self.where(key)}"
-        async with self.session(what) as client:
-            try:
-                return await self._size(client, key)
-            except Exception as exc:
-                raise self.error(exc, what) from None
+    async def _stat_object(self, key: str) -> int | None:
+        async with self.session() as client:
+            return await self._size(client, key)
 
     async def _size(self, client: aioftp.Client, key: str) -> int | None:
         """SIZE (RFC 3659; binary type, so the answer is the byte count), else a listing."""
@@ -519,15 +474,10 @@ class FtpBackend(objectstore.ObjectStoreBackend):
                 return size
         return None
 
-    async def delete_object(self, key: str) -> None:
-        what = f"delete {self.where(key)}"
-        async with self.session(what) as client:
+    async def _delete_object(self, key: str) -> None:
+        async with self.session() as client:
             try:
                 await client.command(f"DELE {key}", "2xx")
-            except Exception as exc:
+            except aioftp.StatusCodeError as exc:
                 if not is_missing(exc):
-                    raise self.error(exc, what) from None
-
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
+                    raise

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -51,6 +52,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from pinsync import reasons
 from pinsync.backends import base, errors
 
 logger = logging.getLogger(__name__)
@@ -68,18 +70,26 @@ NOT_ALLOCATED = "remote"
 """A peer that tracks the pin but is not asked to hold it (replication below 'all peers')."""
 
 
-class Unsupported(errors.BackendError):
-    """The operation has no meaning for a pinning service."""
-
-    reason = "Unsupported"
-    retryable = False
-
-
 class Rejected(errors.BackendError):
     """The cluster refused the request as invalid (bad CID, bad option): retrying cannot help."""
 
-    reason = "ClusterRejected"
-    retryable = False
+    reason = reasons.CLUSTER_REJECTED.name
+
+
+class ClusterError(errors.BackendError):
+    """The cluster answered, but with an error or something that is not its API's answer."""
+
+    reason = reasons.CLUSTER_ERROR.name
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IpfsClusterConfig(base.Config):
+    api_url: str
+    """Without a trailing slash."""
+    replication_min: int
+    replication_max: int
+    """-1: every peer; 0: the cluster's default."""
+    prefix: str
 
 
 class IpfsClusterBackend(base.Backend):
@@ -93,22 +103,49 @@ class IpfsClusterBackend(base.Backend):
     """Seconds ``put_pin`` waits for the pin to reach ``pinned`` (tests shorten it)."""
     poll_interval: float = 0.5
 
+    conf: IpfsClusterConfig
+
+    @classmethod
+    def validate(cls, spec: Mapping[str, Any], credentials: base.Credentials) -> IpfsClusterConfig:
+        """Also the cluster's own rule for replication factors (-1 on one side means -1 on
+        both), so a bad spec is a clear InvalidConfig rather than the cluster's HTTP 500."""
+        fields = base.Fields("ipfsCluster", spec)
+        api_url = fields.url("apiUrl", "")
+        if not api_url:
+            raise fields.invalid("apiUrl", "is required")
+        try:
+            httpx.URL(api_url)
+        except httpx.InvalidURL:
+            raise fields.invalid("apiUrl", "is not a valid URL") from None
+        low = fields.integer("replicationFactorMin", -1, low=-1)
+        high = fields.integer("replicationFactorMax", -1, low=-1)
+        if (low == -1) != (high == -1):
+            raise fields.invalid(
+                "replicationFactorMin",
+                "and replicationFactorMax must both be -1 when one of them is",
+            )
+        if low > 0 and high > 0 and low > high:
+            raise fields.invalid("replicationFactorMin", "is larger than replicationFactorMax")
+        return IpfsClusterConfig(
+            api_url=api_url,
+            replication_min=low,
+            replication_max=high,
+            prefix=fields.text("pinNamePrefix", "pinsync/"),
+        )
+
     def __init__(self, config: Mapping[str, Any], credentials: base.Credentials) -> None:
         super().__init__(config, credentials)
-        self.api_url = str(config.get("apiUrl") or "").rstrip("/")
-        self.replication_min = int(config.get("replicationFactorMin", -1))
-        self.replication_max = int(config.get("replicationFactorMax", -1))
-        prefix = config.get("pinNamePrefix")
-        self.prefix = "pinsync/" if prefix is None else str(prefix)
+        self.api_url = self.conf.api_url
+        self.replication_min = self.conf.replication_min
+        self.replication_max = self.conf.replication_max
+        self.prefix = self.conf.prefix
         self._client: httpx.AsyncClient | None = None
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     def client(self) -> httpx.AsyncClient:
-        """The HTTP client, built on first use so a bad ``apiUrl`` fails as InvalidConfig."""
+        """The HTTP client, built on first use (``apiUrl`` is checked by ``validate``)."""
         if self._client is None:
-            if not self.api_url.startswith(("http://", "https://")):
-                raise errors.InvalidConfig("spec.ipfsCluster.apiUrl must be an http(s) URL")
             headers: dict[str, str] = {}
             auth: httpx.BasicAuth | None = None
             token = self.credentials.get("token")
@@ -117,15 +154,12 @@ class IpfsClusterBackend(base.Backend):
                 headers["Authorization"] = f"Bearer {token}"
             elif username and password:
                 auth = httpx.BasicAuth(username, password)
-            try:
-                self._client = httpx.AsyncClient(
-                    base_url=self.api_url,
-                    headers=headers,
-                    auth=auth,
-                    timeout=httpx.Timeout(30.0, connect=5.0),
-                )
-            except httpx.InvalidURL:
-                raise errors.InvalidConfig("spec.ipfsCluster.apiUrl is not a valid URL") from None
+            self._client = httpx.AsyncClient(
+                base_url=self.api_url,
+                headers=headers,
+                auth=auth,
+                timeout=httpx.Timeout(30.0, connect=5.0),
+            )
         return self._client
 
     async def aclose(self) -> None:
@@ -133,40 +167,23 @@ class IpfsClusterBackend(base.Backend):
             await self._client.aclose()
             self._client = None
 
-    def check_replication(self) -> None:
-        """The cluster's own rule (-1 on one side means -1 on both), checked before any call
-        so a bad spec is a clear InvalidConfig rather than the cluster's HTTP 500."""
-        low, high = self.replication_min, self.replication_max
-        if (low == -1) != (high == -1):
-            raise errors.InvalidConfig(
-                "replicationFactorMin and replicationFactorMax must both be -1 when one of them is"
-            )
-        if low > 0 and high > 0 and low > high:
-            raise errors.InvalidConfig("replicationFactorMin is larger than replicationFactorMax")
-
     async def request(
         self, method: str, path: str, what: str, *, params: Mapping[str, str] | None = None
     ) -> Any:
         """One REST call; the decoded JSON answer, or the backend error it maps to."""
-        try:
+        with self.translating(what):
             response = await self.client().request(method, path, params=params)
-        except httpx.UnsupportedProtocol:
-            raise errors.InvalidConfig("spec.ipfsCluster.apiUrl must be an http(s) URL") from None
-        except httpx.TransportError as exc:
-            raise errors.Unreachable(f"{what}: {type(exc).__name__}") from None
         raise_for_status(response, what)
         try:
             return response.json() if response.content else None
         except ValueError:
-            raise errors.BackendError(
-                f"{what}: the answer is not JSON", reason="ClusterError"
-            ) from None
+            raise ClusterError(f"{what}: the answer is not JSON") from None
 
     async def stream(
         self, path: str, what: str, *, params: Mapping[str, str] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """The JSON objects of a streamed listing (``/peers``, ``/allocations``), one by one."""
-        try:
+        with self.translating(what):
             async with self.client().stream("GET", path, params=params) as response:
                 if not response.is_success:
                     await response.aread()
@@ -176,10 +193,11 @@ class IpfsClusterBackend(base.Backend):
                     for value in decoder.feed(text):
                         yield value
                 decoder.close()
-        except httpx.UnsupportedProtocol:
-            raise errors.InvalidConfig("spec.ipfsCluster.apiUrl must be an http(s) URL") from None
-        except httpx.TransportError as exc:
-            raise errors.Unreachable(f"{what}: {type(exc).__name__}") from None
+
+    def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
+        if isinstance(exc, httpx.TransportError):
+            return errors.Unreachable(f"{what}: {type(exc).__name__}")
+        return ClusterError(f"{what}: {type(exc).__name__}")
 
     def ours(self, pin: Mapping[str, Any]) -> bool:
         return str(pin.get("name") or "").startswith(self.prefix)
@@ -190,19 +208,19 @@ class IpfsClusterBackend(base.Backend):
         """The peer answers with our credentials, reaches its IPFS daemon, and enough peers
         answer for ``replicationFactorMin``. There is no write probe: pinning anything would
         need content the cluster can fetch, and a probe pin would show up in the pinset."""
-        self.check_replication()
         ident = await self.request("GET", "/id", "cluster /id")
         if not isinstance(ident, dict):
-            raise errors.BackendError("cluster /id: unexpected answer", reason="ClusterError")
+            raise ClusterError("cluster /id: unexpected answer")
         if ident.get("error"):
             raise errors.BackendError(
-                f"cluster peer reports an error: {ident['error']}", reason="ClusterUnhealthy"
+                f"cluster peer reports an error: {ident['error']}",
+                reason=reasons.CLUSTER_UNHEALTHY,
             )
         ipfs_error = (ident.get("ipfs") or {}).get("error")
         if ipfs_error:
             raise errors.BackendError(
                 f"cluster peer cannot reach its IPFS daemon: {ipfs_error}",
-                reason="ClusterIpfsUnavailable",
+                reason=reasons.CLUSTER_IPFS_UNAVAILABLE,
             )
         healthy = 0
         async for peer in self.stream("/peers", "cluster /peers"):
@@ -212,7 +230,7 @@ class IpfsClusterBackend(base.Backend):
             raise errors.BackendError(
                 f"replicationFactorMin is {self.replication_min}, but only {healthy} cluster "
                 "peer(s) answer",
-                reason="NotEnoughPeers",
+                reason=reasons.NOT_ENOUGH_PEERS,
             )
 
     async def usage(self) -> base.Usage:
@@ -248,7 +266,6 @@ class IpfsClusterBackend(base.Backend):
         closer = getattr(content, "aclose", None)
         if closer is not None:
             await closer()
-        self.check_replication()
         params = {"name": self.prefix + (meta.name or meta.cid)}
         if self.replication_min != 0:
             params["replication-min"] = str(self.replication_min)
@@ -263,8 +280,8 @@ class IpfsClusterBackend(base.Backend):
             status = await self.status(meta.cid)
             try:
                 return await self.judge(meta.cid, status, fresh=True)
-            except errors.BackendError as exc:
-                if exc.reason != "Pinning" or time.monotonic() + interval > deadline:
+            except errors.InProgress:
+                if time.monotonic() + interval > deadline:
                     raise
             await asyncio.sleep(interval)
             interval = min(interval * 1.5, 5.0)
@@ -284,7 +301,7 @@ class IpfsClusterBackend(base.Backend):
             pass  # removed meanwhile
 
     async def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
-        raise Unsupported(
+        raise errors.Unsupported(
             f"{cid}: an IPFS Cluster backend cannot return content (the REST API serves none)"
         )
         yield b""  # pragma: no cover  (makes this an async generator)
@@ -295,7 +312,7 @@ class IpfsClusterBackend(base.Backend):
         """The pin in the cluster's shared state; PinNotFound if absent or not pinsync's."""
         pin = await self.request("GET", f"/allocations/{cid}", f"pin {cid}")
         if not isinstance(pin, dict):
-            raise errors.BackendError(f"pin {cid}: unexpected answer", reason="ClusterError")
+            raise ClusterError(f"pin {cid}: unexpected answer")
         if not self.ours(pin):
             raise errors.PinNotFound(
                 f"pin {cid}: in the cluster's pinset, but not named with prefix {self.prefix!r}"
@@ -305,7 +322,7 @@ class IpfsClusterBackend(base.Backend):
     async def status(self, cid: str) -> dict[str, Any]:
         status = await self.request("GET", f"/pins/{cid}", f"status of {cid}")
         if not isinstance(status, dict):
-            raise errors.BackendError(f"status of {cid}: unexpected answer", reason="ClusterError")
+            raise ClusterError(f"status of {cid}: unexpected answer")
         return status
 
     async def judge(
@@ -341,15 +358,16 @@ class IpfsClusterBackend(base.Backend):
             message = f"{cid}: pinned on {pinned} of {needed} peer(s) ({summary})"
             raise errors.BackendError(
                 message + (f"; errors: {detail}" if detail else "") + "; recovery requested",
-                reason="ClusterPinError",
+                reason=reasons.CLUSTER_PIN_ERROR,
             )
         if any(state in IN_PROGRESS for state in allocated.values()):
-            raise errors.BackendError(
+            raise errors.InProgress(
                 f"{cid}: still pinning, pinned on {pinned} of {needed} peer(s) ({summary})",
-                reason="Pinning",
+                reason=reasons.PINNING,
             )
         raise errors.BackendError(
-            f"{cid}: pinned on {pinned} of {needed} peer(s) ({summary})", reason="ClusterPinError"
+            f"{cid}: pinned on {pinned} of {needed} peer(s) ({summary})",
+            reason=reasons.CLUSTER_PIN_ERROR,
         )
 
     async def recover(self, cid: str) -> None:
@@ -385,7 +403,7 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
         )
     if code == 400:
         raise Rejected(f"{what}: {shown}")
-    raise errors.BackendError(f"{what}: {shown}", reason="ClusterError")
+    raise ClusterError(f"{what}: {shown}")
 
 
 def cid_of(pin: Mapping[str, Any]) -> str:
@@ -419,11 +437,9 @@ class JsonValues:
             self.buffer = self.buffer[end:]
             for item in value if isinstance(value, list) else [value]:
                 if not isinstance(item, dict):
-                    raise errors.BackendError(
-                        f"{self.what}: unexpected answer", reason="ClusterError"
-                    )
+                    raise ClusterError(f"{self.what}: unexpected answer")
                 values.append(item)
 
     def close(self) -> None:
         if self.buffer.strip():
-            raise errors.BackendError(f"{self.what}: listing cut off", reason="ClusterError")
+            raise ClusterError(f"{self.what}: listing cut off")

@@ -11,16 +11,21 @@ Backends make each object write atomic themselves (S3 by the nature of PutObject
 completion, file servers by a temporary name and a rename), so no reader ever sees a partial
 object under a final name.
 
-A concrete backend implements the object primitives below (in the style of Velero's ObjectStore);
-the pin-level protocol of :class:`~pinsync.backends.base.Backend` is derived from them here.
+A concrete backend implements the object primitives below (in the style of Velero's ObjectStore)
+as plain calls of its library, raising whatever that raises; the public primitives here wrap each
+one once in the backend's ``translate`` hook, pass a failing content stream's own error through
+untouched, and derive the pin-level protocol of :class:`~pinsync.backends.base.Backend` and the
+write-probe health check from them.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime
 import hashlib
 import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +33,8 @@ from pinsync.backends import base, errors
 
 CAR = ".car"
 SIDECAR = ".json"
+PROBE = ".pinsync-write-probe"
+"""Prefix of the health probe's name; a random suffix keeps concurrent health checks apart."""
 
 
 class Hashing:
@@ -45,54 +52,94 @@ class Hashing:
             yield chunk
 
 
-class Source:
-    """A content stream that remembers whether an exception came from it.
-
-    ``put_object`` implementations translate their server's errors into the backend vocabulary
-    but must pass the stream's own errors (a truncated CAR, Kubo going away) through untouched:
-    the sync engine interprets those. Iterating through this tells the two apart.
-    """
-
-    def __init__(self, content: AsyncIterator[bytes]) -> None:
-        self._content = aiter(content)
-        self.failed = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            try:
-                chunk = await anext(self._content)
-            except StopAsyncIteration:
-                return
-            except BaseException:
-                self.failed = True
-                raise
-            yield chunk
-
-
 class ObjectStoreBackend(base.Backend):
     """A backend that stores named byte objects under one location."""
 
-    # -- primitives: one sentence each --------------------------------------------------------
+    # -- primitives: one sentence each; raise the library's own exceptions ---------------------
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the objects are, for messages (``s3://bucket/prefix``; never credentials)."""
 
     @abc.abstractmethod
-    async def put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
+    async def _reach(self) -> None:
+        """Connect and log in, and check the location exists (health's first step)."""
+
+    @abc.abstractmethod
+    async def _put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
         """Write an object from a stream, atomically (whole under ``key``, or not at all)."""
 
     @abc.abstractmethod
-    def get_object(self, key: str) -> AsyncIterator[bytes]:
+    def _get_object(self, key: str) -> AsyncIterator[bytes]:
         """Stream an object's bytes; raise PinNotFound if it does not exist."""
 
     @abc.abstractmethod
-    def list_objects(self) -> AsyncIterator[tuple[str, int]]:
+    def _list_objects(self) -> AsyncIterator[tuple[str, int]]:
         """(key relative to the location, size) of every complete object under the location."""
 
     @abc.abstractmethod
-    async def stat_object(self, key: str) -> int | None:
+    async def _stat_object(self, key: str) -> int | None:
         """Size of an object, or None if it does not exist."""
 
     @abc.abstractmethod
-    async def delete_object(self, key: str) -> None:
+    async def _delete_object(self, key: str) -> None:
         """Delete an object; an absent object is not an error."""
+
+    async def _tidy(self) -> None:
+        """After a passing health check: remove what interrupted uploads left (best effort)."""
+
+    # -- the primitives, translated -----------------------------------------------------------
+
+    def where(self, key: str) -> str:
+        return f"{self.location.rstrip('/')}/{key}"
+
+    async def put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
+        source = base.Source(content)
+        with self.translating(f"upload {self.where(key)}", writing=True, source=source):
+            await self._put_object(key, aiter(source))
+
+    async def get_object(self, key: str) -> AsyncIterator[bytes]:
+        chunks = self._get_object(key)
+        try:
+            with self.translating(f"read {self.where(key)}"):
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            await _close(chunks)  # now, not when collected: it may hold a file or connection
+
+    async def list_objects(self) -> AsyncIterator[tuple[str, int]]:
+        entries = self._list_objects()
+        try:
+            with self.translating(f"list {self.location}"):
+                async for entry in entries:
+                    yield entry
+        finally:
+            await _close(entries)
+
+    async def stat_object(self, key: str) -> int | None:
+        with self.translating(f"stat {self.where(key)}"):
+            return await self._stat_object(key)
+
+    async def delete_object(self, key: str) -> None:
+        with self.translating(f"delete {self.where(key)}"):
+            await self._delete_object(key)
+
+    async def health(self) -> None:
+        """Reachable with these credentials, the location there, and writable: a probe object
+        is written and deleted through the primitives pins use."""
+        with self.translating(self.location):
+            await self._reach()
+        probe = f"{PROBE}-{secrets.token_hex(4)}"
+        try:
+            with self.translating(f"write probe in {self.location}", writing=True):
+                await self._put_object(probe, _once(b"ok"))
+                await self._delete_object(probe)
+        except Exception:
+            with contextlib.suppress(Exception):
+                await self._delete_object(probe)
+            raise
+        await self._tidy()
 
     # -- the pin layer, derived ---------------------------------------------------------------
 
@@ -166,3 +213,9 @@ class ObjectStoreBackend(base.Backend):
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def _close(stream: AsyncIterator[Any]) -> None:
+    closer = getattr(stream, "aclose", None)
+    if closer is not None:
+        await closer()

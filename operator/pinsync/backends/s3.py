@@ -9,6 +9,7 @@ aborted (and a bucket lifecycle rule should clean up any a crash left behind).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
@@ -16,6 +17,7 @@ import aiobotocore.session
 import botocore.exceptions
 from aiobotocore.config import AioConfig
 
+from pinsync import reasons
 from pinsync.backends import base, errors, objectstore
 
 PART_SIZE = 8 * 1024 * 1024
@@ -36,8 +38,6 @@ def error_code(exc: botocore.exceptions.ClientError) -> str:
 
 def translate(exc: Exception, what: str) -> errors.BackendError:
     """Map botocore's exceptions onto the backend error vocabulary (messages carry no secrets)."""
-    if isinstance(exc, errors.BackendError):
-        return exc
     if isinstance(exc, botocore.exceptions.ClientError):
         code = error_code(exc)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -45,7 +45,7 @@ def translate(exc: Exception, what: str) -> errors.BackendError:
         if code in AUTH_CODES:
             return errors.AuthFailed(f"{what}: the server rejected the credentials ({code})")
         if code in MISSING_BUCKET_CODES or (code == "404" and what.startswith("bucket")):
-            return errors.LocationNotFound(text, reason="BucketNotFound")
+            return errors.LocationNotFound(text, reason=reasons.BUCKET_NOT_FOUND)
         if code in PERMISSION_CODES:
             return errors.PermissionDenied(text)
         if code in {"NoSuchKey", "404", "NotFound"}:
@@ -65,26 +65,56 @@ def translate(exc: Exception, what: str) -> errors.BackendError:
     return errors.BackendError(f"{what}: {type(exc).__name__}")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class S3Config(base.Config):
+    bucket: str
+    prefix: str
+    """Without leading or trailing slashes; empty: the bucket's root."""
+    endpoint: str
+    """Empty: AWS."""
+    region: str
+    force_path_style: bool
+
+
 class S3Backend(objectstore.ObjectStoreBackend):
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
         alternatives=(frozenset({"accessKeyId", "secretAccessKey"}),), optional_secret=True
     )
+    conf: S3Config
+
+    @classmethod
+    def validate(cls, spec: Mapping[str, Any], credentials: base.Credentials) -> S3Config:
+        fields = base.Fields("s3", spec)
+        return S3Config(
+            bucket=fields.text("bucket", empty=False),
+            prefix=fields.text("prefix", "pinsync").strip("/"),
+            endpoint=fields.url("endpoint", ""),
+            region=fields.text("region", "") or "us-east-1",
+            force_path_style=fields.flag("forcePathStyle", False),
+        )
 
     def __init__(self, config: Mapping[str, Any], credentials: base.Credentials) -> None:
         super().__init__(config, credentials)
-        self.bucket: str = config["bucket"]
-        self.prefix = str(config.get("prefix", "pinsync")).strip("/")
+        self.bucket = self.conf.bucket
+        self.prefix = self.conf.prefix
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
 
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
+
+    def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
+        return translate(exc, what)
 
     async def client(self) -> Any:
         if self._client is None:
             session = aiobotocore.session.get_session()
             config = AioConfig(
-                s3={"addressing_style": "path" if self.config.get("forcePathStyle") else "auto"},
+                s3={"addressing_style": "path" if self.conf.force_path_style else "auto"},
                 retries={"max_attempts": 2, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=60,
@@ -96,12 +126,9 @@ class S3Backend(objectstore.ObjectStoreBackend):
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             )
-            kwargs: dict[str, Any] = {
-                "region_name": self.config.get("region") or "us-east-1",
-                "config": config,
-            }
-            if self.config.get("endpoint"):
-                kwargs["endpoint_url"] = self.config["endpoint"]
+            kwargs: dict[str, Any] = {"region_name": self.conf.region, "config": config}
+            if self.conf.endpoint:
+                kwargs["endpoint_url"] = self.conf.endpoint
             if self.credentials.get("accessKeyId"):
                 kwargs["aws_access_key_id"] = self.credentials.get("accessKeyId")
                 kwargs["aws_secret_access_key"] = self.credentials.get("secretAccessKey")
@@ -115,22 +142,14 @@ class S3Backend(objectstore.ObjectStoreBackend):
         await self._stack.aclose()
         self._client = None
 
-    async def health(self) -> None:
+    async def _reach(self) -> None:
         client = await self.client()
-        try:
-            # Not HeadBucket: a HEAD answer has no body, so a bare 403 could not tell rejected
-            # credentials from a denied bucket. A one-key listing's error names its code.
+        # Not HeadBucket: a HEAD answer has no body, so a bare 403 could not tell rejected
+        # credentials from a denied bucket. A one-key listing's error names its code.
+        with self.translating(f"bucket {self.bucket}"):
             await client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(""), MaxKeys=1)
-        except Exception as exc:
-            raise translate(exc, f"bucket {self.bucket}") from None
-        probe = self.key(".pinsync-write-probe")
-        try:
-            await client.put_object(Bucket=self.bucket, Key=probe, Body=b"ok")
-            await client.delete_object(Bucket=self.bucket, Key=probe)
-        except Exception as exc:
-            raise translate(exc, f"write probe in {self.bucket}/{self.prefix}") from None
 
-    async def put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
+    async def _put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
         client, full = await self.client(), self.key(key)
         # Chunks are collected until they make a part and joined once (a part's size need not
         # be exact: S3 only wants every part but the last to be at least 5 MiB).
@@ -138,7 +157,6 @@ class S3Backend(objectstore.ObjectStoreBackend):
         pending_size = 0
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
-        source = objectstore.Source(content)
 
         async def upload_part(body: bytes) -> None:
             number = len(parts) + 1
@@ -148,7 +166,7 @@ class S3Backend(objectstore.ObjectStoreBackend):
             parts.append({"PartNumber": number, "ETag": done["ETag"]})
 
         try:
-            async for chunk in source:
+            async for chunk in content:
                 pending.append(chunk)
                 pending_size += len(chunk)
                 if pending_size >= PART_SIZE:
@@ -166,69 +184,52 @@ class S3Backend(objectstore.ObjectStoreBackend):
                 Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
             upload_id = None
-        except BaseException as exc:
+        finally:
             if upload_id is not None:
                 with contextlib.suppress(Exception):
                     await client.abort_multipart_upload(
                         Bucket=self.bucket, Key=full, UploadId=upload_id
                     )
-            if isinstance(exc, Exception) and not source.failed:
-                raise translate(exc, f"upload {full}") from None
-            raise  # the content stream's own error is the caller's to interpret, not ours
 
-    async def get_object(self, key: str) -> AsyncIterator[bytes]:
-        client, full = await self.client(), self.key(key)
-        try:
-            response = await client.get_object(Bucket=self.bucket, Key=full)
-        except Exception as exc:
-            raise translate(exc, f"object {full}") from None
+    async def _get_object(self, key: str) -> AsyncIterator[bytes]:
+        client = await self.client()
+        response = await client.get_object(Bucket=self.bucket, Key=self.key(key))
         async with response["Body"] as body:
-            try:
-                async for chunk in body.iter_chunks(1024 * 1024):
-                    yield chunk
-            except Exception as exc:
-                raise translate(exc, f"read {full}") from None
+            async for chunk in body.iter_chunks(1024 * 1024):
+                yield chunk
 
-    async def list_objects(self) -> AsyncIterator[tuple[str, int]]:
+    async def _list_objects(self) -> AsyncIterator[tuple[str, int]]:
         client = await self.client()
         start = self.key("")
         paginator = client.get_paginator("list_objects_v2")
-        try:
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
-                for item in page.get("Contents", ()):
-                    yield item["Key"][len(start) :], int(item["Size"])
-        except Exception as exc:
-            raise translate(exc, f"list {self.bucket}/{self.prefix}") from None
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+            for item in page.get("Contents", ()):
+                yield item["Key"][len(start) :], int(item["Size"])
 
-    async def stat_object(self, key: str) -> int | None:
+    async def _stat_object(self, key: str) -> int | None:
         client, full = await self.client(), self.key(key)
         try:
             head = await client.head_object(Bucket=self.bucket, Key=full)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in BARE_HEAD_CODES:
-                raise translate(exc, f"object {full}") from None
+                raise
             # A HEAD answer has no body: its bare 404 cannot tell a missing key from a missing
             # bucket, nor its 403 rejected credentials from a denied read. Ask again with a GET
             # (same permission), whose error names its code.
-            return await self._stat_by_get(client, full)
-        except Exception as exc:
-            raise translate(exc, f"object {full}") from None
+            return await self._stat_by_get(client, key)
         return int(head["ContentLength"])
 
-    async def _stat_by_get(self, client: Any, full: str) -> int | None:
+    async def _stat_by_get(self, client: Any, key: str) -> int | None:
         try:
-            response = await client.get_object(Bucket=self.bucket, Key=full)
+            response = await client.get_object(Bucket=self.bucket, Key=self.key(key))
         except Exception as exc:
-            error = translate(exc, f"object {full}")
+            error = translate(exc, f"stat {self.where(key)}")
             if isinstance(error, errors.PinNotFound):
                 return None
             raise error from None
         async with response["Body"]:  # it appeared meanwhile: close without reading it
             return int(response["ContentLength"])
 
-    async def delete_object(self, key: str) -> None:
-        client, full = await self.client(), self.key(key)
-        try:
-            await client.delete_object(Bucket=self.bucket, Key=full)
-        except Exception as exc:
-            raise translate(exc, f"delete {full}") from None
+    async def _delete_object(self, key: str) -> None:
+        client = await self.client()
+        await client.delete_object(Bucket=self.bucket, Key=self.key(key))

@@ -7,11 +7,7 @@ therefore never see a partial object under its final name, and a temporary file 
 upload leaves behind lives where listings do not look (only the base path's top level is
 listed); ``health`` sweeps the old ones away.
 
-Host keys are verified, never silently accepted: against ``knownHosts`` lines and/or a
-``hostKeyFingerprint``; with neither, only if ``trustOnFirstUse`` says so (and then the first key
-seen at the address is held to for the life of the process). Otherwise the connection is
-refused with ``HostKeyUnknown`` and the fingerprint the server presented, so the user can check
-it out of band and pin it.
+Host keys are verified, never silently accepted: the policy is :mod:`.hostkeys`.
 
 The base path is the user's to create: a missing one is reported (``PathNotFound``) rather than
 made, since the operator should not invent directories on somebody else's host. Only the
@@ -36,7 +32,8 @@ from typing import Any, ClassVar
 
 import asyncssh
 
-from pinsync.backends import base, errors, objectstore
+from pinsync import reasons
+from pinsync.backends import base, errors, hostkeys, objectstore
 
 CONNECT_TIMEOUT = 15.0
 LOGIN_TIMEOUT = 30.0
@@ -48,146 +45,6 @@ TMP_DIR = ".tmp"
 STALE_TEMP_SECONDS = 24 * 3600
 """Temporary files older than this are leftovers of interrupted uploads; ``health`` removes
 them. (Generous, so that a slow upload by another operator replica is never swept away.)"""
-PROBE = ".pinsync-write-probe"
-
-
-# -- host keys ------------------------------------------------------------------------------------
-
-
-def sha256_fingerprint(key: asyncssh.SSHKey) -> str:
-    return str(key.get_fingerprint("sha256"))
-
-
-def normalize_fingerprint(value: str) -> str:
-    """``SHA256:<base64>`` without padding, or ``MD5:<hex:pairs>``; a bare value is SHA256."""
-    value = value.strip()
-    kind, sep, rest = value.partition(":")
-    if sep and kind.upper() == "MD5":
-        return "MD5:" + rest.lower()
-    if sep and kind.upper() == "SHA256":
-        return "SHA256:" + rest.rstrip("=")
-    return "SHA256:" + value.rstrip("=")
-
-
-def fingerprint_matches(key: asyncssh.SSHKey, expected: str) -> bool:
-    if expected.startswith("MD5:"):
-        return str(key.get_fingerprint("md5")).lower() == expected.lower()
-    return sha256_fingerprint(key) == expected
-
-
-def parse_known_hosts(
-    text: str,
-) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]]:
-    """(trusted keys, CA keys, revoked keys) of known_hosts lines, whatever their host patterns.
-
-    The lines are configured for this one backend's server, so their host patterns are not
-    matched: ``ssh-keyscan`` output pasted under a different spelling of the host (a Service
-    name, an IP, ``[host]:port``) still pins the key. Bare public key lines are accepted too.
-    """
-    trusted: list[asyncssh.SSHKey] = []
-    authorities: list[asyncssh.SSHKey] = []
-    revoked: list[asyncssh.SSHKey] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        marker = fields.pop(0) if fields[0].startswith("@") else ""
-        key = None
-        for start in (1, 0):  # "<hosts> <type> <base64>", else a bare "<type> <base64>"
-            with contextlib.suppress(asyncssh.KeyImportError, ValueError, IndexError):
-                key = asyncssh.import_public_key(f"{fields[start]} {fields[start + 1]}")
-                break
-        if key is None or marker not in {"", "@cert-authority", "@revoked"}:
-            raise errors.InvalidConfig(
-                f"knownHosts line {number} is not an OpenSSH known_hosts entry",
-                reason="KnownHostsInvalid",
-            )
-        {"": trusted, "@cert-authority": authorities, "@revoked": revoked}[marker].append(key)
-    return trusted, authorities, revoked
-
-
-FIRST_SEEN: dict[tuple[str, int], str] = {}
-"""Host key fingerprints trusted on first use, by (host, port), for the life of the process.
-
-A backend instance lives for one reconcile pass; remembering only per instance would accept any
-key on every pass. Kept in memory (not persisted): after a restart the first connection is
-trusted again. Pinning (``hostKeyFingerprint``/``knownHosts``) is what survives restarts.
-"""
-
-
-class HostKeyPolicy:
-    """Decides whether a presented host key is acceptable, from the spec's settings."""
-
-    def __init__(self, config: Mapping[str, Any], address: tuple[str, int]) -> None:
-        self.address = address
-        self.trusted, self.authorities, self.revoked = parse_known_hosts(
-            str(config.get("knownHosts") or "")
-        )
-        fingerprint = str(config.get("hostKeyFingerprint") or "").strip()
-        self.fingerprint = normalize_fingerprint(fingerprint) if fingerprint else ""
-        self.trust_on_first_use = bool(config.get("trustOnFirstUse", False))
-
-    @property
-    def pinned(self) -> bool:
-        return bool(self.trusted or self.authorities or self.fingerprint)
-
-    @property
-    def first_seen(self) -> str:
-        """The fingerprint trusted on first use, if that applies: later connections must
-        present the same key."""
-        if self.pinned or not self.trust_on_first_use:
-            return ""
-        return FIRST_SEEN.get(self.address, "")
-
-    def remember(self, fingerprint: str) -> None:
-        if not self.pinned and self.trust_on_first_use:
-            FIRST_SEEN.setdefault(self.address, fingerprint)
-
-    def known_hosts(self) -> tuple[list[asyncssh.SSHKey], ...]:
-        """asyncssh's ``known_hosts`` argument: never empty, as that means ~/.ssh/known_hosts.
-
-        asyncssh accepts keys in this list itself (and prefers their algorithms in the key
-        exchange); any other key goes to :meth:`accepts`.
-        """
-        return (self.trusted, self.authorities, self.revoked)
-
-    def accepts(self, key: asyncssh.SSHKey) -> bool:
-        """For a plain host key that is not among the ``knownHosts`` keys."""
-        if self.trusted or self.authorities:
-            return False
-        if self.fingerprint:
-            return fingerprint_matches(key, self.fingerprint)
-        if not self.trust_on_first_use:
-            return False
-        return sha256_fingerprint(key) == (self.first_seen or sha256_fingerprint(key))
-
-    def pinned_to(self) -> str:
-        return (
-            " and ".join(
-                name
-                for name, on in (
-                    ("knownHosts", self.trusted or self.authorities),
-                    ("hostKeyFingerprint", self.fingerprint),
-                )
-                if on
-            )
-            or f"the key trusted on first use ({self.first_seen}); if the server's key was "
-            "changed on purpose, pin the new one with hostKeyFingerprint"
-        )
-
-
-class HostKeyCheck(asyncssh.SSHClient):
-    """Records the host key the server presented, so a refusal can name its fingerprint."""
-
-    def __init__(self, policy: HostKeyPolicy) -> None:
-        self.policy = policy
-        self.presented: asyncssh.SSHKey | None = None
-
-    def validate_host_public_key(
-        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
-    ) -> bool:
-        self.presented = key
-        return self.policy.accepts(key)
 
 
 # -- pipelined I/O --------------------------------------------------------------------------------
@@ -260,7 +117,7 @@ def translate(exc: BaseException, what: str, *, writing: bool = False) -> errors
         reason = str(exc.reason or "").strip()
         text = f"{what}: {reason or type(exc).__name__}"
         if isinstance(exc, asyncssh.SFTPNoSuchFile | asyncssh.SFTPNoSuchPath):
-            return errors.LocationNotFound(text, reason="PathNotFound")
+            return errors.LocationNotFound(text, reason=reasons.PATH_NOT_FOUND)
         if isinstance(exc, asyncssh.SFTPPermissionDenied | asyncssh.SFTPWriteProtect):
             return errors.PermissionDenied(text)
         if isinstance(exc, asyncssh.SFTPNoSpaceOnFilesystem | asyncssh.SFTPQuotaExceeded):
@@ -276,7 +133,8 @@ def translate(exc: BaseException, what: str, *, writing: bool = False) -> errors
         return errors.AuthFailed(f"{what}: the server rejected the credentials")
     if isinstance(exc, asyncssh.ChannelOpenError):
         return errors.InvalidConfig(
-            f"{what}: the server refused an SFTP session ({exc.reason})", reason="SFTPUnavailable"
+            f"{what}: the server refused an SFTP session ({exc.reason})",
+            reason=reasons.SFTP_UNAVAILABLE,
         )
     if isinstance(exc, asyncssh.DisconnectError):
         return errors.Unreachable(f"{what}: {type(exc).__name__}: {exc.reason}")
@@ -295,26 +153,63 @@ def clean_base_path(value: str) -> str:
     return posixpath.normpath(value) if value else "."
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SftpConfig(base.Config):
+    host: str
+    port: int
+    username: str
+    base_path: str
+    """As an SFTP path (see :func:`clean_base_path`)."""
+    known_hosts: hostkeys.KnownHosts
+    fingerprint: str
+    trust_on_first_use: bool
+
+
 class SftpBackend(objectstore.ObjectStoreBackend):
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
         alternatives=(frozenset({"password"}), frozenset({"privateKey"}))
     )
+    conf: SftpConfig
+
+    @classmethod
+    def validate(cls, spec: Mapping[str, Any], credentials: base.Credentials) -> SftpConfig:
+        fields = base.Fields("sftp", spec)
+        return SftpConfig(
+            host=fields.text("host", empty=False),
+            port=fields.integer("port", 22, low=0, high=65535) or 22,
+            username=fields.text("username"),
+            base_path=clean_base_path(fields.text("basePath", "pinsync")),
+            known_hosts=hostkeys.parse_known_hosts(fields.text("knownHosts", "")),
+            fingerprint=fields.text("hostKeyFingerprint", ""),
+            trust_on_first_use=fields.flag("trustOnFirstUse", False),
+        )
 
     def __init__(self, config: Mapping[str, Any], credentials: base.Credentials) -> None:
         super().__init__(config, credentials)
-        self.host = str(config["host"])
-        self.port = int(config.get("port") or 22)
-        self.username = str(config["username"])
-        self.base_path = clean_base_path(str(config.get("basePath", "pinsync")))
-        self.where = f"sftp://{self.username}@{self.host}:{self.port}"
+        conf = self.conf
+        self.host, self.port, self.username = conf.host, conf.port, conf.username
+        self.base_path = conf.base_path
+        self.address = f"sftp://{self.username}@{self.host}:{self.port}"
         self.host_key_fingerprint: str | None = None
         """SHA256 fingerprint of the host key the server presented on the last connection."""
-        self._policy: HostKeyPolicy | None = None
+        self._policy = hostkeys.HostKeyPolicy(
+            known=conf.known_hosts,
+            fingerprint=conf.fingerprint,
+            trust_on_first_use=conf.trust_on_first_use,
+            address=(self.host, self.port),
+        )
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._base_ok = False
         self._tmp_ok = False
         self._lock = asyncio.Lock()
+
+    @property
+    def location(self) -> str:
+        return f"{self.address}/{self.base_path}"
+
+    def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
+        return translate(exc, what, writing=writing)
 
     def path(self, key: str) -> str:
         return posixpath.join(self.base_path, key)
@@ -345,13 +240,11 @@ class SftpBackend(objectstore.ObjectStoreBackend):
                     "the Secret's privateKey cannot be read: not an OpenSSH/PEM private key, "
                     "or its passphrase is missing or wrong"
                 )
-            raise errors.InvalidConfig(message, reason="PrivateKeyInvalid") from None
+            raise errors.InvalidConfig(message, reason=reasons.PRIVATE_KEY_INVALID) from None
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
-        if self._policy is None:
-            self._policy = HostKeyPolicy(self.config, (self.host, self.port))
         policy = self._policy
-        check = HostKeyCheck(policy)
+        check = hostkeys.HostKeyCheck(policy)
         try:
             conn = await asyncssh.connect(
                 self.host,
@@ -374,26 +267,27 @@ class SftpBackend(objectstore.ObjectStoreBackend):
                 keepalive_count_max=KEEPALIVE_COUNT,
             )
         except asyncssh.HostKeyNotVerifiable:
-            raise self._host_key_error(check.presented) from None
+            raise policy.refusal(self.address, check.presented) from None
         except asyncssh.KeyExchangeFailed as exc:
             if (policy.trusted or policy.authorities) and "host key" in str(exc.reason).lower():
                 raise errors.InvalidConfig(
-                    f"{self.where}: the server offers no host key of the types in knownHosts",
-                    reason="HostKeyMismatch",
+                    f"{self.address}: the server offers no host key of the types in knownHosts",
+                    reason=reasons.HOST_KEY_MISMATCH,
                 ) from None
             raise errors.InvalidConfig(
-                f"{self.where}: key exchange failed: {exc.reason}", reason="KeyExchangeFailed"
+                f"{self.address}: key exchange failed: {exc.reason}",
+                reason=reasons.KEY_EXCHANGE_FAILED,
             ) from None
         except Exception as exc:
-            raise translate(exc, self.where) from None
+            raise translate(exc, self.address) from None
 
         key = conn.get_server_host_key()
         if key is not None:
-            presented = sha256_fingerprint(key)
-            if policy.fingerprint and not fingerprint_matches(key, policy.fingerprint):
+            presented = hostkeys.sha256_fingerprint(key)
+            if policy.fingerprint and not hostkeys.fingerprint_matches(key, policy.fingerprint):
                 conn.close()  # trusted by knownHosts, but the fingerprint pins another key
                 await conn.wait_closed()
-                raise self._host_key_error(key)
+                raise policy.refusal(self.address, key)
             policy.remember(presented)
             self.host_key_fingerprint = presented
         return conn
@@ -401,31 +295,10 @@ class SftpBackend(objectstore.ObjectStoreBackend):
     def learned(self) -> Mapping[str, str]:
         """The host key accepted by trust-on-first-use, to be pinned from now on."""
         policy = self._policy
-        if policy is None or policy.pinned or not policy.trust_on_first_use:
+        if policy.pinned or not policy.trust_on_first_use:
             return {}
         return (
             {"hostKeyFingerprint": self.host_key_fingerprint} if self.host_key_fingerprint else {}
-        )
-
-    def _host_key_error(self, key: asyncssh.SSHKey | None) -> errors.InvalidConfig:
-        policy = self._policy
-        assert policy is not None
-        shown = (
-            f"{key.get_algorithm()} key {sha256_fingerprint(key)}"
-            if key is not None
-            else "a host key (certificate) that could not be verified"
-        )
-        if not policy.pinned and not policy.trust_on_first_use:
-            return errors.InvalidConfig(
-                f"{self.where}: the server's host key is unknown: it presented {shown}. Verify "
-                "it out of band and set hostKeyFingerprint (or knownHosts) to it, or set "
-                "trustOnFirstUse",
-                reason="HostKeyUnknown",
-            )
-        return errors.InvalidConfig(
-            f"{self.where}: the server presented {shown}, which does not match "
-            f"{policy.pinned_to()}",
-            reason="HostKeyMismatch",
         )
 
     async def client(self) -> asyncssh.SFTPClient:
@@ -439,7 +312,7 @@ class SftpBackend(objectstore.ObjectStoreBackend):
                     self._sftp = await conn.start_sftp_client()
                 except Exception as exc:
                     conn.close()
-                    raise translate(exc, f"{self.where}: SFTP session") from None
+                    raise translate(exc, f"{self.address}: SFTP session") from None
                 self._conn = conn
                 self._base_ok = self._tmp_ok = False
             sftp = self._sftp
@@ -449,14 +322,11 @@ class SftpBackend(objectstore.ObjectStoreBackend):
             return sftp
 
     async def _check_base(self, sftp: asyncssh.SFTPClient) -> None:
-        where = f"{self.where}/{self.base_path}"
-        try:
+        with self.translating(f"base path {self.location}"):
             attrs = await sftp.stat(self.base_path)
-        except Exception as exc:
-            raise translate(exc, f"base path {where}") from None
         if attrs.permissions is not None and not stat.S_ISDIR(attrs.permissions):
             raise errors.LocationNotFound(
-                f"base path {where} is not a directory", reason="PathNotFound"
+                f"base path {self.location} is not a directory", reason=reasons.PATH_NOT_FOUND
             )
 
     async def _missing(self, sftp: asyncssh.SFTPClient) -> None:
@@ -478,24 +348,12 @@ class SftpBackend(objectstore.ObjectStoreBackend):
 
     # -- health -------------------------------------------------------------------------------
 
-    async def health(self) -> None:
-        """Connect, check the base path exists and is writable (a probe file), tidy up."""
-        sftp = await self.client()
-        probe = self.path(f"{PROBE}.{secrets.token_hex(4)}")
-        try:
-            async with await sftp.open(probe, "wb") as file:
-                await file.write(b"ok")
-            await sftp.remove(probe)
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                await sftp.remove(probe)
-            raise translate(
-                exc, f"write probe in {self.where}/{self.base_path}", writing=True
-            ) from None
-        await self._sweep_temp(sftp)
+    async def _reach(self) -> None:
+        await self.client()
 
-    async def _sweep_temp(self, sftp: asyncssh.SFTPClient) -> None:
+    async def _tidy(self) -> None:
         """Remove temporary files that interrupted uploads left (best effort)."""
+        sftp = await self.client()
         cutoff = time.time() - STALE_TEMP_SECONDS
         with contextlib.suppress(Exception):
             async for entry in sftp.scandir(self.path(TMP_DIR)):
@@ -510,18 +368,21 @@ class SftpBackend(objectstore.ObjectStoreBackend):
         if self._tmp_ok:
             return
         tmp = self.path(TMP_DIR)
-        try:
-            await sftp.mkdir(tmp)
-        except asyncssh.SFTPError as exc:
-            # SFTP v3 reports "exists" as a bare failure: it is fine if a directory is there.
+        with self.translating(f"create {self.address}/{tmp}"):
             try:
-                attrs = await sftp.stat(tmp)
-            except Exception:
-                raise translate(exc, f"create {self.where}/{tmp}") from None
-            if attrs.permissions is None or not stat.S_ISDIR(attrs.permissions):
-                raise translate(exc, f"create {self.where}/{tmp}") from None
-        except Exception as exc:
-            raise translate(exc, f"create {self.where}/{tmp}") from None
+                await sftp.mkdir(tmp)
+            except asyncssh.SFTPError:
+                # SFTP v3 reports "exists" as a bare failure: it is fine if a directory is there.
+                try:
+                    attrs = await sftp.stat(tmp)
+                except Exception:
+                    attrs = None
+                if (
+                    attrs is None
+                    or attrs.permissions is None
+                    or not stat.S_ISDIR(attrs.permissions)
+                ):
+                    raise
         self._tmp_ok = True
 
     async def _open_temp(
@@ -536,14 +397,9 @@ class SftpBackend(objectstore.ObjectStoreBackend):
             self._tmp_ok = False
             await self._missing(sftp)
             await self._ensure_tmp(sftp)
-        except Exception as exc:
-            raise translate(exc, f"upload {self.where}/{temp}", writing=True) from None
-        try:
-            return temp, await sftp.open(temp, "wb", block_size=0)
-        except Exception as exc:
-            raise translate(exc, f"upload {self.where}/{temp}", writing=True) from None
+        return temp, await sftp.open(temp, "wb", block_size=0)
 
-    async def put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
+    async def _put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
         """Stream to a temporary file chunk by chunk, then rename it over the final name.
 
         Write requests are pipelined (a bounded window, so memory stays bounded however large
@@ -554,9 +410,9 @@ class SftpBackend(objectstore.ObjectStoreBackend):
         temp, file = await self._open_temp(sftp, key)
         piece, window = io_limits(sftp.limits.max_write_len)
         pending: set[asyncio.Future[int]] = set()
-        source, closed, offset = objectstore.Source(content), False, 0
+        closed, offset = False, 0
         try:
-            async for chunk in source:
+            async for chunk in content:
                 for start in range(0, len(chunk), piece):
                     if len(pending) >= window:
                         await settle(pending, asyncio.FIRST_COMPLETED)
@@ -569,19 +425,18 @@ class SftpBackend(objectstore.ObjectStoreBackend):
             closed = True
             await file.close()
             await self._rename(sftp, temp, final)
-        except BaseException as exc:
+        except BaseException:
             await drain(pending)
             if not closed:
                 with contextlib.suppress(Exception):
                     await file.close()
             with contextlib.suppress(Exception):
                 await sftp.remove(temp)
-            if isinstance(exc, Exception) and not source.failed:
-                raise translate(exc, f"upload {self.where}/{final}", writing=True) from None
-            raise  # the content stream's own error is the caller's to interpret, not ours
+            raise
 
     async def _rename(self, sftp: asyncssh.SFTPClient, temp: str, final: str) -> None:
-        try:
+        # Not a write: a bare failure here is not a full disk.
+        with self.translating(f"rename into {self.address}/{final}"):
             try:
                 await sftp.posix_rename(temp, final)  # atomic replace (OpenSSH extension)
                 return
@@ -592,10 +447,8 @@ class SftpBackend(objectstore.ObjectStoreBackend):
             with contextlib.suppress(asyncssh.SFTPNoSuchFile):
                 await sftp.remove(final)
             await sftp.rename(temp, final)
-        except Exception as exc:  # not a write: a bare failure here is not a full disk
-            raise translate(exc, f"rename into {self.where}/{final}") from None
 
-    async def get_object(self, key: str) -> AsyncIterator[bytes]:
+    async def _get_object(self, key: str) -> AsyncIterator[bytes]:
         """Stream a file back, with a window of read requests in flight (ahead of the consumer)."""
         sftp = await self.client()
         path = self.path(key)
@@ -604,9 +457,7 @@ class SftpBackend(objectstore.ObjectStoreBackend):
             size = int((await file.stat()).size or 0)
         except asyncssh.SFTPNoSuchFile:
             await self._missing(sftp)
-            raise errors.PinNotFound(f"{self.where}/{path}: no such object") from None
-        except Exception as exc:
-            raise translate(exc, f"read {self.where}/{path}") from None
+            raise errors.PinNotFound(f"{self.address}/{path}: no such object") from None
         piece, window = io_limits(sftp.limits.max_read_len)
         queue: collections.deque[asyncio.Future[bytes]] = collections.deque()
         offset = 0
@@ -618,17 +469,11 @@ class SftpBackend(objectstore.ObjectStoreBackend):
                     offset += length
                 if not queue:
                     break
-                try:
-                    chunk = await queue.popleft()
-                except Exception as exc:
-                    raise translate(exc, f"read {self.where}/{path}") from None
+                chunk = await queue.popleft()
                 if chunk:
                     yield chunk
             while True:  # past the size seen at open: read on to the real end (a grown file)
-                try:
-                    chunk = await read_range(file, offset, piece)
-                except Exception as exc:
-                    raise translate(exc, f"read {self.where}/{path}") from None
+                chunk = await read_range(file, offset, piece)
                 if not chunk:
                     break
                 offset += len(chunk)
@@ -644,44 +489,34 @@ class SftpBackend(objectstore.ObjectStoreBackend):
         used = await super().usage()
         sftp = await self.client()
         try:
-            vfs = await sftp.statvfs(self.base_path)
+            with self.translating(f"statvfs {self.location}"):
+                vfs = await sftp.statvfs(self.base_path)
         except asyncssh.SFTPOpUnsupported:
             return used
-        except Exception as exc:
-            raise translate(exc, f"statvfs {self.where}/{self.base_path}") from None
         return dataclasses.replace(used, free=int(vfs.bavail) * int(vfs.frsize))
 
-    async def list_objects(self) -> AsyncIterator[tuple[str, int]]:
+    async def _list_objects(self) -> AsyncIterator[tuple[str, int]]:
         """Regular files at the base path's top level; dot files (``.tmp``, probes) are ours."""
         sftp = await self.client()
-        try:
-            entries = [entry async for entry in sftp.scandir(self.base_path)]
-        except Exception as exc:
-            raise translate(exc, f"list {self.where}/{self.base_path}") from None
+        entries = [entry async for entry in sftp.scandir(self.base_path)]
         for entry in entries:
             name = str(entry.filename)
             if name.startswith(".") or entry.attrs.type != asyncssh.FILEXFER_TYPE_REGULAR:
                 continue
             yield name, int(entry.attrs.size or 0)
 
-    async def stat_object(self, key: str) -> int | None:
+    async def _stat_object(self, key: str) -> int | None:
         sftp = await self.client()
-        path = self.path(key)
         try:
-            attrs = await sftp.stat(path)
+            attrs = await sftp.stat(self.path(key))
         except asyncssh.SFTPNoSuchFile:
             await self._missing(sftp)
             return None
-        except Exception as exc:
-            raise translate(exc, f"stat {self.where}/{path}") from None
         return int(attrs.size or 0)
 
-    async def delete_object(self, key: str) -> None:
+    async def _delete_object(self, key: str) -> None:
         sftp = await self.client()
-        path = self.path(key)
         try:
-            await sftp.remove(path)
+            await sftp.remove(self.path(key))
         except asyncssh.SFTPNoSuchFile:
             await self._missing(sftp)
-        except Exception as exc:
-            raise translate(exc, f"delete {self.where}/{path}") from None

@@ -1,7 +1,8 @@
-"""Validating a StorageBackend before any I/O to its storage: type, Secret, Secret keys.
+"""Validating a StorageBackend before any I/O to its storage: type, Secret, Secret keys, and
+the backend type's own config block (``Backend.validate``: typed fields, ``InvalidConfig``).
 
 A failed validation is a condition the user can act on (``Stalled`` with a reason naming the
-Secret or key, never a value); it clears by itself when the Secret appears or is fixed.
+Secret, key or field, never a value); it clears by itself when the Secret or spec is fixed.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pinsync import conditions
-from pinsync.backends import base, registry
+from pinsync import conditions, reasons
+from pinsync.backends import base, errors, registry
 from pinsync.reconciling.context import Context
 
 
@@ -35,32 +36,45 @@ async def validate(ctx: Context, obj: dict[str, Any]) -> Verdict:
     if spec.get("suspend"):
         return Verdict(
             [
-                conditions.condition("Ready", False, "Suspended", "spec.suspend is true"),
-                conditions.condition("Reconciling", False, "Suspended"),
-                conditions.condition("Stalled", False, "Suspended"),
+                conditions.condition(
+                    "Ready", False, reasons.SUSPENDED.name, "spec.suspend is true"
+                ),
+                conditions.condition("Reconciling", False, reasons.SUSPENDED.name),
+                conditions.condition("Stalled", False, reasons.SUSPENDED.name),
             ]
         )
     try:
         cls = registry.load(spec["type"])
     except (registry.NotImplementedBackend, ImportError) as exc:
-        return Verdict(conditions.stalled("NotImplemented", str(exc)))
+        return Verdict(conditions.stalled(reasons.NOT_IMPLEMENTED.name, str(exc)))
 
     secret_name = (spec.get("credentialsSecretRef") or {}).get("name")
     if not secret_name:
         if cls.credential_keys.optional_secret:
-            return Verdict([], cls, base.Credentials())
+            return checked(Verdict([], cls, base.Credentials()), spec)
         message = f"type {spec['type']} needs spec.credentialsSecretRef"
-        return Verdict(conditions.stalled("SecretRequired", message))
+        return Verdict(conditions.stalled(reasons.SECRET_REQUIRED.name, message))
     secret = await ctx.api.read_secret(namespace, secret_name)
     if secret is None:
         message = f"Secret {secret_name!r} not found in namespace {namespace!r}"
-        return Verdict(conditions.stalled("SecretNotFound", message))
+        return Verdict(conditions.stalled(reasons.SECRET_NOT_FOUND.name, message))
     if secret.undecodable:
         keys = ", ".join(secret.undecodable)
         message = f"Secret {secret_name!r}: the value of key(s) {keys} is not UTF-8 text"
-        return Verdict(conditions.stalled("SecretValueInvalid", message))
+        return Verdict(conditions.stalled(reasons.SECRET_VALUE_INVALID.name, message))
     missing = cls.credential_keys.missing({k for k, v in secret.data.items() if v})
     if missing is not None:
         message = f"Secret {secret_name!r} lacks key(s): {', '.join(sorted(missing))}"
-        return Verdict(conditions.stalled("SecretKeyMissing", message))
-    return Verdict([], cls, base.Credentials(data=secret.data), secret.version)
+        return Verdict(conditions.stalled(reasons.SECRET_KEY_MISSING.name, message))
+    return checked(Verdict([], cls, base.Credentials(data=secret.data), secret.version), spec)
+
+
+def checked(verdict: Verdict, spec: dict[str, Any]) -> Verdict:
+    """The verdict, unless the type's config block is invalid (found without any I/O)."""
+    assert verdict.backend_class is not None and verdict.credentials is not None
+    block = spec.get(registry.config_block(spec["type"])) or {}
+    try:
+        verdict.backend_class.validate(block, verdict.credentials)
+    except errors.InvalidConfig as exc:
+        return Verdict(conditions.stalled(exc.reason, exc.message))
+    return verdict
