@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from pinsync import car, cids, ipfs, planner, reasons
 from pinsync.backends import base, errors
@@ -57,43 +57,68 @@ def _error_of(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, reasons.ReasonedError):
         return exc.reason, str(exc)
     if isinstance(exc, car.CarError):
-        return "CarInvalid", str(exc)
-    return "InternalError", type(exc).__name__
+        return reasons.CAR_INVALID.name, str(exc)
+    return reasons.INTERNAL_ERROR.name, type(exc).__name__
+
+
+@dataclasses.dataclass(kw_only=True)
+class Outgoing:
+    """One pin of a batch: its CAR stream, opened when the backend reads it, and what it sent."""
+
+    meta: base.PinMeta
+    kubo: ipfs.Kubo
+    pinned_on_node: bool
+    progress: Progress
+    sent: int | None = None
+    """Bytes of the whole CAR, once the backend has read it to the end."""
+
+    async def content(self) -> AsyncIterator[bytes]:
+        expected_blocks = None
+        if not self.pinned_on_node:
+            # A recursive pin guarantees every block is local; anything else may be incomplete,
+            # and a CAR cut at a block boundary is only detectable by counting blocks.
+            expected_blocks, _ = await self.kubo.dag_stat(self.meta.cid, offline=True)
+        checker = car.CarChecker(
+            self.kubo.export(self.meta.cid, offline=True),
+            root=self.meta.cid,
+            expected_blocks=expected_blocks,
+        )
+        async for chunk in checker:
+            self.progress.bytes += len(chunk)
+            yield chunk
+        self.sent = checker.size
+
+    async def verify(self, backend: base.Backend) -> base.PinInfo:
+        verified = await backend.verify_pin(self.meta.cid)
+        if verified.size != self.sent:
+            raise errors.BackendError(
+                f"{self.meta.cid}: stored {verified.size} bytes, sent {self.sent}",
+                reason=reasons.VERIFY_FAILED,
+            )
+        return verified
 
 
 async def transfer(
-    backend: base.Backend,
-    kubo: ipfs.Kubo,
-    meta: base.PinMeta,
-    *,
-    pinned_on_node: bool,
-    progress: Progress,
-) -> base.PinInfo:
-    """Stream one pin into the backend and verify what landed."""
+    backend: base.Backend, batch: Sequence[Outgoing]
+) -> list[base.PinInfo | Exception]:
+    """Stream a batch of pins into the backend (``put_pins``) and verify what landed; per pin,
+    what was verified or the error."""
     if not backend.stores_content:
         # Pinning services (IPFS Cluster) fetch by CID themselves: no export, nothing to stream.
-        return await backend.put_pin(meta, _nothing())
-    expected_blocks = None
-    if not pinned_on_node:
-        # A recursive pin guarantees every block is local; anything else may be incomplete,
-        # and a CAR cut at a block boundary is only detectable by counting blocks.
-        expected_blocks, _ = await kubo.dag_stat(meta.cid, offline=True)
-    checker = car.CarChecker(
-        kubo.export(meta.cid, offline=True), root=meta.cid, expected_blocks=expected_blocks
+        uploads = [base.Upload(meta=out.meta, content=_nothing) for out in batch]
+        return await backend.put_pins(uploads)
+    stored = await backend.put_pins(
+        [base.Upload(meta=out.meta, content=out.content) for out in batch]
     )
-
-    async def counted() -> AsyncIterator[bytes]:
-        async for chunk in checker:
-            progress.bytes += len(chunk)
-            yield chunk
-
-    await backend.put_pin(meta, counted())
-    verified = await backend.verify_pin(meta.cid)
-    if verified.size != checker.size:
-        raise errors.BackendError(
-            f"{meta.cid}: stored {verified.size} bytes, sent {checker.size}", reason="VerifyFailed"
-        )
-    return verified
+    results: list[base.PinInfo | Exception] = []
+    for out, result in zip(batch, stored, strict=True):
+        if not isinstance(result, Exception):
+            try:
+                result = await out.verify(backend)
+            except Exception as exc:
+                result = exc
+        results.append(result)
+    return results
 
 
 async def _nothing() -> AsyncIterator[bytes]:
@@ -178,19 +203,25 @@ async def run(
         await report(progress)
         await asyncio.gather(*(verify_one(cid) for cid in the_plan.verify))
 
-    async def transfer_one(cid: str) -> None:
+    async def transfer_batch(batch: list[str]) -> None:
         async with limit, global_limit:
-            meta = base.PinMeta(cid=stored.get(cid) or names.get(cid, cid), pinsets=desired[cid])
-            try:
-                await transfer(
-                    backend, kubo_for(cid), meta, pinned_on_node=cid in node_pins, progress=progress
+            outgoing = [
+                Outgoing(
+                    meta=base.PinMeta(
+                        cid=stored.get(cid) or names.get(cid, cid), pinsets=desired[cid]
+                    ),
+                    kubo=kubo_for(cid),
+                    pinned_on_node=cid in node_pins,
+                    progress=progress,
                 )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                reason, message = _error_of(exc)
-                logger.warning("pin %s failed: %s: %s", meta.cid, reason, message)
-                progress.backend_errors += isinstance(exc, errors.BackendError)
+                for cid in batch
+            ]
+            results = await transfer(backend, outgoing)
+        for cid, out, result in zip(batch, outgoing, results, strict=True):
+            if isinstance(result, Exception):
+                reason, message = _error_of(result)
+                logger.warning("pin %s failed: %s: %s", out.meta.cid, reason, message)
+                progress.backend_errors += isinstance(result, errors.BackendError)
                 fail(cid, reason, message)
             else:
                 progress.failures.pop(cid, None)
@@ -201,7 +232,9 @@ async def run(
 
     progress.phase = "Syncing"
     await report(progress)
-    await asyncio.gather(*(transfer_one(cid) for cid in transfers))
+    size = max(1, backend.batch_size)  # a commit-based store takes many pins per write
+    batches = [transfers[start : start + size] for start in range(0, len(transfers), size)]
+    await asyncio.gather(*(transfer_batch(batch) for batch in batches))
 
     for cid in the_plan.prune:
         try:

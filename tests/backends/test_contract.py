@@ -475,3 +475,35 @@ async def test_a_server_going_down_mid_put_fails_retryably_and_the_put_succeeds_
     assert await pins(backend) == {blob.cid: blob.size}
     info = await backend.verify_pin(blob.cid, deep=True)
     assert (info.size, info.sha256) == (blob.size, blob.sha256)
+
+
+# -- batches --------------------------------------------------------------------------------------
+
+
+def upload(blob: Blob, *, fail_after: int | None = None) -> base.Upload:
+    return base.Upload(
+        meta=blob.meta(),
+        content=lambda: chunks(blob.data, chunk_size(blob), fail_after=fail_after),
+    )
+
+
+async def test_put_pins_stores_every_pin_of_a_batch_and_reports_each(
+    backend: base.Backend, backend_kit: Kit
+) -> None:
+    blobs = [Blob(SMALL, kit=backend_kit) for _ in range(3)]
+    results = await backend.put_pins([upload(blob) for blob in blobs])
+    assert [getattr(result, "cid", result) for result in results] == [b.cid for b in blobs]
+    assert sorted(await pins(backend)) == sorted(blob.cid for blob in blobs)
+
+
+@pytest.mark.needs("content")
+async def test_a_pin_whose_stream_fails_in_a_batch_fails_alone_with_its_own_error(
+    backend: base.Backend, backend_kit: Kit
+) -> None:
+    first, broken, last = Blob(SMALL), Blob(SMALL), Blob(SMALL)
+    results = await backend.put_pins(
+        [upload(first), upload(broken, fail_after=SMALL // 2), upload(last)]
+    )
+    assert isinstance(results[1], SourceFailed)
+    assert [getattr(results[i], "sha256", None) for i in (0, 2)] == [first.sha256, last.sha256]
+    assert await pins(backend) == {first.cid: first.size, last.cid: last.size}
