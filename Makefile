@@ -4,7 +4,7 @@ TOOLS := etcd kube-apiserver ipfs minio ipfs-cluster-service
 .PHONY: install system-deps tools test unit e2e lint typecheck demo bench helm-crds
 
 install:  ## pip install -e .[test], unless this checkout is what Python already imports
-	@$(PYTHON) -c "import sys, pinsync, pytest, ruff, mypy; \
+	@$(PYTHON) -c "import sys, pinsync, pytest, ruff, mypy, importlinter; \
 	  sys.exit(not pinsync.__file__.startswith('$(CURDIR)/'))" 2>/dev/null \
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 
@@ -14,9 +14,10 @@ system-deps:  ## kubectl and OpenSSH (apt-get, when missing)
 tools:  ## build (or reuse from ~/.cache/pinsync) the real servers the tests run
 	@for t in $(TOOLS); do hack/build-tool.sh $$t >/dev/null; done
 
-lint: install
+lint: install  ## ruff, and the import-linter contracts in pyproject.toml (layers, independence)
 	$(PYTHON) -m ruff format --check operator tests
 	$(PYTHON) -m ruff check operator tests
+	$(PYTHON) -c "import sys, importlinter.cli as c; sys.argv[0] = 'lint-imports'; c.lint_imports_command()"
 
 typecheck: install
 	$(PYTHON) -m mypy
