@@ -6,6 +6,7 @@ when tests fail. ``PINSYNC_TEST_KUBECONFIG`` points the suite at an existing clu
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import shutil
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import kubernetes
 import pytest
@@ -139,3 +141,33 @@ def namespace(k8s: kubernetes.client.ApiClient) -> str:
     name = f"t-{uuid.uuid4().hex[:8]}"
     kubernetes.client.CoreV1Api(k8s).create_namespace({"metadata": {"name": name}})
     return name
+
+
+def _pending_tasks() -> set[asyncio.Task[Any]]:
+    """Every unfinished task of every event loop (``asyncio.all_tasks`` sees only one loop, and
+    between tests no loop is running). The registry's name changed in Python 3.12."""
+    registry = getattr(asyncio.tasks, "_scheduled_tasks", None)
+    if registry is None:
+        registry = getattr(asyncio.tasks, "_all_tasks", ())
+    eager = getattr(asyncio.tasks, "_eager_tasks", ())
+    return {task for task in [*registry, *eager] if not task.done()}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_tasks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test that leaves an asyncio task running (kopf's ``_no_asyncio_pending_tasks``).
+
+    A task nobody awaits outlives its test, and its error, if any, surfaces later as "Task
+    exception was never retrieved" in some other test's log. Tasks that were running before
+    the test (a session fixture's) are not the test's. What matters is the session loop most
+    async tests share; a test on a loop of its own has its leftovers cancelled by pytest-asyncio
+    when that loop closes.
+    """
+    before = _pending_tasks()
+    yield
+    leaked = _pending_tasks() - before
+    if leaked:
+        for task in leaked:
+            task.cancel()
+        names = ", ".join(sorted(repr(task.get_coro()) for task in leaked))
+        pytest.fail(f"{request.node.nodeid} leaked {len(leaked)} asyncio task(s): {names}")
