@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any
 
-from pinsync import conditions, dirty, ipfs, kube, metrics, selectors, syncing
+from pinsync import conditions, dirty, ipfs, kube, metrics, reasons, selectors, syncing
 from pinsync.backends import base, errors, registry
 from pinsync.reconciling import auditing, marking, reporting, sources
 from pinsync.reconciling.context import Context
@@ -38,7 +38,9 @@ PROGRESS_INTERVAL = 2.0
 
 def health_conditions(error: errors.BackendError | None) -> list[conditions.Condition]:
     if error is None:
-        return [conditions.condition("Healthy", True, "Reachable", "health check passed")]
+        return [
+            conditions.condition("Healthy", True, reasons.REACHABLE.name, "health check passed")
+        ]
     return [conditions.condition("Healthy", False, error.reason, error.message)]
 
 
@@ -191,11 +193,11 @@ class Pass:
         desired, missing = counts.get("desired", 0), counts.get("missing", 0)
         if self.readonly and missing:
             message = f"accessMode is ReadOnly and {missing} of {desired} pins are missing"
-            updates = conditions.stalled("ReadOnlyIncomplete", message)
+            updates = conditions.stalled(reasons.READ_ONLY_INCOMPLETE.name, message)
         else:
             updates = conditions.readiness(0 if not self.readonly else missing, desired)
         if not self.state.dirty:
-            updates.append(conditions.synced(True, "Synced", updates[0]["message"]))
+            updates.append(conditions.synced(True, reasons.SYNCED.name, updates[0]["message"]))
         await self.write(updates, phase="Idle")
 
     def desired(
@@ -225,7 +227,7 @@ class Pass:
             node_pins = pins if not node_pins else {**node_pins, **pins}
         syncing_msg = f"syncing: {'; '.join(state.reasons[:3])}"
         await self.write(
-            [conditions.synced(False, "Syncing", syncing_msg)],
+            [conditions.synced(False, reasons.SYNCING.name, syncing_msg)],
             phase="Planning",
             lastSync={**(self.status.get("lastSync") or {}), "startedAt": started_at},
         )
@@ -283,8 +285,8 @@ class Pass:
             return (0.0 if self.state.dirty else self.idle_delay()), progress
         first = next(iter(progress.failures.values()))
         message = f"{len(progress.failures)} pin(s) failed, e.g. {first.cid}: {first.reason}"
-        updates = [conditions.synced(False, "SyncFailed", message)]
-        updates += conditions.reconciling("SyncFailed", message)
+        updates = [conditions.synced(False, reasons.SYNC_FAILED.name, message)]
+        updates += conditions.reconciling(reasons.SYNC_FAILED.name, message)
         await self.write(updates, **fields)
         await self.event("Warning", "SyncFailed", message)
         retry_at = min(

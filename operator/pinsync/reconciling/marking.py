@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pinsync import conditions, dirty, kube
+from pinsync import conditions, dirty, kube, reasons
 from pinsync.reconciling import sources
 from pinsync.reconciling.context import Context
 
@@ -28,9 +28,9 @@ def dirty_fields(obj: dict[str, Any], state: dirty.DirtyState, message: str = ""
     """``status.dirty`` and the ``Synced`` condition that goes with it, for one write."""
     status = obj.get("status") or {}
     if state.dirty:
-        update = conditions.synced(False, "Dirty", f"marked: {state.reasons[0]}")
+        update = conditions.synced(False, reasons.DIRTY.name, f"marked: {state.reasons[0]}")
     else:
-        update = conditions.synced(True, "Synced", message)
+        update = conditions.synced(True, reasons.SYNCED.name, message)
     merged = conditions.merge(
         status.get("conditions"), [update], generation=obj["metadata"].get("generation")
     )

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pinsync import conditions, ipfs, kube, planner, selectors
+from pinsync import conditions, ipfs, kube, planner, reasons, selectors
 from pinsync.reconciling import sources
 from pinsync.reconciling.context import Context
 
@@ -154,29 +154,33 @@ async def write_report(
     }
     stalled = stalled_backend(targeted)
     if source.invalid:
-        updates = conditions.stalled("InvalidCID", f"not a CID: {quoted(source.invalid)}")
+        updates = conditions.stalled(
+            reasons.INVALID_CID.name, f"not a CID: {quoted(source.invalid)}"
+        )
     elif missing_backends:
         message = f"StorageBackend(s) not found: {quoted(missing_backends)}"
-        updates = conditions.stalled("BackendNotFound", message)
+        updates = conditions.stalled(reasons.BACKEND_NOT_FOUND.name, message)
     elif not targeted:
-        updates = conditions.stalled("NoBackends", "spec.backendSelector matches no StorageBackend")
+        updates = conditions.stalled(
+            reasons.NO_BACKENDS.name, "spec.backendSelector matches no StorageBackend"
+        )
     elif stalled is not None:
-        updates = conditions.stalled("BackendStalled", stalled)
+        updates = conditions.stalled(reasons.BACKEND_STALLED.name, stalled)
     elif failures:
         first = min(failures.values(), key=lambda f: f.cid)
         message = (
             f"{len(failures)} CID(s) could not be pinned on the node, "
             f"e.g. {first.cid}: {first.reason}"
         )
-        updates = conditions.reconciling("PinFailed", message)
+        updates = conditions.reconciling(reasons.PIN_FAILED.name, message)
     elif ready_backends < len(targeted) or unpinned:
         message = (
             f"{ready_backends} of {len(targeted)} backend(s) have all {len(source.pins)} pin(s)"
         )
-        updates = conditions.reconciling("Syncing", message)
+        updates = conditions.reconciling(reasons.SYNCING.name, message)
     else:
         message = f"{len(source.pins)} pin(s) on {len(targeted)} backend(s)"
-        updates = conditions.ready("Synced", message)
+        updates = conditions.ready(reasons.SYNCED.name, message)
     listed = sorted(failures.values(), key=lambda f: f.cid)[: planner.MAX_LISTED]
     return await ctx.write_status(
         kube.PINSETS,
