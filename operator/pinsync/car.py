@@ -22,6 +22,8 @@ from typing import Any
 
 from multiformats import CID, multihash
 
+from pinsync import cids
+
 MAX_FRAME = 8 << 20
 """Largest header or block section accepted (go-car's default limit). Kubo blocks are ≤ 2 MiB."""
 
@@ -49,11 +51,6 @@ def _varint(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[int, int
 def _show(cid: CID) -> str:
     """CIDv0 as ``Qm…``, CIDv1 as base32 ``b…`` (what Kubo prints), not multiformats' base58."""
     return str(cid) if cid.version == 0 else str(cid.encode("base32"))
-
-
-def _same_content(a: CID, b: CID) -> bool:
-    """Same codec and multihash; CIDv0 ``Qm…`` and its CIDv1 form name the same DAG."""
-    return bool(a.codec == b.codec and bytes(a.digest) == bytes(b.digest))
 
 
 class _Cbor:
@@ -106,13 +103,17 @@ class _Cbor:
             if not isinstance(raw, bytes) or raw[:1] != b"\x00":
                 raise CarError("CAR header: CID tag 42 does not hold 0x00-prefixed bytes")
             try:
-                return CID.decode(raw[1:])
+                return Root(cids.key_of_binary(raw[1:]))
             except (ValueError, KeyError) as exc:
                 raise CarError(f"CAR header: invalid CID: {exc}") from None
         raise CarError(f"CAR header: unsupported CBOR major type {major}")
 
 
-def decode_header(data: bytes) -> list[CID]:
+class Root(str):
+    """A root CID of a CAR header, as its identity (:func:`pinsync.cids.key`, CIDv1)."""
+
+
+def decode_header(data: bytes) -> list[Root]:
     """The roots of a CARv1 header section (without its length prefix)."""
     decoder = _Cbor(data)
     header = decoder.item()
@@ -123,7 +124,7 @@ def decode_header(data: bytes) -> list[CID]:
     if header.get("version") != 1:
         raise CarError(f"CAR header: version {header.get('version')!r}, expected 1")
     roots = header.get("roots")
-    if not isinstance(roots, list) or not all(isinstance(r, CID) for r in roots):
+    if not isinstance(roots, list) or not all(isinstance(r, Root) for r in roots):
         raise CarError("CAR header: roots is not a list of CIDs")
     return roots
 
@@ -191,14 +192,13 @@ class CarChecker:
         expected_blocks: int | None = None,
     ) -> None:
         self._stream = stream
-        try:
-            self._root = CID.decode(root) if root is not None else None
-        except (ValueError, KeyError) as exc:
-            raise CarError(f"invalid root CID {root!r}: {exc}") from None
+        self._root = cids.key(root) if root is not None else None
+        if root is not None and self._root is None:
+            raise CarError(f"invalid root CID {root!r}")
         self._expected_blocks = expected_blocks
         self._buf = bytearray()
         self._section: int | None = None  # length of the section being read, once known
-        self.roots: list[CID] | None = None
+        self.roots: list[Root] | None = None
         self.blocks = 0
         self.size = 0
         self.block_bytes = 0
@@ -241,9 +241,10 @@ class CarChecker:
     def _section_done(self, section: memoryview) -> None:
         if self.roots is None:
             self.roots = decode_header(bytes(section))
-            if self._root is not None and not any(_same_content(self._root, r) for r in self.roots):
-                shown = ", ".join(_show(r) for r in self.roots) or "none"
-                raise CarError(f"CAR roots ({shown}) do not include {_show(self._root)}")
+            # Compared by identity: a CIDv0 ``Qm…`` and its CIDv1 form name the same DAG.
+            if self._root is not None and self._root not in self.roots:
+                shown = ", ".join(self.roots) or "none"
+                raise CarError(f"CAR roots ({shown}) do not include {self._root}")
             return
         self.block_bytes += verify_block(section)
         self.blocks += 1

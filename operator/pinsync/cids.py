@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from typing import Any
 
 import libipld
 from multiformats import varint
@@ -32,6 +33,15 @@ def key(value: str) -> str | None:
         return None
     if parsed["version"] == 1 and value.startswith("b"):
         return value
+    return _v1(parsed)
+
+
+def key_of_binary(raw: bytes) -> str:
+    """The identity of a CID in its binary form (as in a CAR); raise ValueError if invalid."""
+    return _v1(libipld.decode_cid(raw))
+
+
+def _v1(parsed: dict[str, Any]) -> str:
     digest = parsed["hash"]
     binary = b"".join(
         bytes(varint.encode(n)) for n in (1, parsed["codec"], digest["code"], digest["size"])

@@ -88,8 +88,8 @@ class Outgoing:
             yield chunk
         self.sent = checker.size
 
-    async def verify(self, backend: base.Backend) -> base.PinInfo:
-        verified = await backend.verify_pin(self.meta.cid)
+    async def verify(self, backend: base.Backend, stored: base.PinInfo) -> base.PinInfo:
+        verified = stored if stored.verified else await backend.verify_pin(self.meta.cid)
         if verified.size != self.sent:
             raise errors.BackendError(
                 f"{self.meta.cid}: stored {verified.size} bytes, sent {self.sent}",
@@ -114,7 +114,7 @@ async def transfer(
     for out, result in zip(batch, stored, strict=True):
         if not isinstance(result, Exception):
             try:
-                result = await out.verify(backend)
+                result = await out.verify(backend, result)
             except Exception as exc:
                 result = exc
         results.append(result)

@@ -32,6 +32,8 @@ class PinInfo:
     """Bytes of the stored CAR; None where the backend stores no content (cluster)."""
     sha256: str | None = None
     """Hex digest of the stored CAR, when the backend recorded one."""
+    verified: bool = False
+    """``put_pin`` already read the stored size back: the engine needs no ``verify_pin``."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

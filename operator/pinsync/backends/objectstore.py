@@ -29,6 +29,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pinsync import reasons
 from pinsync.backends import base, errors
 
 CAR = ".car"
@@ -67,8 +68,9 @@ class ObjectStoreBackend(base.Backend):
         """Connect and log in, and check the location exists (health's first step)."""
 
     @abc.abstractmethod
-    async def _put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
-        """Write an object from a stream, atomically (whole under ``key``, or not at all)."""
+    async def _put_object(self, key: str, content: AsyncIterator[bytes]) -> int | None:
+        """Write an object from a stream, atomically (whole under ``key``, or not at all);
+        return its stored size if the server's answer proves it (None: the caller stats it)."""
 
     @abc.abstractmethod
     def _get_object(self, key: str) -> AsyncIterator[bytes]:
@@ -94,10 +96,10 @@ class ObjectStoreBackend(base.Backend):
     def where(self, key: str) -> str:
         return f"{self.location.rstrip('/')}/{key}"
 
-    async def put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
+    async def put_object(self, key: str, content: AsyncIterator[bytes]) -> int | None:
         source = base.Source(content)
         with self.translating(f"upload {self.where(key)}", writing=True, source=source):
-            await self._put_object(key, aiter(source))
+            return await self._put_object(key, aiter(source))
 
     async def get_object(self, key: str) -> AsyncIterator[bytes]:
         chunks = self._get_object(key)
@@ -168,7 +170,16 @@ class ObjectStoreBackend(base.Backend):
 
     async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
         hashed = Hashing(content)
-        await self.put_object(meta.cid + CAR, aiter(hashed))
+        stored = await self.put_object(meta.cid + CAR, aiter(hashed))
+        if stored is None:
+            # Read back what landed before the sidecar makes the pin present: one stat here
+            # instead of a stat and a sidecar read in a separate verify_pin after the upload.
+            stored = await self.stat_object(meta.cid + CAR)
+        if stored != hashed.size:
+            raise errors.BackendError(
+                f"{meta.cid}: stored {stored} bytes, sent {hashed.size}",
+                reason=reasons.VERIFY_FAILED,
+            )
         sha256 = hashed.digest.hexdigest()
         sidecar = {
             "cid": meta.cid,
@@ -178,7 +189,7 @@ class ObjectStoreBackend(base.Backend):
             "createdAt": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
         await self.put_object(meta.cid + SIDECAR, _once(json.dumps(sidecar).encode()))
-        return base.PinInfo(cid=meta.cid, size=hashed.size, sha256=sha256)
+        return base.PinInfo(cid=meta.cid, size=stored, sha256=sha256, verified=True)
 
     async def read_sidecar(self, cid: str) -> dict[str, Any]:
         try:

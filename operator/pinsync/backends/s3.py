@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
@@ -149,7 +150,7 @@ class S3Backend(objectstore.ObjectStoreBackend):
         with self.translating(f"bucket {self.bucket}"):
             await client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(""), MaxKeys=1)
 
-    async def _put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
+    async def _put_object(self, key: str, content: AsyncIterator[bytes]) -> int | None:
         client, full = await self.client(), self.key(key)
         # Chunks are collected until they make a part and joined once (a part's size need not
         # be exact: S3 only wants every part but the last to be at least 5 MiB).
@@ -176,14 +177,19 @@ class S3Backend(objectstore.ObjectStoreBackend):
                     body, pending, pending_size = b"".join(pending), [], 0
                     await upload_part(body)
             if upload_id is None:
-                await client.put_object(Bucket=self.bucket, Key=full, Body=b"".join(pending))
-                return
+                body = b"".join(pending)
+                done = await client.put_object(Bucket=self.bucket, Key=full, Body=body)
+                # A single-part PutObject's ETag is the MD5 of what the server stored (not
+                # under SSE-KMS or SSE-C, where it is opaque: then the caller stats the object).
+                etag = str(done.get("ETag", "")).strip('"')
+                return len(body) if etag == hashlib.md5(body).hexdigest() else None
             if pending:
                 await upload_part(b"".join(pending))
             await client.complete_multipart_upload(
                 Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
             upload_id = None
+            return None  # a multipart ETag is not a digest of the content
         finally:
             if upload_id is not None:
                 with contextlib.suppress(Exception):

@@ -1,14 +1,17 @@
 """Reconciling a PinSet: pin its CIDs on the node, resolve its backends, summarise progress.
 
 Pinning on Kubo happens here, in bounded batches per pass, so that a PinSet of thousands of
-CIDs that the network cannot provide never blocks its loop for long: every pass pins at most
-``PIN_BATCH`` CIDs, records failures with a backoff, and comes back soon for the rest.
+CIDs that the network cannot provide never blocks its loop for long: a pass pins batches of
+``PIN_BATCH`` CIDs, goes on to the next batch only while every pin of the last one succeeded and
+``PIN_PASS_BUDGET`` is not used up, records failures with a backoff, and comes back soon for the
+rest. Content already on the node (20,000 local blocks) is so pinned in a few passes, not 625.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +24,8 @@ MAX_LISTED = 10
 PIN_BATCH = 32
 """CIDs a pass tries to pin on the node; the rest wait for the next pass."""
 PIN_CONCURRENCY = 8
+PIN_PASS_BUDGET = 5.0
+"""Seconds after which a pass starts no further batch."""
 
 
 def quoted(items: list[str] | tuple[str, ...]) -> str:
@@ -56,7 +61,6 @@ async def pin_missing(
         for c in source.pins
         if c not in node_pins and (c not in known or (known[c].next_retry_at or now) <= now)
     ]
-    batch = todo[:PIN_BATCH]
     spec_ipfs = (obj.get("spec") or {}).get("ipfs") or {}
     timeout = selectors.duration(spec_ipfs.get("pinTimeout"), 120.0)
     name = f"{sources.OWN_PIN_PREFIX}{key[0]}/{key[1]}"
@@ -79,8 +83,14 @@ async def pin_missing(
             node_pins[cid] = name
             pinned += 1
 
-    await asyncio.gather(*(pin(c) for c in batch))
-    return pinned, len(todo) > len(batch)
+    deadline = time.monotonic() + PIN_PASS_BUDGET
+    while todo:
+        batch, todo = todo[:PIN_BATCH], todo[PIN_BATCH:]
+        before = pinned
+        await asyncio.gather(*(pin(c) for c in batch))
+        if pinned - before < len(batch) or time.monotonic() > deadline:
+            break
+    return pinned, bool(todo)
 
 
 REPORTED_CONDITIONS = ("Synced", "Stalled")
