@@ -173,7 +173,9 @@ async def run(
         prune=prune,
     )
     limit = asyncio.Semaphore(concurrency)
-    transfers = list(the_plan.transfer)
+    # Pins the node already holds first: the rest may get pinned meanwhile (a PinSet pinning
+    # them), and a pinned one needs no dag/stat to count its blocks.
+    transfers = sorted(the_plan.transfer, key=lambda cid: cid not in node_pins)
 
     def fail(cid: str, reason: str, message: str) -> None:
         progress.failures[cid] = planner.failed(

@@ -55,6 +55,21 @@ async def test_pinning_a_pinned_cid_again_replaces_its_name(ipfs: kubo.Kubo) -> 
         assert (await client.pins())[cid] == ""
 
 
+async def test_local_cids_are_pinned_in_one_request_and_a_missing_one_fails_it_at_once(
+    ipfs: kubo.Kubo,
+) -> None:
+    local = [ipfs.add(os.urandom(1000), pin=False) for _ in range(5)]
+    async with Kubo(ipfs.api_url) as client:
+        await client.pin_local(local, name="batch")
+        pins = await client.pins()
+        assert all(pins.get(cid) == "batch" for cid in local)
+        more = ipfs.add(os.urandom(1000), pin=False)
+        started = time.monotonic()
+        with pytest.raises(ContentUnavailable):
+            await client.pin_local([more, unavailable_cid()], name="batch")
+        assert time.monotonic() - started < 5
+
+
 async def test_export_streams_the_same_car_kubo_exports_and_the_checker_accepts_it(
     ipfs: kubo.Kubo,
 ) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from pinsync import conditions, dirty, ipfs, kube, metrics, reasons, selectors, syncing
 from pinsync.backends import base, errors, registry
 from pinsync.reconciling import auditing, marking, reporting, sources
-from pinsync.reconciling.context import Context
+from pinsync.reconciling.context import Context, Decide
 from pinsync.reconciling.validation import Verdict, validate
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class Pass:
         is_dirty = self.state.dirty
         metrics.DIRTY.labels(namespace=self.key[0], backend=self.key[1]).set(int(is_dirty))
 
-    async def transition(self, decide: Any) -> None:
+    async def transition(self, decide: Decide) -> None:
         self.obj = await self.ctx.transition(kube.STORAGEBACKENDS, self.obj, decide)
         self.gauge()
 
@@ -275,8 +275,12 @@ class Pass:
         }
         message = f"{progress.present} of {progress.desired} pins present"
         if ok:
-            self.obj = await marking.clear(ctx, self.obj, started_token, message)
-            await self.write(conditions.readiness(progress.missing, progress.desired), **fields)
+            readiness = conditions.readiness(progress.missing, progress.desired)
+            await self.transition(
+                lambda current: marking.cleared(
+                    current, started_token, message, updates=readiness, fields=fields
+                )
+            )
             await self.event(
                 "Normal",
                 "Synced",

@@ -24,15 +24,21 @@ def state_of(obj: dict[str, Any]) -> dirty.DirtyState:
     return dirty.DirtyState.from_status(obj.get("status"))
 
 
-def dirty_fields(obj: dict[str, Any], state: dirty.DirtyState, message: str = "") -> dict[str, Any]:
-    """``status.dirty`` and the ``Synced`` condition that goes with it, for one write."""
+def dirty_fields(
+    obj: dict[str, Any],
+    state: dirty.DirtyState,
+    message: str = "",
+    updates: Sequence[conditions.Condition] = (),
+) -> dict[str, Any]:
+    """``status.dirty`` and the ``Synced`` condition that goes with it (plus ``updates``),
+    for one write."""
     status = obj.get("status") or {}
     if state.dirty:
-        update = conditions.synced(False, reasons.DIRTY.name, f"marked: {state.reasons[0]}")
+        synced = conditions.synced(False, reasons.DIRTY.name, f"marked: {state.reasons[0]}")
     else:
-        update = conditions.synced(True, reasons.SYNCED.name, message)
+        synced = conditions.synced(True, reasons.SYNCED.name, message)
     merged = conditions.merge(
-        status.get("conditions"), [update], generation=obj["metadata"].get("generation")
+        status.get("conditions"), [*updates, synced], generation=obj["metadata"].get("generation")
     )
     return {"dirty": state.to_status(), "conditions": merged}
 
@@ -116,12 +122,16 @@ async def mark_from_level(
     return await ctx.transition(kube.STORAGEBACKENDS, obj, decide)
 
 
-async def clear(ctx: Context, obj: dict[str, Any], token: int, message: str) -> dict[str, Any]:
-    """Clear the mark a sync started from, unless a newer mark came in meanwhile."""
-
-    def decide(current: dict[str, Any]) -> dict[str, Any] | None:
-        before = state_of(current)
-        after = dirty.clear(before, token)
-        return dirty_fields(current, after, message) if after != before else None
-
-    return await ctx.transition(kube.STORAGEBACKENDS, obj, decide)
+def cleared(
+    obj: dict[str, Any],
+    token: int,
+    message: str,
+    *,
+    updates: Sequence[conditions.Condition] = (),
+    fields: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The write that ends a successful sync: clear the mark it started from (unless a newer
+    mark came in meanwhile) together with its results (``fields``, condition ``updates``), so
+    no reader ever sees the backend clean beside the previous sync's ``lastSync``."""
+    after = dirty.clear(state_of(obj), token)
+    return {**(fields or {}), **dirty_fields(obj, after, message, updates)}

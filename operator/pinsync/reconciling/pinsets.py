@@ -87,7 +87,15 @@ async def pin_missing(
     while todo:
         batch, todo = todo[:PIN_BATCH], todo[PIN_BATCH:]
         before = pinned
-        await asyncio.gather(*(pin(c) for c in batch))
+        try:
+            await kubo.pin_local([source.spelling(c) for c in batch], name=name)
+        except ipfs.IpfsError:
+            await asyncio.gather(*(pin(c) for c in batch))  # some must be fetched: one by one
+        else:
+            for cid in batch:
+                known.pop(cid, None)
+                node_pins[cid] = name
+            pinned += len(batch)
         if pinned - before < len(batch) or time.monotonic() > deadline:
             break
     return pinned, bool(todo)
