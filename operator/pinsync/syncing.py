@@ -152,10 +152,12 @@ async def run(
     names = names or {}
     progress = Progress(desired=len(desired), failures=dict(failures))
     stored: dict[str, str] = {}  # identity -> the name the backend holds it under
+    listed: dict[str, base.PinInfo] = {}
     async for info in backend.list_pins():
         identity = cids.key(info.cid)
-        if identity is not None:
-            stored.setdefault(identity, info.cid)
+        if identity is not None and identity not in stored:
+            stored[identity] = info.cid
+            listed[identity] = info
     progress.present_cids = stored.keys() & desired.keys()
     progress.present = len(progress.present_cids)
     # Failures of pins that are no longer wanted, or are present now, are history.
@@ -186,7 +188,7 @@ async def run(
     async def verify_one(cid: str) -> None:
         async with limit:
             try:
-                await backend.verify_pin(stored[cid], deep=deep)
+                await backend.verify_pin(stored[cid], deep=deep, listed=listed[cid])
                 progress.verified += 1
             except errors.BackendError as exc:
                 logger.warning("pin %s failed verification: %s", cid, exc)

@@ -277,8 +277,14 @@ class Backend(abc.ABC):
         return results
 
     @abc.abstractmethod
-    async def verify_pin(self, cid: str, *, deep: bool = False) -> PinInfo:
-        """Check the stored pin (deep: re-read and re-hash); raise PinNotFound or BackendError."""
+    async def verify_pin(
+        self, cid: str, *, deep: bool = False, listed: PinInfo | None = None
+    ) -> PinInfo:
+        """Check the stored pin (deep: re-read and re-hash); raise PinNotFound or BackendError.
+
+        ``listed`` is what this pass's ``list_pins`` said of the pin: a backend may take the
+        size from it instead of asking its server again.
+        """
 
     @abc.abstractmethod
     async def remove_pin(self, cid: str) -> None:

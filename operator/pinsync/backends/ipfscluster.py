@@ -286,7 +286,9 @@ class IpfsClusterBackend(base.Backend):
             await asyncio.sleep(interval)
             interval = min(interval * 1.5, 5.0)
 
-    async def verify_pin(self, cid: str, *, deep: bool = False) -> base.PinInfo:
+    async def verify_pin(
+        self, cid: str, *, deep: bool = False, listed: base.PinInfo | None = None
+    ) -> base.PinInfo:
         await self.pin_of(cid)
         return await self.judge(cid, await self.status(cid))
 

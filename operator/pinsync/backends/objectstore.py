@@ -198,8 +198,13 @@ class ObjectStoreBackend(base.Backend):
             raise errors.Damaged(f"{cid}: sidecar is not valid JSON") from exc
         return sidecar
 
-    async def verify_pin(self, cid: str, *, deep: bool = False) -> base.PinInfo:
-        size = await self.stat_object(cid + CAR)
+    async def verify_pin(
+        self, cid: str, *, deep: bool = False, listed: base.PinInfo | None = None
+    ) -> base.PinInfo:
+        # The listing's size is as good as a stat of the same pass: a full sync of 20,000 pins
+        # then reads 20,000 sidecars, not 20,000 sidecars and 20,000 stats.
+        use_listed = listed is not None and listed.size is not None and not deep
+        size = listed.size if use_listed and listed else await self.stat_object(cid + CAR)
         if size is None:
             raise errors.PinNotFound(f"{cid}: no CAR object")
         sidecar = await self.read_sidecar(cid)
