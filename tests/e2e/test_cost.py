@@ -143,7 +143,7 @@ def test_backoff_of_more_than_50_failing_pins_survives_a_restart(world: World) -
 
 
 def test_progress_is_visible_while_a_sync_runs(world: World) -> None:
-    cids_ = world.add(150, 256 * 1024)
+    cids_ = world.add(300, 512 * 1024)  # long enough for several 2 s progress writes
     world.backend(sync={"concurrency": 1})
     world.pinsets.create("many", {"cids": cids_, "backends": ["minio"]})
     seen: list[int] = []
@@ -161,7 +161,7 @@ def test_progress_is_visible_while_a_sync_runs(world: World) -> None:
     # Ready stays False only because pins are missing; the sync itself is not a failure.
     ready = world.backends.condition("minio", "Ready")
     assert ready is not None and ready["reason"] == "Syncing"
-    world.wait_synced(present=len(cids_), timeout=180)
+    world.wait_synced(present=len(cids_), timeout=300)
     assert world.backends.condition("minio", "Ready")["status"] == "True"  # type: ignore[index]
 
 
