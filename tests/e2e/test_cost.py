@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pinsync import cids, planner
 from tests.e2e.conftest import World
-from tests.kubetools import eventually
+from tests.kubetools import create_secret, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -280,3 +280,16 @@ def test_conditions_agree_with_the_dirty_state_in_every_status_write(world: Worl
 
 def synced_version(world: World) -> str:
     return str(world.backends.get("minio")["metadata"]["resourceVersion"])
+
+
+def test_a_pinset_whose_backend_is_stalled_is_stalled_naming_it(world: World) -> None:
+    cid = world.add(1, 1000)[0]
+    create_secret(
+        world.k8s, world.namespace, "wrong", {"accessKeyId": "nobody", "secretAccessKey": "x"}
+    )
+    world.backend(name="locked", credentialsSecretRef={"name": "wrong"})
+    world.pinsets.create("p", {"cids": [cid], "backends": ["locked"]})
+    world.backends.wait_condition("locked", "Stalled", "True", "AuthFailed")
+    cond = world.pinsets.wait_condition("p", "Stalled", "True", "BackendStalled")
+    assert "StorageBackend locked" in cond["message"] and "AuthFailed" in cond["message"]
+    assert world.pinsets.condition("p", "Reconciling")["status"] == "False"  # type: ignore[index]
