@@ -43,6 +43,9 @@ class Progress:
     """Identities of desired pins present on the backend."""
     backend_errors: int = 0
     """Transfers the storage itself refused or dropped (not the content stream)."""
+    stopped: bool = False
+    """The pass stopped starting transfers after STOP_AFTER_STORAGE_ERRORS storage errors in a
+    row; the pins it did not try are still missing (and not failures)."""
 
     @property
     def missing(self) -> int:
@@ -50,6 +53,10 @@ class Progress:
 
 
 Report = Callable[[Progress], Awaitable[None]]
+
+STOP_AFTER_STORAGE_ERRORS = 16
+"""Storage errors in a row after which a pass stops: with the server gone, the other 20,000
+pins would each wait out a connect timeout and be marked failed, for nothing."""
 
 
 def _error_of(exc: BaseException) -> tuple[str, str]:
@@ -207,8 +214,13 @@ async def run(
         await report(progress)
         await asyncio.gather(*(verify_one(cid) for cid in the_plan.verify))
 
+    streak = 0  # storage errors in a row
+
     async def transfer_batch(batch: list[str]) -> None:
+        nonlocal streak
         async with limit, global_limit:
+            if progress.stopped:
+                return  # left for the next pass: untried, not failed
             outgoing = [
                 Outgoing(
                     meta=base.PinMeta(
@@ -225,9 +237,15 @@ async def run(
             if isinstance(result, Exception):
                 reason, message = _error_of(result)
                 logger.warning("pin %s failed: %s: %s", out.meta.cid, reason, message)
-                progress.backend_errors += isinstance(result, errors.BackendError)
+                storage = isinstance(result, errors.BackendError)
+                progress.backend_errors += storage
+                streak = streak + 1 if storage else 0
+                if streak >= STOP_AFTER_STORAGE_ERRORS and not progress.stopped:
+                    logger.warning("%d storage errors in a row: stopping this pass", streak)
+                    progress.stopped = True
                 fail(cid, reason, message)
             else:
+                streak = 0
                 progress.failures.pop(cid, None)
                 progress.present_cids.add(cid)
                 progress.present += 1

@@ -259,7 +259,7 @@ class Pass:
             report=report,
             now=conditions.utcnow,
         )
-        ok = not progress.failures
+        ok = not progress.failures and not progress.stopped
         reporting.record_metrics(self.key, progress, ok)
         fields = {
             **reporting.progress_fields(progress),

@@ -1,0 +1,74 @@
+"""The sync engine over a storage that fails, without Kubernetes, Kubo or a server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator
+
+from pinsync import reasons, syncing
+from pinsync.backends import base, errors
+
+
+class Gone(base.Backend):
+    """A storage whose server has gone away: every write fails as unreachable."""
+
+    def __init__(self) -> None:
+        super().__init__({}, base.Credentials())
+        self.puts = 0
+
+    async def health(self) -> None:
+        raise errors.BackendError("gone", reason=reasons.UNREACHABLE)
+
+    async def usage(self) -> base.Usage:
+        return base.Usage(bytes=0, objects=0)
+
+    async def list_pins(self) -> AsyncIterator[base.PinInfo]:
+        return
+        yield  # pragma: no cover
+
+    async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
+        self.puts += 1
+        await asyncio.sleep(0)
+        raise errors.BackendError(f"{meta.cid}: connection refused", reason=reasons.UNREACHABLE)
+
+    async def verify_pin(
+        self, cid: str, *, deep: bool = False, listed: base.PinInfo | None = None
+    ) -> base.PinInfo:
+        raise errors.PinNotFound(cid)
+
+    async def remove_pin(self, cid: str) -> None:
+        return None
+
+    async def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
+        return
+        yield  # pragma: no cover
+
+
+async def nothing(progress: syncing.Progress) -> None:
+    return None
+
+
+async def test_a_pass_stops_after_a_run_of_storage_errors_and_leaves_the_rest_untried() -> None:
+    backend = Gone()
+    desired: dict[str, tuple[str, ...]] = {f"bafk{i:04d}": ("ns/p",) for i in range(1000)}
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    progress = await syncing.run(
+        backend=backend,
+        kubo_for=lambda cid: None,  # type: ignore[arg-type,return-value]  (never reached)
+        desired=desired,
+        node_pins=dict.fromkeys(desired, "pinned"),
+        failures={},
+        full=False,
+        deep=False,
+        prune=False,
+        concurrency=4,
+        global_limit=asyncio.Semaphore(16),
+        report=nothing,
+        now=lambda: now,
+    )
+    assert progress.stopped
+    limit = syncing.STOP_AFTER_STORAGE_ERRORS + 4  # the batches already in flight finish
+    assert syncing.STOP_AFTER_STORAGE_ERRORS <= backend.puts <= limit
+    assert len(progress.failures) == backend.puts  # the untried are not failures
+    assert progress.present == 0 and progress.missing == 1000
