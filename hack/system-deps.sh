@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install the system programs the demo and the tests run (kubectl; OpenSSH's sshd for the SFTP
-# backend's server) when they are missing. A no-op on a machine that has them; on one without,
-# it needs apt-get and root, and otherwise says what to install.
+# backend's server; git and lighttpd for the github backend's git smart-HTTP server) when they
+# are missing. A no-op on a machine that has them; on one without, it needs apt-get and root,
+# and otherwise says what to install.
 set -euo pipefail
 need=()
 command -v kubectl >/dev/null || need+=(kubectl)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v git >/dev/null || need+=(git)
+command -v lighttpd >/dev/null || [ -x /usr/sbin/lighttpd ] || need+=(lighttpd)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null || [ "$(id -u)" -ne 0 ]; then
   echo "system-deps: please install: ${need[*]}" >&2
@@ -14,5 +17,13 @@ if ! command -v apt-get >/dev/null || [ "$(id -u)" -ne 0 ]; then
 fi
 echo "system-deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# The tests start their own servers on free ports: keep the packages' system services (lighttpd
+# on port 80) from being started by the install (Debian's policy-rc.d convention).
+policy=/usr/sbin/policy-rc.d
+made_policy=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+fi
+trap '[ -n "$made_policy" ] && rm -f "$policy"' EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
