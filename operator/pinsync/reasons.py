@@ -121,6 +121,18 @@ TLS_REQUIRED = _reason("TLSRequired", "Stalled", "the server requires FTPS: set 
 CA_BUNDLE_NOT_FOUND = _reason("CABundleNotFound", "Stalled", "tls.caBundleKey names no Secret key")
 INVALID_CA_BUNDLE = _reason("InvalidCABundle", "Stalled", "the CA bundle is not valid PEM")
 
+# -- git hosts ------------------------------------------------------------------------------------
+
+REPOSITORY_NOT_FOUND = _reason(
+    "RepositoryNotFound", "Stalled", "git: no such repository, or hidden from these credentials"
+)
+BRANCH_MOVED = _reason(
+    "BranchMoved", "Reconciling", "git: other pushes kept moving the branch; tried again later"
+)
+FILE_TOO_LARGE = _reason(
+    "FileTooLarge", "failures", "git: the host refused a file as too large", retryable=False
+)
+
 # -- IPFS Cluster ---------------------------------------------------------------------------------
 
 PINNING = _reason("Pinning", "failures", "the cluster is still fetching the pin; checked later")

@@ -15,6 +15,7 @@ KNOWN: dict[str, str] = {
     "sftp": "pinsync.backends.sftp:SftpBackend",
     "ftp": "pinsync.backends.ftp:FtpBackend",
     "ipfsCluster": "pinsync.backends.ipfscluster:IpfsClusterBackend",
+    "github": "pinsync.backends.github:GithubBackend",
 }
 ALIASES: dict[str, str] = {"sshfs": "sftp"}
 """Accepted spellings of a type; the reference called SFTP ``sshfs``."""

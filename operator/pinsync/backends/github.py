@@ -1,0 +1,973 @@
+"""Pins in a git repository, over git smart HTTP (type ``github``): GitHub, or any git host.
+
+Layout on the branch (default ``main``, created as a root commit holding only pinsync's files
+if it does not exist)::
+
+    <basePath>/<shard>/<cid>.car            the CAR, when it is at most PART_SIZE bytes
+    <basePath>/<shard>/<cid>.car.0000 ...    else the CAR cut into PART_SIZE parts, in order
+    <basePath>/<shard>/<cid>.json           sidecar: {"cid", "size", "sha256", "pinsets",
+                                            "createdAt", "parts": [{"name", "size", "oid"}]}
+
+``<shard>`` is the CID's last two characters, lower-cased (the first ones are the same for
+every CIDv1, ``ba...``): 1,024 directories for base32 CIDs, so 100,000 pins make about 100
+files a directory. Parts keep every file far below GitHub's 100 MB limit (and its 50 MB
+warning); a pin of 2 GiB is 64 files. Git LFS was the alternative: it needs an LFS server
+beside the git host and one more protocol, for no gain here, since nothing reads these files
+but pinsync and ``ipfs dag import`` (``cat <cid>.car.* | ipfs dag import``).
+
+One commit per batch (``batch.maxPins`` pins, split further at ``batch.maxBytes``), pushed as
+a fast-forward of the head it was built on. A pin is present only once its commit is on the
+branch; a batch whose push fails leaves none of its pins. When the branch moved meanwhile
+(another writer), the server refuses the update (its ref lock compares the old value), and the
+commit is rebuilt on the new head and pushed again, up to PUSH_ATTEMPTS times. Never a force
+push: every update names the head it replaces, and the new commit's parent is that head.
+
+Never a clone: the backend holds an in-memory object store of *trees, commits and sidecars
+only*. It fetches the branch head with ``depth=1`` and ``filter=blob:none`` (partial clone, as
+GitHub serves it), so the CARs already in the repository are never downloaded; sidecars it does
+not have yet are fetched by object id, once (objects are immutable). New files are pushed as a
+pack holding exactly the new blobs, the rewritten trees on their paths and the commit. Shallow
+verification takes the size from the sidecar, which names every part's blob id: where the
+tree's entry still has that id, the bytes are the ones written (git addresses content); where
+it does not, the blob is fetched to measure it. A deep verify and a fetch read the parts.
+
+Why dulwich (pure Python, smart HTTP client) and not the git CLI with a partial clone: the
+bytes fetched are the same (both use the same ``filter=blob:none`` fetch), but the CLI needs a
+scratch repository on disk per backend, a subprocess per step (fetch, hash-object per part,
+mktree per changed tree, commit-tree, push) and, to stage a commit without a checkout, index
+plumbing; and ``git push`` from a partial clone may lazily fetch blobs to compute what to send.
+dulwich lets the backend say exactly which objects a pack holds, keeps the state in memory,
+and streams the push body (bounded memory). Measured figures are in README ("github").
+
+Blocking dulwich calls run in threads (``asyncio.to_thread``); one lock per backend serialises
+the steps that touch the object store and the branch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import functools
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import dulwich.client
+import dulwich.errors
+import urllib3
+from dulwich.object_store import MemoryObjectStore, ObjectStoreGraphWalker
+from dulwich.objects import Blob, Commit, ObjectID, Tree
+from dulwich.pack import full_unpacked_object
+
+from pinsync import reasons
+from pinsync.backends import base, errors
+
+PART_SIZE = 32 * 1024 * 1024
+"""CARs above this are stored as parts of this size (GitHub: 50 MB warns, 100 MB is refused)."""
+PUSH_ATTEMPTS = 5
+"""Times a commit is rebuilt on a moved branch before the batch fails (retryably)."""
+DEFAULT_MAX_PINS = 500
+DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
+"""1 GiB per push: half of GitHub's 2 GiB push limit."""
+MAX_PUSH_BYTES = 2 * 1024 * 1024 * 1024 - 64 * 1024 * 1024
+TIMEOUT = 30.0
+PRUNE_EVERY = 64
+"""Head changes between two prunings of the in-memory object store."""
+CAR = ".car"
+SIDECAR = ".json"
+FILE_MODE = 0o100644
+TREE_MODE = 0o040000
+ZERO = b"0" * 40
+PART_RE = re.compile(r"^(?P<cid>.+)\.car\.(?P<n>\d{4})$")
+
+
+def shard(cid: str) -> str:
+    return cid[-2:].lower()
+
+
+class Moved(Exception):
+    """The branch is not where the commit was built: rebuild and push again."""
+
+
+class Rejected(Exception):
+    """The server refused the update (a hook, a protection rule); ``text`` is its answer."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+# -- config ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GithubConfig(base.Config):
+    url: str
+    """The repository's https (or http) git URL, without credentials or trailing slash."""
+    branch: str
+    base_path: str
+    """Without leading or trailing slashes; empty: the repository's root."""
+    max_pins: int
+    max_bytes: int
+    author: bytes
+    """``Name <email>`` for commits."""
+
+
+def _check_branch(fields: base.Fields, value: str) -> str:
+    bad = (
+        not value
+        or value.startswith(("/", "-", "."))
+        or value.endswith(("/", ".lock", "."))
+        or ".." in value
+        or "//" in value
+        or "@{" in value
+        or any(c in value for c in " ~^:?*[\\\x7f")
+        or any(ord(c) < 32 for c in value)
+    )
+    if bad:
+        raise fields.invalid("branch", f"is not a valid git branch name: {value!r}")
+    return value
+
+
+# -- the git side (synchronous; called in threads) ------------------------------------------------
+
+
+@dataclasses.dataclass(kw_only=True)
+class Part:
+    name: str
+    size: int
+    oid: str
+    spool: str = ""
+    """Temporary file holding the bytes, until pushed."""
+
+
+@dataclasses.dataclass(kw_only=True)
+class Staged:
+    """One pin spooled for a commit: its parts and its sidecar."""
+
+    meta: base.PinMeta
+    parts: list[Part]
+    size: int
+    sha256: str
+    sidecar: Blob
+
+
+@dataclasses.dataclass(kw_only=True)
+class Entry:
+    """What the tree says of one pin's files."""
+
+    cid: str
+    car: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    """File name -> blob id of its CAR file(s)."""
+    sidecar: bytes | None = None
+
+
+class Repo:
+    """The remote repository as far as the backend needs it: trees, commits and sidecars.
+
+    Not thread-safe on its own; the backend calls it under its lock.
+    """
+
+    def __init__(self, url: str, username: str, password: str) -> None:
+        self.client = dulwich.client.HttpGitClient(
+            # No thin packs: a fetched pack must not be deltas against objects we have.
+            url,
+            username=username,
+            password=password,
+            timeout=TIMEOUT,
+            thin_packs=False,
+        )
+        self.client.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(
+            total=1, connect=1, read=0, redirect=2, status=0
+        )
+        self.store = MemoryObjectStore()
+        self.head: bytes | None = None
+        self.fetched = 0
+        """Bytes of pack data fetched so far (for measurements)."""
+        self._entries: tuple[bytes | None, str, Any] | None = None
+        self._heads_since_prune = 0
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def refs(self) -> dict[bytes, bytes]:
+        result = self.client.get_refs("")
+        refs: Mapping[bytes, bytes | None] = getattr(result, "refs", {})
+        return {k: v for k, v in refs.items() if v is not None}
+
+    def _fetch(
+        self,
+        wants: Callable[[dict[bytes, bytes]], list[bytes]],
+        *,
+        store: MemoryObjectStore,
+        depth: int | None = None,
+        filter_spec: bytes | None = None,
+        haves: Sequence[bytes] = (),
+    ) -> dict[bytes, bytes]:
+        buffer = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)
+        walker = ObjectStoreGraphWalker([ObjectID(h) for h in haves], lambda sha: [])
+
+        def determine(refs: Mapping[bytes, bytes], depth: int | None = None) -> list[bytes]:
+            return wants({k: v for k, v in refs.items() if v is not None})
+
+        result = self.client.fetch_pack(
+            "",
+            determine,  # type: ignore[arg-type]
+            walker,
+            buffer.write,
+            depth=depth,
+            filter_spec=filter_spec,
+            protocol_version=2,
+        )
+        size = buffer.tell()
+        self.fetched += size
+        if size:
+            buffer.seek(0)
+            pack, commit, abort = store.add_pack()
+            try:
+                while block := buffer.read(1024 * 1024):
+                    pack.write(block)
+            except BaseException:
+                abort()
+                raise
+            commit()
+        return {k: v for k, v in result.refs.items() if v is not None}
+
+    def refresh(self, branch: str) -> bytes | None:
+        """The branch's head now; its commit and trees (no blobs) are in the store after."""
+        ref = b"refs/heads/" + branch.encode()
+
+        def wants(refs: dict[bytes, bytes]) -> list[bytes]:
+            head = refs.get(ref)
+            return [] if head is None or ObjectID(head) in self.store else [head]
+
+        haves = [self.head] if self.head is not None and ObjectID(self.head) in self.store else []
+        refs = self._fetch(wants, store=self.store, depth=1, filter_spec=b"blob:none", haves=haves)
+        self._moved_to(refs.get(ref))
+        return self.head
+
+    def _moved_to(self, head: bytes | None) -> None:
+        if head != self.head:
+            self.head = head
+            self._heads_since_prune += 1
+            if self._heads_since_prune >= PRUNE_EVERY:
+                self.prune()
+
+    def prune(self) -> None:
+        """Keep only what the head needs: its commit, its trees and the blobs (sidecars) they
+        name. Every commit leaves a few superseded trees behind (the base path's tree of a
+        large repository is tens of KiB), which would otherwise pile up for the backend's
+        lifetime."""
+        kept = MemoryObjectStore()
+        if self.head is not None and ObjectID(self.head) in self.store:
+            commit = self.store[ObjectID(self.head)]
+            kept.add_object(commit)
+            assert isinstance(commit, Commit)
+            pending = [commit.tree]
+            while pending:
+                sha = pending.pop()
+                if ObjectID(sha) not in self.store:
+                    continue
+                obj = self.store[ObjectID(sha)]
+                kept.add_object(obj)
+                if isinstance(obj, Tree):
+                    pending += [item.sha for item in obj.items()]
+        self.store = kept
+        self._heads_since_prune = 0
+
+    def blobs(self, oids: Sequence[bytes], *, keep: bool) -> dict[bytes, bytes]:
+        """Blobs by id, fetched unless in the store; ``keep``: add them to the store."""
+        store = self.store
+        found = {o: store[ObjectID(o)].as_raw_string() for o in oids if ObjectID(o) in store}
+        missing = [oid for oid in dict.fromkeys(oids) if oid not in found]
+        if missing:
+            target = self.store if keep else MemoryObjectStore()
+            self._fetch(lambda refs: list(missing), store=target)
+            for oid in missing:
+                if ObjectID(oid) in target:
+                    found[oid] = target[ObjectID(oid)].as_raw_string()
+        return found
+
+    def tree_at(self, tree_id: bytes | None, path: str) -> Tree | None:
+        """The tree at ``path`` (``a/b``) under ``tree_id``, or None."""
+        if tree_id is None:
+            return None
+        tree = self.store[ObjectID(tree_id)]
+        assert isinstance(tree, Tree)
+        for name in [p for p in path.split("/") if p]:
+            try:
+                mode, sha = tree[name.encode()]
+            except KeyError:
+                return None
+            if mode != TREE_MODE:
+                return None
+            tree = self.store[ObjectID(sha)]
+            assert isinstance(tree, Tree)
+        return tree
+
+    def root_tree(self) -> bytes | None:
+        if self.head is None:
+            return None
+        commit = self.store[ObjectID(self.head)]
+        assert isinstance(commit, Commit)
+        return bytes(commit.tree)
+
+    def entries(self, base_path: str) -> tuple[dict[str, Entry], list[tuple[str, bytes]]]:
+        """Pins' files under the base path of the current head, and every other file there
+        ((path, blob id), for usage); walked once per head."""
+        if self._entries is not None and self._entries[:2] == (self.head, base_path):
+            cached: tuple[dict[str, Entry], list[tuple[str, bytes]]] = self._entries[2]
+            return cached
+        found = self._walk(base_path)
+        self._entries = (self.head, base_path, found)
+        return found
+
+    def _walk(self, base_path: str) -> tuple[dict[str, Entry], list[tuple[str, bytes]]]:
+        pins: dict[str, Entry] = {}
+        others: list[tuple[str, bytes]] = []
+        top = self.tree_at(self.root_tree(), base_path)
+        if top is None:
+            return pins, others
+        for item in top.items():
+            directory = item.path.decode()
+            if item.mode != TREE_MODE:
+                others.append((directory, item.sha))
+                continue
+            sub = self.store[ObjectID(item.sha)]
+            assert isinstance(sub, Tree)
+            for leaf in sub.items():
+                name = leaf.path.decode()
+                if leaf.mode == TREE_MODE:
+                    others.append((f"{directory}/{name}/", leaf.sha))
+                    continue
+                part = PART_RE.match(name)
+                cid = (
+                    name[: -len(CAR)]
+                    if name.endswith(CAR)
+                    else name[: -len(SIDECAR)]
+                    if name.endswith(SIDECAR)
+                    else part.group("cid")
+                    if part
+                    else None
+                )
+                if cid is None or shard(cid) != directory:
+                    others.append((f"{directory}/{name}", leaf.sha))
+                    continue
+                entry = pins.setdefault(cid, Entry(cid=cid))
+                if name.endswith(SIDECAR):
+                    entry.sidecar = leaf.sha
+                else:
+                    entry.car[name] = leaf.sha
+        return pins, others
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def rewrite(
+        self, tree_id: bytes | None, path: list[str], edit: Callable[[Tree], None], made: list[Tree]
+    ) -> bytes | None:
+        """A copy of ``tree_id`` whose subtree at ``path`` is edited; new trees go to ``made``.
+        An emptied subtree disappears (git has no empty directories)."""
+        tree = Tree()
+        if tree_id is not None:
+            old = self.store[ObjectID(tree_id)]
+            assert isinstance(old, Tree)
+            for item in old.items():
+                tree.add(item.path, item.mode, item.sha)
+        if path:
+            name = path[0].encode()
+            child = None
+            with contextlib.suppress(KeyError):
+                mode, sha = tree[name]
+                child = sha if mode == TREE_MODE else None
+            new_child = self.rewrite(child, path[1:], edit, made)
+            if new_child is None:
+                with contextlib.suppress(KeyError):
+                    del tree[name]
+            else:
+                tree.add(name, TREE_MODE, ObjectID(new_child))
+        else:
+            edit(tree)
+        if not tree.items():
+            return None
+        made.append(tree)
+        return tree.id
+
+    def commit(
+        self,
+        *,
+        branch: str,
+        base_path: str,
+        files: Mapping[str, Mapping[str, bytes | None]],
+        message: str,
+        author: bytes,
+        blobs: Callable[[], Iterator[Blob]],
+        blob_count: int,
+    ) -> bytes | None:
+        """Commit ``files`` ({shard: {name: blob id, or None to delete}}) on the current head
+        and push it as a fast-forward; None when nothing would change. Raises Moved if the
+        branch is not where it was (the caller refreshes and calls again)."""
+        root = self.root_tree()
+        made: list[Tree] = []
+        new_root = root
+        prefix = [p for p in base_path.split("/") if p]
+        for directory, changes in files.items():
+
+            def edit(tree: Tree, changes: Mapping[str, bytes | None] = changes) -> None:
+                for name, oid in changes.items():
+                    if oid is None:
+                        with contextlib.suppress(KeyError):
+                            del tree[name.encode()]
+                    else:
+                        tree.add(name.encode(), FILE_MODE, ObjectID(oid))
+
+            new_root = self.rewrite(new_root, [*prefix, directory], edit, made)
+            if new_root is not None:
+                self.store.add_object(made[-1])  # later shards build on this one
+            for tree in made:
+                self.store.add_object(tree)
+        if new_root == root:
+            return None
+        if new_root is None:
+            empty = Tree()
+            made.append(empty)
+            self.store.add_object(empty)
+            new_root = empty.id
+        commit = Commit()
+        commit.tree = new_root
+        commit.parents = [ObjectID(self.head)] if self.head is not None else []
+        commit.author = commit.committer = author
+        now = int(time.time())
+        commit.author_time = commit.commit_time = now
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.encoding = b"UTF-8"
+        commit.message = message.encode()
+        ref = b"refs/heads/" + branch.encode()
+        expected = self.head
+        trees = {tree.id: tree for tree in made}
+
+        def update_refs(refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
+            if refs.get(ref) != expected:
+                raise Moved()
+            return {**refs, ref: commit.id}
+
+        def generate(*args: Any, **kwargs: Any) -> tuple[int, Iterator[Any]]:
+            def objects() -> Iterator[Any]:
+                for blob in blobs():
+                    yield full_unpacked_object(blob)
+                for tree in trees.values():
+                    yield full_unpacked_object(tree)
+                yield full_unpacked_object(commit)
+
+            return blob_count + len(trees) + 1, objects()
+
+        said: list[bytes] = []  # the server's side-band messages (a hook's refusal is there)
+        result = self.client.send_pack(
+            "",
+            update_refs,  # type: ignore[arg-type]
+            generate,
+            progress=said.append,
+        )
+        status = dict(result.ref_status or {})
+        failure = status.get(ref)
+        if failure:
+            text = failure.decode() if isinstance(failure, bytes) else str(failure)
+            lines = b"".join(said).decode(errors="replace").splitlines()
+            errors_said = [line.strip() for line in lines if "error" in line.lower()]
+            text = "; ".join([text, *errors_said[:3]])
+            if any(
+                w in text
+                for w in ("non-fast-forward", "fetch first", "lock", "stale", "failed to update")
+            ):
+                raise Moved()
+            raise Rejected(text)
+        self.store.add_object(commit)
+        self._moved_to(commit.id)
+        return commit.id
+
+
+# -- the backend ----------------------------------------------------------------------------------
+
+
+class GithubBackend(base.Backend):
+    credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
+        alternatives=(frozenset({"token"}), frozenset({"username", "password"}))
+    )
+    conf: GithubConfig
+    part_size: int = PART_SIZE
+    """Instances may lower it (tests of the parts layout without 100 MB of data)."""
+
+    @classmethod
+    def validate(cls, spec: Mapping[str, Any], credentials: base.Credentials) -> GithubConfig:
+        fields = base.Fields("github", spec)
+        url = fields.url("url")
+        if not url:
+            raise fields.invalid("url", "is required")
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.username or parsed.password:
+            raise fields.invalid("url", "must not hold credentials: put them in the Secret")
+        if not parsed.hostname or parsed.query or parsed.fragment:
+            raise fields.invalid("url", "must be a git repository URL (https://host/owner/repo)")
+        batch = fields.section("batch")
+        author = fields.section("author")
+        name = author.text("name", "pinsync", empty=False)
+        email = author.text("email", "pinsync@localhost", empty=False)
+        if any(c in name + email for c in "<>\n"):
+            raise author.invalid("name", "and email must not contain <, > or newlines")
+        return GithubConfig(
+            url=url,
+            branch=_check_branch(fields, fields.text("branch", "main", empty=False)),
+            base_path="/".join(p for p in fields.text("basePath", "pinsync").split("/") if p),
+            max_pins=batch.integer("maxPins", DEFAULT_MAX_PINS, low=1, high=10_000),
+            max_bytes=batch.integer("maxBytes", DEFAULT_MAX_BYTES, low=1, high=MAX_PUSH_BYTES),
+            author=f"{name} <{email}>".encode(),
+        )
+
+    def __init__(self, config: Mapping[str, Any], credentials: base.Credentials) -> None:
+        super().__init__(config, credentials)
+        self.batch_size = self.conf.max_pins
+        token = credentials.get("token")
+        self._username = "x-access-token" if token else credentials.get("username") or ""
+        self._password = token or credentials.get("password") or ""
+        self._repo: Repo | None = None
+        self._lock = asyncio.Lock()
+        self._sidecars: dict[bytes, dict[str, Any]] = {}
+        self._spool_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def location(self) -> str:
+        where = f"{self.conf.url}@{self.conf.branch}"
+        return f"{where}:{self.conf.base_path}" if self.conf.base_path else where
+
+    def repo(self) -> Repo:
+        if self._repo is None:
+            self._repo = Repo(self.conf.url, self._username, self._password)
+        return self._repo
+
+    @property
+    def bytes_fetched(self) -> int:
+        return self._repo.fetched if self._repo is not None else 0
+
+    async def aclose(self) -> None:
+        if self._repo is not None:
+            with contextlib.suppress(Exception):
+                self._repo.client.pool_manager.clear()
+            self._repo = None
+        if self._spool_dir is not None:
+            self._spool_dir.cleanup()
+            self._spool_dir = None
+
+    # -- errors ----------------------------------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        for secret in (self._password, urllib.parse.quote(self._password, safe="")):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
+        if isinstance(exc, dulwich.client.HTTPUnauthorized):
+            return errors.AuthFailed(f"{what}: the server rejected the credentials (401)")
+        if isinstance(exc, dulwich.errors.NotGitRepository):
+            return errors.LocationNotFound(
+                f"{what}: no such repository (404), or it is hidden from these credentials",
+                reason=reasons.REPOSITORY_NOT_FOUND,
+            )
+        if isinstance(exc, Rejected):
+            text = self.scrub(exc.text)
+            if "large file" in text.lower() or "GH001" in text:
+                return errors.BackendError(
+                    f"{what}: refused: {text}", reason=reasons.FILE_TOO_LARGE
+                )
+            return errors.PermissionDenied(f"{what}: the server refused the push: {text}")
+        if isinstance(exc, Moved):
+            return errors.BackendError(
+                f"{what}: the branch kept moving ({PUSH_ATTEMPTS} attempts); tried again later",
+                reason=reasons.BRANCH_MOVED,
+            )
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(exc, dulwich.errors.GitProtocolError):
+            text = self.scrub(str(exc))
+            status = re.search(r"unexpected http resp (\d+)", text)
+            if status and status.group(1) == "403":
+                return errors.PermissionDenied(f"{what}: the server answered 403 (forbidden)")
+            if status and status.group(1) in {"413"}:
+                return errors.StorageFull(f"{what}: the server answered 413 (too large)")
+            if status:
+                return errors.BackendError(f"{what}: the server answered {status.group(1)}")
+            if (
+                isinstance(exc, dulwich.errors.HangupException)
+                or isinstance(cause, urllib3.exceptions.HTTPError | OSError)
+                or "Max retries" in text
+                or "Connection" in text
+            ):
+                return errors.Unreachable(f"{what}: cannot reach {self.host}")
+            return errors.BackendError(f"{what}: git protocol error")
+        if isinstance(exc, urllib3.exceptions.HTTPError | OSError | TimeoutError):
+            return errors.Unreachable(f"{what}: cannot reach {self.host} ({type(exc).__name__})")
+        return errors.BackendError(f"{what}: {type(exc).__name__}")
+
+    @property
+    def host(self) -> str:
+        return urllib.parse.urlsplit(self.conf.url).netloc
+
+    async def git(self, what: str, call: Callable[[], Any], *, writing: bool = False) -> Any:
+        with self.translating(what, writing=writing):
+            return await asyncio.to_thread(call)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def refresh(self) -> Repo:
+        repo = self.repo()
+        await self.git(f"fetch {self.location}", lambda: repo.refresh(self.conf.branch))
+        return repo
+
+    async def snapshot(
+        self, *, refresh: bool = True
+    ) -> tuple[dict[str, Entry], list[tuple[str, bytes]]]:
+        """The pins' files on the branch, and their sidecars read. ``refresh=False``: as of the
+        head last seen (this pass's listing, or our own last push), without asking the server."""
+        async with self._lock:
+            repo = self.repo()
+            if refresh or repo.head is None:
+                await self.refresh()
+            pins, others = repo.entries(self.conf.base_path)
+            wanted = [
+                e.sidecar for e in pins.values() if e.sidecar and e.sidecar not in self._sidecars
+            ]
+            if wanted:
+                found = await self.git(
+                    f"read sidecars in {self.location}", lambda: repo.blobs(wanted, keep=True)
+                )
+                for oid, data in found.items():
+                    self._sidecars[oid] = self._parse(data)
+        return pins, others
+
+    @staticmethod
+    def _parse(data: bytes) -> dict[str, Any]:
+        try:
+            sidecar = json.loads(data)
+        except ValueError:
+            return {"invalid": True}
+        return sidecar if isinstance(sidecar, dict) else {"invalid": True}
+
+    def _described(self, entry: Entry) -> dict[str, Any] | None:
+        """The sidecar of a pin, if its CAR files are exactly the ones it names."""
+        if entry.sidecar is None:
+            return None
+        sidecar = self._sidecars.get(entry.sidecar) or {"invalid": True}
+        parts = sidecar.get("parts")
+        if sidecar.get("invalid") or not isinstance(parts, list):
+            return None
+        named = {str(p.get("name")): str(p.get("oid", "")).encode() for p in parts}
+        return sidecar if named == entry.car else None
+
+    async def list_pins(self) -> AsyncIterator[base.PinInfo]:
+        pins, _ = await self.snapshot()
+        for cid in sorted(pins):
+            entry = pins[cid]
+            if entry.sidecar is None or not entry.car:
+                continue
+            sidecar = self._described(entry)
+            size = sidecar.get("size") if sidecar else None
+            yield base.PinInfo(
+                cid=cid,
+                size=size if isinstance(size, int) else None,
+                sha256=sidecar.get("sha256") if sidecar else None,
+            )
+
+    async def usage(self) -> base.Usage:
+        pins, others = await self.snapshot()
+        total = count = 0
+        unknown: list[bytes] = []
+        for entry in pins.values():
+            sidecar = self._described(entry)
+            if entry.sidecar is not None:
+                total += len(await self._blob(entry.sidecar))
+                count += 1
+            if sidecar is not None:
+                total += sum(int(p["size"]) for p in sidecar["parts"])
+                count += len(entry.car)
+            else:
+                unknown += entry.car.values()
+        unknown += [oid for path, oid in others if not path.endswith("/")]
+        for oid in unknown:  # files the sidecars do not describe: measured (rare)
+            total += await self._blob_size(oid)
+            count += 1
+        return base.Usage(bytes=total, objects=count)
+
+    async def _blob(self, oid: bytes, *, keep: bool = True) -> bytes:
+        repo = self.repo()
+        found = await self.git(
+            f"read {oid.decode()} in {self.location}", lambda: repo.blobs([oid], keep=keep)
+        )
+        if oid not in found:
+            raise errors.BackendError(
+                f"{self.location}: the server did not send blob {oid.decode()}"
+            )
+        data: bytes = found[oid]
+        return data
+
+    async def _blob_size(self, oid: bytes) -> int:
+        return len(await self._blob(oid, keep=False))
+
+    async def _entry(self, cid: str, *, refresh: bool = True) -> Entry:
+        pins, _ = await self.snapshot(refresh=refresh)
+        entry = pins.get(cid)
+        if entry is None or entry.sidecar is None or not entry.car:
+            raise errors.PinNotFound(f"{cid}: not in {self.location}")
+        return entry
+
+    async def verify_pin(
+        self, cid: str, *, deep: bool = False, listed: base.PinInfo | None = None
+    ) -> base.PinInfo:
+        # With this pass's listing in hand, the head it was listed from will do: a full sync
+        # verifying 20,000 pins asks the server nothing more (a deep verify reads the bytes).
+        entry = await self._entry(cid, refresh=listed is None)
+        assert entry.sidecar is not None
+        sidecar = self._sidecars.get(entry.sidecar) or {"invalid": True}
+        if sidecar.get("invalid") or not isinstance(sidecar.get("parts"), list):
+            raise errors.Damaged(f"{cid}: the sidecar is not valid")
+        expected = {str(p.get("name")): p for p in sidecar["parts"]}
+        if set(expected) != set(entry.car):
+            raise errors.Damaged(f"{cid}: the CAR files are not the ones the sidecar names")
+        size = 0
+        for name, oid in sorted(entry.car.items()):
+            part = expected[name]
+            # Same blob id: the same bytes (git addresses content), no need to measure them.
+            size += (
+                int(part["size"]) if part.get("oid") == oid.decode() else await self._blob_size(oid)
+            )
+        if size != sidecar.get("size"):
+            raise errors.Damaged(f"{cid}: CAR is {size} bytes, sidecar says {sidecar.get('size')}")
+        if deep:
+            digest = hashlib.sha256()
+            async for chunk in self._read(entry):
+                digest.update(chunk)
+            if digest.hexdigest() != sidecar.get("sha256"):
+                raise errors.Damaged(f"{cid}: CAR content does not match the sidecar's sha256")
+        return base.PinInfo(cid=cid, size=size, sha256=sidecar.get("sha256"))
+
+    async def _read(self, entry: Entry) -> AsyncIterator[bytes]:
+        for _, oid in sorted(entry.car.items()):
+            data = await self._blob(oid, keep=False)
+            for start in range(0, len(data), 1024 * 1024):
+                yield data[start : start + 1024 * 1024]
+
+    async def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
+        entry = await self._entry(cid)
+        async for chunk in self._read(entry):
+            yield chunk
+
+    # -- health ----------------------------------------------------------------------------------
+
+    async def health(self) -> None:
+        """Reachable, the credentials accepted, the repository there (the upload-pack
+        advertisement), and pushing allowed: the receive-pack advertisement, which hosts
+        answer with 401/403 when the credentials may not write. Nothing is written."""
+        repo = self.repo()
+        await self.git(f"read {self.location}", repo.refs)
+
+        def may_push() -> None:
+            repo.client.send_pack("", lambda refs: refs, lambda *a, **k: (0, iter(())))
+
+        await self.git(f"push access to {self.location}", may_push, writing=True)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _spool(self) -> str:
+        if self._spool_dir is None:
+            self._spool_dir = tempfile.TemporaryDirectory(prefix="pinsync-git-")
+        return self._spool_dir.name
+
+    async def _stage(self, meta: base.PinMeta, source: base.Source) -> Staged:
+        """Read a pin's stream into part files (one part in memory at a time)."""
+        digest = hashlib.sha256()
+        parts: list[Part] = []
+        pending: list[bytes] = []
+        pending_size = total = 0
+        directory = self._spool()
+
+        def write(data: bytes) -> Part:
+            blob = Blob.from_string(data)
+            fd, path = tempfile.mkstemp(dir=directory)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            return Part(name="", size=len(data), oid=blob.id.decode(), spool=path)
+
+        try:
+            async for chunk in source:
+                digest.update(chunk)
+                total += len(chunk)
+                pending.append(chunk)
+                pending_size += len(chunk)
+                while pending_size >= self.part_size:
+                    data = b"".join(pending)
+                    head, rest = data[: self.part_size], data[self.part_size :]
+                    parts.append(await asyncio.to_thread(write, head))
+                    pending, pending_size = ([rest] if rest else []), len(rest)
+            if pending or not parts:
+                parts.append(await asyncio.to_thread(write, b"".join(pending)))
+        except BaseException:
+            for part in parts:
+                with contextlib.suppress(OSError):
+                    os.unlink(part.spool)
+            raise
+        if len(parts) == 1:
+            parts[0].name = meta.cid + CAR
+        else:
+            for number, part in enumerate(parts):
+                part.name = f"{meta.cid}{CAR}.{number:04d}"
+        sha256 = digest.hexdigest()
+        sidecar = {
+            "cid": meta.cid,
+            "size": total,
+            "sha256": sha256,
+            "pinsets": list(meta.pinsets),
+            "createdAt": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "parts": [{"name": p.name, "size": p.size, "oid": p.oid} for p in parts],
+        }
+        blob = Blob.from_string(json.dumps(sidecar).encode())
+        return Staged(meta=meta, parts=parts, size=total, sha256=sha256, sidecar=blob)
+
+    async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
+        result = (await self.put_pins([base.Upload(meta=meta, content=lambda: content)]))[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def put_pins(self, uploads: Sequence[base.Upload]) -> list[base.PinInfo | Exception]:
+        """Spool the batch, then commit it: one commit per ``maxBytes`` of it (normally one)."""
+        results: list[base.PinInfo | Exception | None] = [None] * len(uploads)
+        staged: list[tuple[int, Staged]] = []
+        staged_bytes = 0
+        try:
+            for index, upload in enumerate(uploads):
+                source = base.Source(upload.content())
+                try:
+                    with self.translating(f"stage {upload.meta.cid}", source=source):
+                        pin = await self._stage(upload.meta, source)
+                except Exception as exc:
+                    results[index] = exc
+                    continue
+                if staged and staged_bytes + pin.size > self.conf.max_bytes:
+                    await self._commit_staged(staged, results)
+                    staged, staged_bytes = [], 0
+                staged.append((index, pin))
+                staged_bytes += pin.size
+            if staged:
+                await self._commit_staged(staged, results)
+                staged = []
+        finally:
+            for _, pin in staged:
+                self._discard(pin)
+        return [r if r is not None else errors.BackendError("not stored") for r in results]
+
+    @staticmethod
+    def _discard(pin: Staged) -> None:
+        for part in pin.parts:
+            with contextlib.suppress(OSError):
+                os.unlink(part.spool)
+
+    async def _commit_staged(
+        self, staged: list[tuple[int, Staged]], results: list[base.PinInfo | Exception | None]
+    ) -> None:
+        pins = [pin for _, pin in staged]
+        try:
+            await self._commit(pins)
+        except Exception as exc:
+            for index, _ in staged:
+                results[index] = exc
+        else:
+            for index, pin in staged:
+                results[index] = base.PinInfo(
+                    cid=pin.meta.cid, size=pin.size, sha256=pin.sha256, verified=True
+                )
+        finally:
+            for pin in pins:
+                self._discard(pin)
+
+    async def _commit(self, pins: list[Staged]) -> None:
+        def blobs() -> Iterator[Blob]:
+            for pin in pins:
+                for part in pin.parts:
+                    with open(part.spool, "rb") as spooled:
+                        yield Blob.from_string(spooled.read())
+                yield pin.sidecar
+
+        def files(existing: Mapping[str, Entry]) -> dict[str, dict[str, bytes | None]]:
+            changes: dict[str, dict[str, bytes | None]] = {}
+            for pin in pins:
+                cid = pin.meta.cid
+                names = changes.setdefault(shard(cid), {})
+                old = existing.get(cid)
+                for name in old.car if old else ():  # an earlier layout of the same pin
+                    names[name] = None
+                for part in pin.parts:
+                    names[part.name] = part.oid.encode()
+                names[cid + SIDECAR] = pin.sidecar.id
+            return changes
+
+        count = sum(len(pin.parts) + 1 for pin in pins)
+        message = (
+            f"pinsync: add {pins[0].meta.cid}"
+            if len(pins) == 1
+            else f"pinsync: add {len(pins)} pins"
+        )
+        for pin in pins:  # known already: never fetched back (harmless if the push fails)
+            self._sidecars[pin.sidecar.id] = self._parse(pin.sidecar.as_raw_string())
+            self.repo().store.add_object(pin.sidecar)
+        await self._write(message, files, blobs, count)
+
+    async def _write(
+        self,
+        message: str,
+        files: Callable[[Mapping[str, Entry]], Mapping[str, Mapping[str, bytes | None]]],
+        blobs: Callable[[], Iterator[Blob]],
+        count: int,
+    ) -> None:
+        """Build a commit on the branch's head and push it; rebuilt on a moved branch."""
+        async with self._lock:
+            for attempt in range(PUSH_ATTEMPTS):
+                repo = await self.refresh()
+                pins, _ = repo.entries(self.conf.base_path)
+                changes = files(pins)
+                try:
+                    push = functools.partial(
+                        repo.commit,
+                        branch=self.conf.branch,
+                        base_path=self.conf.base_path,
+                        files=changes,
+                        message=message,
+                        author=self.conf.author,
+                        blobs=blobs,
+                        blob_count=count,
+                    )
+                    await self.git(f"push to {self.location}", push, writing=True)
+                    return
+                except errors.BackendError as exc:
+                    if exc.reason != reasons.BRANCH_MOVED.name or attempt == PUSH_ATTEMPTS - 1:
+                        raise
+                await asyncio.sleep(0.1 * (attempt + 1))
+
+    async def remove_pin(self, cid: str) -> None:
+        pins, _ = await self.snapshot()
+        if cid not in pins:
+            return
+
+        def files(existing: Mapping[str, Entry]) -> dict[str, dict[str, bytes | None]]:
+            entry = existing.get(cid)
+            if entry is None:
+                return {}
+            names: dict[str, bytes | None] = dict.fromkeys(entry.car, None)
+            if entry.sidecar is not None:
+                names[cid + SIDECAR] = None
+            return {shard(cid): names}
+
+        await self._write(f"pinsync: remove {cid}", files, lambda: iter(()), 0)
