@@ -46,6 +46,7 @@ the steps that touch the object store and the branch.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import dataclasses
 import datetime
@@ -57,15 +58,17 @@ import re
 import tempfile
 import time
 import urllib.parse
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import dulwich.client
 import dulwich.errors
 import urllib3
+from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.object_store import MemoryObjectStore, ObjectStoreGraphWalker
 from dulwich.objects import Blob, Commit, ObjectID, Tree
-from dulwich.pack import full_unpacked_object
+from dulwich.pack import UnpackedObject, full_unpacked_object, pack_object_header
 
 from pinsync import reasons
 from pinsync.backends import base, errors
@@ -78,7 +81,10 @@ DEFAULT_MAX_PINS = 500
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 """1 GiB per push: half of GitHub's 2 GiB push limit."""
 MAX_PUSH_BYTES = 2 * 1024 * 1024 * 1024 - 64 * 1024 * 1024
-TIMEOUT = 30.0
+CONNECT_TIMEOUT = 15.0
+READ_TIMEOUT = 600.0
+"""A host answers a push only once it has checked the whole pack (index-pack, hooks): for a
+1 GiB push that takes minutes on a small server, with nothing sent meanwhile."""
 PRUNE_EVERY = 64
 """Head changes between two prunings of the in-memory object store."""
 CAR = ".car"
@@ -86,6 +92,10 @@ SIDECAR = ".json"
 FILE_MODE = 0o100644
 TREE_MODE = 0o040000
 ZERO = b"0" * 40
+BLOB = 3
+"""The pack type number of a blob."""
+FORMAT = DEFAULT_OBJECT_FORMAT
+SPOOL_COMPRESSION = 1
 PART_RE = re.compile(r"^(?P<cid>.+)\.car\.(?P<n>\d{4})$")
 
 
@@ -182,12 +192,11 @@ class Repo:
             url,
             username=username,
             password=password,
-            timeout=TIMEOUT,
             thin_packs=False,
         )
-        self.client.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(
-            total=1, connect=1, read=0, redirect=2, status=0
-        )
+        pool = self.client.pool_manager.connection_pool_kw
+        pool["retries"] = urllib3.Retry(total=1, connect=1, read=0, redirect=2, status=0)
+        pool["timeout"] = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT)
         self.store = MemoryObjectStore()
         self.head: bytes | None = None
         self.fetched = 0
@@ -407,7 +416,7 @@ class Repo:
         files: Mapping[str, Mapping[str, bytes | None]],
         message: str,
         author: bytes,
-        blobs: Callable[[], Iterator[Blob]],
+        blobs: Callable[[], Iterator[UnpackedObject]],
         blob_count: int,
     ) -> bytes | None:
         """Commit ``files`` ({shard: {name: blob id, or None to delete}}) on the current head
@@ -415,23 +424,35 @@ class Repo:
         branch is not where it was (the caller refreshes and calls again)."""
         root = self.root_tree()
         made: list[Tree] = []
-        new_root = root
         prefix = [p for p in base_path.split("/") if p]
-        for directory, changes in files.items():
 
-            def edit(tree: Tree, changes: Mapping[str, bytes | None] = changes) -> None:
-                for name, oid in changes.items():
+        def edit(top: Tree) -> None:  # the base path's tree: one new tree per changed shard
+            for directory, changes in files.items():
+                name = directory.encode()
+                shard_tree = Tree()
+                with contextlib.suppress(KeyError):
+                    mode, sha = top[name]
+                    if mode == TREE_MODE:
+                        old = self.store[ObjectID(sha)]
+                        assert isinstance(old, Tree)
+                        for item in old.items():
+                            shard_tree.add(item.path, item.mode, item.sha)
+                for file, oid in changes.items():
                     if oid is None:
                         with contextlib.suppress(KeyError):
-                            del tree[name.encode()]
+                            del shard_tree[file.encode()]
                     else:
-                        tree.add(name.encode(), FILE_MODE, ObjectID(oid))
+                        shard_tree.add(file.encode(), FILE_MODE, ObjectID(oid))
+                if shard_tree.items():
+                    made.append(shard_tree)
+                    top.add(name, TREE_MODE, shard_tree.id)
+                else:
+                    with contextlib.suppress(KeyError):
+                        del top[name]
 
-            new_root = self.rewrite(new_root, [*prefix, directory], edit, made)
-            if new_root is not None:
-                self.store.add_object(made[-1])  # later shards build on this one
-            for tree in made:
-                self.store.add_object(tree)
+        new_root = self.rewrite(root, prefix, edit, made)
+        for tree in made:
+            self.store.add_object(tree)
         if new_root == root:
             return None
         if new_root is None:
@@ -459,8 +480,7 @@ class Repo:
 
         def generate(*args: Any, **kwargs: Any) -> tuple[int, Iterator[Any]]:
             def objects() -> Iterator[Any]:
-                for blob in blobs():
-                    yield full_unpacked_object(blob)
+                yield from blobs()
                 for tree in trees.values():
                     yield full_unpacked_object(tree)
                 yield full_unpacked_object(commit)
@@ -490,6 +510,12 @@ class Repo:
         self.store.add_object(commit)
         self._moved_to(commit.id)
         return commit.id
+
+
+def _read_chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as spooled:
+        while block := spooled.read(1024 * 1024):
+            yield block
 
 
 # -- the backend ----------------------------------------------------------------------------------
@@ -795,11 +821,14 @@ class GithubBackend(base.Backend):
         directory = self._spool()
 
         def write(data: bytes) -> Part:
-            blob = Blob.from_string(data)
+            # Spooled as the pack entry it will be pushed as (header + zlib), compressed once
+            # here, at level 1: CARs are mostly compressed media, and level 6 tripled the cost.
+            oid = Blob.from_string(data).id.decode()
             fd, path = tempfile.mkstemp(dir=directory)
             with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            return Part(name="", size=len(data), oid=blob.id.decode(), spool=path)
+                out.write(bytes(pack_object_header(BLOB, None, len(data), FORMAT)))
+                out.write(zlib.compress(data, SPOOL_COMPRESSION))
+            return Part(name="", size=len(data), oid=oid, spool=path)
 
         try:
             async for chunk in source:
@@ -894,12 +923,13 @@ class GithubBackend(base.Backend):
                 self._discard(pin)
 
     async def _commit(self, pins: list[Staged]) -> None:
-        def blobs() -> Iterator[Blob]:
+        def blobs() -> Iterator[UnpackedObject]:
             for pin in pins:
                 for part in pin.parts:
-                    with open(part.spool, "rb") as spooled:
-                        yield Blob.from_string(spooled.read())
-                yield pin.sidecar
+                    entry = UnpackedObject(BLOB, sha=binascii.unhexlify(part.oid))
+                    entry.comp_chunks = _read_chunks(part.spool)  # type: ignore[assignment]
+                    yield entry
+                yield full_unpacked_object(pin.sidecar)
 
         def files(existing: Mapping[str, Entry]) -> dict[str, dict[str, bytes | None]]:
             changes: dict[str, dict[str, bytes | None]] = {}
@@ -929,7 +959,7 @@ class GithubBackend(base.Backend):
         self,
         message: str,
         files: Callable[[Mapping[str, Entry]], Mapping[str, Mapping[str, bytes | None]]],
-        blobs: Callable[[], Iterator[Blob]],
+        blobs: Callable[[], Iterator[UnpackedObject]],
         count: int,
     ) -> None:
         """Build a commit on the branch's head and push it; rebuilt on a moved branch."""
