@@ -31,13 +31,14 @@ verification takes the size from the sidecar, which names every part's blob id: 
 tree's entry still has that id, the bytes are the ones written (git addresses content); where
 it does not, the blob is fetched to measure it. A deep verify and a fetch read the parts.
 
-Why dulwich (pure Python, smart HTTP client) and not the git CLI with a partial clone: the
-bytes fetched are the same (both use the same ``filter=blob:none`` fetch), but the CLI needs a
-scratch repository on disk per backend, a subprocess per step (fetch, hash-object per part,
-mktree per changed tree, commit-tree, push) and, to stage a commit without a checkout, index
-plumbing; and ``git push`` from a partial clone may lazily fetch blobs to compute what to send.
-dulwich lets the backend say exactly which objects a pack holds, keeps the state in memory,
-and streams the push body (bounded memory). Measured figures are in README ("github").
+Why dulwich (pure Python, smart HTTP client) and not the git CLI with a partial clone,
+measured against the test server on a repository of 200 pins of 2 MiB (400 MiB): the reading
+side is alike (``git clone --filter=blob:none --depth 1 --no-checkout`` fetched 57 KiB; this
+backend's first listing 74 KiB, sidecars included), but adding one file in that partial clone
+with plumbing (hash-object, update-index, commit-tree) and ``git push`` made git fetch every
+missing blob lazily, 400 MiB in 20 s, to compute what to send. dulwich lets the backend say
+exactly which objects a pack holds (adding a pin then fetched nothing), keeps the state in
+memory with no scratch repository or subprocess per step, and streams the push body.
 
 Blocking dulwich calls run in threads (``asyncio.to_thread``); one lock per backend serialises
 the steps that touch the object store and the branch.
