@@ -154,7 +154,9 @@ class Pass:
                 if unhealthy is not None:
                     return unhealthy
             token = self.state.token
-            if self.due("lastAudit", audit_every):
+            if self.state.dirty and self.due("lastAudit", audit_every):
+                # Still dirty (a pin that keeps failing): audit and measure anyway. A clean
+                # backend is audited by the next pass, so usage includes what was just synced.
                 await auditing.audit(self, backend, self.found)
             return 0.0 if self.state.token != token else delay
         if state.dirty or self.due("lastAudit", audit_every):
