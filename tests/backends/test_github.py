@@ -306,3 +306,32 @@ if LIVE_URL and LIVE_TOKEN:  # generated only with credentials: no skip in CI wi
             capture_output=True,
             check=False,
         )
+
+
+async def test_a_batch_over_max_bytes_is_split_into_commits_each_whole(
+    built: Backends, kit: GithubKit
+) -> None:
+    config, credentials = kit.good()
+    backend = build(built, {**config, "batch": {"maxBytes": 25 * KiB}}, credentials)
+    blobs = [Blob(10 * KiB) for _ in range(5)]
+    results = await backend.put_pins([upload(blob) for blob in blobs])
+    assert [getattr(r, "sha256", r) for r in results] == [b.sha256 for b in blobs]
+    subjects = [line.split(" ", 2)[-1] for line in log(kit, backend)]
+    assert len(subjects) == 3  # 2 + 2 + 1 pins: each commit stays under 25 KiB of CARs
+    assert sorted(await pins(backend)) == sorted(b.cid for b in blobs)
+
+
+async def test_the_in_memory_object_store_is_pruned_to_what_the_head_needs(
+    built: Backends, kit: GithubKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(github, "PRUNE_EVERY", 3)
+    backend = build(built, *kit.good())
+    blobs = [Blob(KiB) for _ in range(8)]
+    sizes = []
+    for blob in blobs:  # a commit each: superseded trees pile up until pruned
+        await backend.put_pin(blob.meta(), chunks(blob.data))
+        sizes.append(len(list(backend.repo().store)))
+    assert max(sizes) < 8 + 3 * 6  # head commit, 3 trees, sidecars; + a few heads' leftovers
+    await backend.remove_pin(blobs[0].cid)
+    assert sorted(await pins(backend)) == sorted(b.cid for b in blobs[1:])
+    assert (await backend.verify_pin(blobs[-1].cid, deep=True)).sha256 == blobs[-1].sha256
