@@ -38,6 +38,12 @@ for scale 1.0. What is measured, in one run:
       ``status.marked.sources`` and are clean within 30 s, then their dirty tokens stay put for 5
       minutes.
 
+10-11. The github backend into the local git server (see :mod:`tests.bench_github`):
+   ``syncing.run`` with the GithubBackend against ``git add -A; git commit; git push`` of the
+   same CARs exported beforehand into a clone (the peer a user would write):
+   10. 2,000 pins of 4 KiB: pins/s, commits made and bytes fetched; the peer's pins/s; the ratio;
+   11. 16 x 64 MiB: MiB/s of both.
+
 ``PINSYNC_BENCH_ONLY`` selects rows: a comma-separated list of row numbers (``2b`` included) and
 ranges, e.g. ``5-9`` or ``2b,5`` (a range includes the lettered rows within it). Rows a selected
 row needs run too: (2b) takes (2)'s pinsync figure, (6) and (7) work on (5)'s pins.
@@ -97,7 +103,7 @@ BUCKET = "bench"
 REGION = "us-east-1"
 SCALE_ENV = "PINSYNC_BENCH_SCALE"
 ONLY_ENV = "PINSYNC_BENCH_ONLY"
-UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9")
+UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11")
 """The rows ``PINSYNC_BENCH_ONLY`` can select."""
 CHILD_FLAG = "--child-sync"
 CHILD_ENV = "PINSYNC_BENCH_CHILD"
@@ -411,28 +417,43 @@ async def sync_pins(
     backend = target.backend(prefix)
     async with ipfs.Kubo(api_url, timeout=120) as kubo, backend:
         await backend.client()
-        node_pins = await kubo.pins()
-        missing = [cid for cid in cids if cid not in node_pins]
-        if missing:
-            raise BenchError(f"{len(missing)} pins are not recursive pins on the node")
-        desired = {cid: ("bench/pins",) for cid in cids}
-        rss_before = peak_rss_kib()
-        start = time.perf_counter()
-        progress = await syncing.run(
-            backend=backend,
-            kubo_for=lambda cid: kubo,
-            desired=desired,
-            node_pins=node_pins,
-            failures={},
-            full=False,
-            deep=False,
-            prune=False,
-            concurrency=concurrency,
-            global_limit=asyncio.Semaphore(global_limit),
-            report=_no_report,
-            now=_now,
+        return await timed_pass(
+            kubo, backend, cids, concurrency=concurrency, global_limit=global_limit
         )
-        seconds = time.perf_counter() - start
+
+
+async def timed_pass(
+    kubo: ipfs.Kubo,
+    backend: base.Backend,
+    cids: Sequence[str],
+    *,
+    concurrency: int,
+    global_limit: int,
+) -> Synced:
+    """One ``syncing.run`` pass of ``cids`` into an open ``backend``, timed (the node's pin
+    listing is not); raises unless every pin was uploaded."""
+    node_pins = await kubo.pins()
+    missing = [cid for cid in cids if cid not in node_pins]
+    if missing:
+        raise BenchError(f"{len(missing)} pins are not recursive pins on the node")
+    desired = {cid: ("bench/pins",) for cid in cids}
+    rss_before = peak_rss_kib()
+    start = time.perf_counter()
+    progress = await syncing.run(
+        backend=backend,
+        kubo_for=lambda cid: kubo,
+        desired=desired,
+        node_pins=node_pins,
+        failures={},
+        full=False,
+        deep=False,
+        prune=False,
+        concurrency=concurrency,
+        global_limit=asyncio.Semaphore(global_limit),
+        report=_no_report,
+        now=_now,
+    )
+    seconds = time.perf_counter() - start
     if progress.failures or progress.uploaded != len(cids):
         first = next(iter(progress.failures.values()), None)
         raise BenchError(
@@ -1047,7 +1068,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     plan = Plan.from_scale(scale_from_env())
     only = selection_from_env()
-    from tests import bench_operator  # imports this module: load it only once this one is
+    from tests import bench_github, bench_operator  # import this module: load them after it
 
     report = Report()
     with contextlib.ExitStack() as cleanup:
@@ -1083,6 +1104,7 @@ def main() -> int:
                 bench_operator.UNITS,
                 lambda: bench_operator.run(bench),
             ),
+            ("10-11", "the github backend", bench_github.UNITS, lambda: bench_github.run(bench)),
         ]
         for key, what, units, run in sections:
             if bench.wants(*units):
