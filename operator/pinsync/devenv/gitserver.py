@@ -32,7 +32,7 @@ import socket
 import subprocess
 from collections.abc import Mapping
 
-from pinsync.devenv.processes import Process, free_port
+from pinsync.devenv.processes import Process, Server, free_port
 
 LIGHTTPD = "/usr/sbin/lighttpd"
 HTTP_BACKEND_CANDIDATES = (
@@ -111,7 +111,7 @@ def git(
     return done.stdout
 
 
-class GitServer:
+class GitServer(Server):
     """lighttpd + ``git http-backend`` serving ``<workdir>/repos`` at ``<url>/<name>.git``."""
 
     def __init__(self, workdir: pathlib.Path) -> None:
@@ -201,15 +201,6 @@ $HTTP["url"] =~ "^/git" {{
     def listening(self) -> bool:
         with socket.create_connection((self.host, self.port), timeout=2):
             return True
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.running
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-        self.process = None
 
     def cleanup(self) -> None:
         self.stop()

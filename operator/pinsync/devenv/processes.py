@@ -99,3 +99,18 @@ def http_ok(url: str, **kwargs: object) -> Callable[[], bool]:
         return httpx.get(url, timeout=2, **kwargs).status_code == 200  # type: ignore[arg-type]
 
     return check
+
+
+class Server:
+    """A test server run as one :class:`Process`: whether it runs, and stopping it."""
+
+    process: Process | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.running
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        self.process = None
