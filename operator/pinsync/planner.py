@@ -81,10 +81,12 @@ def failed(
     *,
     now: datetime.datetime,
     rng: random.Random | None = None,
+    at_least: float | None = None,
 ) -> Failure:
-    """The failure record after one more failed attempt."""
+    """The failure record after one more failed attempt; ``at_least``: seconds the server asked
+    us to wait (a 429's Retry-After), which the backoff never undercuts."""
     attempts = (previous.attempts if previous else 0) + 1
-    delay = datetime.timedelta(seconds=backoff(attempts, rng=rng))
+    delay = datetime.timedelta(seconds=max(backoff(attempts, rng=rng), at_least or 0.0))
     return Failure(
         cid=cid, reason=reason, message=message, attempts=attempts, next_retry_at=now + delay
     )

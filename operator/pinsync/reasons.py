@@ -135,7 +135,9 @@ FILE_TOO_LARGE = _reason(
 
 # -- IPFS Cluster ---------------------------------------------------------------------------------
 
-PINNING = _reason("Pinning", "failures", "the cluster is still fetching the pin; checked later")
+PINNING = _reason(
+    "Pinning", "failures", "the cluster or pinning service is still fetching the pin; checked later"
+)
 CLUSTER_PIN_ERROR = _reason("ClusterPinError", "failures", "peers failed to pin; recovery asked")
 CLUSTER_REJECTED = _reason("ClusterRejected", "Stalled", "the cluster refused a request as invalid")
 CLUSTER_ERROR = _reason("ClusterError", "Reconciling", "the cluster answered an error")
@@ -146,6 +148,14 @@ CLUSTER_IPFS_UNAVAILABLE = _reason(
 NOT_ENOUGH_PEERS = _reason(
     "NotEnoughPeers", "Reconciling", "fewer peers answer than replicationFactorMin"
 )
+
+# -- pinning service ------------------------------------------------------------------------------
+
+SERVICE_PIN_FAILED = _reason("ServicePinFailed", "failures", "the service says the pin failed")
+SERVICE_REJECTED = _reason("ServiceRejected", "Stalled", "the service refused a request (HTTP 400)")
+SERVICE_ERROR = _reason("ServiceError", "Reconciling", "the pinning service answered an error")
+QUOTA_EXCEEDED = _reason("QuotaExceeded", "Reconciling", "the service refused: no funds or quota")
+RATE_LIMITED = _reason("RateLimited", "Reconciling", "HTTP 429: retried after its Retry-After")
 
 # -- Kubo -----------------------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import secrets
 from collections.abc import Iterator
 
 import kubernetes
@@ -23,16 +22,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def ipfs_cluster(workdir: pathlib.Path, ipfs: kubo.Kubo) -> Iterator[cluster.IpfsCluster]:
-    peer = cluster.IpfsCluster(
-        workdir / "e2e-ipfscluster",
-        ipfs.api_url,
-        username="pinsync",
-        password=secrets.token_urlsafe(18),
-    )
-    try:
-        yield peer.start()
-    finally:
-        peer.stop()
+    with cluster.running(workdir / "e2e-ipfscluster", ipfs.api_url) as peer:
+        yield peer
 
 
 def test_pinset_cids_are_pinned_on_the_cluster_and_the_backend_is_synced(

@@ -17,7 +17,7 @@ import abc
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pinsync import reasons
 from pinsync.backends import errors
@@ -36,6 +36,20 @@ class PinInfo:
     """``put_pin`` already read the stored size back: the engine needs no ``verify_pin``."""
 
 
+class Node(Protocol):
+    """The IPFS node a pin's content is on, as a service that fetches by CID needs it: where to
+    fetch from (its ``origins``) and a way to dial the peers it will fetch with (``delegates``).
+    The engine hands a Kubo client; a backend never imports :mod:`pinsync.ipfs` itself."""
+
+    async def addresses(self) -> list[str]:
+        """The node's own multiaddrs, each ending in ``/p2p/<peer id>``."""
+        ...
+
+    async def connect(self, addresses: Sequence[str]) -> None:
+        """Dial these peers (best effort: an address that cannot be dialled is skipped)."""
+        ...
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PinMeta:
     """What the engine tells a backend about a pin it is about to store."""
@@ -44,6 +58,8 @@ class PinMeta:
     pinsets: tuple[str, ...] = ()
     """``namespace/name`` of every PinSet that wants this pin (for attribution)."""
     name: str = ""
+    node: Node | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The IPFS node holding the content (None where the caller has none, e.g. tests)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -184,6 +200,14 @@ class Source:
                 self.failed = True
                 raise
             yield chunk
+
+
+async def close_unread(content: AsyncIterator[bytes]) -> None:
+    """Close a content stream without reading it: a service that fetches by CID needs no
+    bytes, and an export behind the stream (if the caller made one) then never starts."""
+    closer = getattr(content, "aclose", None)
+    if closer is not None:
+        await closer()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,9 @@ the reason. ``message`` must never contain credentials.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+
 from pinsync import reasons
 
 
@@ -16,6 +19,9 @@ class BackendError(reasons.ReasonedError):
     """A backend operation failed. ``retryable`` says whether trying again later may help."""
 
     reason = reasons.BACKEND_ERROR.name
+    retry_after: float | None = None
+    """Seconds the server asked us to wait before trying again (HTTP ``Retry-After``), where it
+    said: the engine's backoff then waits at least this long, for the pin and for the backend."""
 
 
 class Unreachable(BackendError):
@@ -86,3 +92,41 @@ class InvalidConfig(BackendError):
     ) -> None:
         super().__init__(message, reason=reason)
         self.field = field
+
+
+class RateLimited(BackendError):
+    """The server refused the request for now (HTTP 429); ``retry_after`` says how long to wait."""
+
+    reason = reasons.RATE_LIMITED.name
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        reason: reasons.Reason | str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+
+
+RETRY_AFTER_CAP = 86400.0
+"""A longer Retry-After is taken as this: a day is the most a pass is ever put off by one."""
+
+
+def retry_after(value: str | None, *, now: datetime.datetime | None = None) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` value (delay-seconds or an HTTP date; RFC 9110
+    10.2.3); None when absent or unreadable, so the caller's own backoff applies."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    now = now or datetime.datetime.now(datetime.UTC)
+    return min(max(0.0, (when - now).total_seconds()), RETRY_AFTER_CAP)

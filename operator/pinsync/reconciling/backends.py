@@ -187,7 +187,10 @@ class Pass:
         trio = conditions.reconciling if error.retryable else conditions.stalled
         updates = health_conditions(error) + trio(error.reason, error.message)
         await self.write(updates, phase="Error", lastHealthCheck=conditions.now())
-        return min(every, self.ctx.settings.retry_interval) if error.retryable else every
+        if not error.retryable:
+            return every
+        # A server that said how long to wait (429 Retry-After) is not asked again sooner.
+        return max(min(every, self.ctx.settings.retry_interval), error.retry_after or 0.0)
 
     async def settle(self) -> None:
         """Nothing to sync: report readiness from the recorded counts."""
