@@ -7,8 +7,6 @@ the credentials Secret part of the path under test.
 from __future__ import annotations
 
 import os
-import pathlib
-from collections.abc import Iterator
 
 import kubernetes
 import pytest
@@ -18,12 +16,6 @@ from tests.conftest import Operator
 from tests.kubetools import Objects, create_secret, eventually
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def ipfs_cluster(workdir: pathlib.Path, ipfs: kubo.Kubo) -> Iterator[cluster.IpfsCluster]:
-    with cluster.running(workdir / "e2e-ipfscluster", ipfs.api_url) as peer:
-        yield peer
 
 
 def test_pinset_cids_are_pinned_on_the_cluster_and_the_backend_is_synced(
