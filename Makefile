@@ -1,7 +1,7 @@
 PYTHON ?= python3
 TOOLS := etcd kube-apiserver ipfs minio ipfs-cluster-service
 
-.PHONY: install system-deps tools test unit e2e lint typecheck demo bench helm-crds
+.PHONY: install system-deps tools node-deps test unit e2e lint typecheck demo bench helm-crds
 
 install:  ## pip install -e .[test], unless this checkout is what Python already imports
 	@$(PYTHON) -c "import sys, pinsync, pytest, ruff, mypy, importlinter; \
@@ -14,6 +14,12 @@ system-deps:  ## kubectl and OpenSSH (apt-get, when missing)
 tools:  ## build (or reuse from ~/.cache/pinsync) the real servers the tests run
 	@for t in $(TOOLS); do hack/build-tool.sh $$t >/dev/null; done
 
+NODE_DIR := operator/pinsync/devenv/node
+
+node-deps: system-deps  ## the Node.js servers some tests run: npm ci from the committed lockfile
+	@[ $(NODE_DIR)/node_modules/.package-lock.json -nt $(NODE_DIR)/package-lock.json ] \
+	  || npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+
 lint: install  ## ruff, and the import-linter contracts in pyproject.toml (layers, independence)
 	$(PYTHON) -m ruff format --check operator tests
 	$(PYTHON) -m ruff check operator tests
@@ -25,10 +31,10 @@ typecheck: install
 unit: install
 	$(PYTHON) -m pytest tests/unit -q
 
-e2e: install system-deps tools
+e2e: install system-deps tools node-deps
 	$(PYTHON) -m pytest tests/e2e -q
 
-test: install system-deps tools lint typecheck  ## the whole suite, as CI runs it
+test: install system-deps tools node-deps lint typecheck  ## the whole suite, as CI runs it
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
 demo: install system-deps tools

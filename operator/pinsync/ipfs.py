@@ -43,6 +43,9 @@ from pinsync import reasons
 
 logger = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT = 10.0
+"""Seconds one ``swarm/connect`` may take (a pinning service's delegate that never answers)."""
+
 _MISSING_MARKERS = ("not found locally", "could not find", "block not found")
 
 
@@ -235,13 +238,17 @@ class Kubo:
         """``swarm/connect`` to each address, best effort: a peer that cannot be dialled (or is
         this node itself) is logged and skipped, since the caller only wants to help a fetch."""
         await self.addresses()  # learns our own peer id, so we never dial ourselves
-        for address in addresses:
-            if self._peer and address.endswith(f"/p2p/{self._peer}"):
-                continue
+
+        async def dial(address: str) -> None:
+            # Kubo's own timeout bounds a dial to an address that never answers.
+            params = [("arg", address), ("timeout", f"{CONNECT_TIMEOUT:g}s")]
             try:
-                await self._post("/api/v0/swarm/connect", [("arg", address)], what="swarm/connect")
+                await self._post("/api/v0/swarm/connect", params, what="swarm/connect")
             except IpfsError as exc:
                 logger.debug("could not connect to %s: %s", address, exc)
+
+        others = [a for a in addresses if not (self._peer and a.endswith(f"/p2p/{self._peer}"))]
+        await asyncio.gather(*(dial(address) for address in others))
 
     async def pins(self) -> dict[str, str]:
         """All recursive pins: CID (as Kubo prints it) -> pin name ("" if unnamed).

@@ -20,7 +20,7 @@ import os
 import pathlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -29,7 +29,7 @@ from multiformats import CID, multihash
 
 from pinsync import ipfs as kubo_client
 from pinsync.backends import base, errors, pinningservice
-from pinsync.devenv import cluster, kubo
+from pinsync.devenv import cluster, kubo, psamock
 
 from .kit_pinningservice import PinningserviceKit
 
@@ -232,6 +232,138 @@ async def test_fetch_pin_is_unsupported(make: Make, content: Callable[[int], str
         async for _ in backend.fetch_pin(content(1000)):
             pass
     assert caught.value.reason == "Unsupported" and not caught.value.retryable
+
+
+# -- the spec's reference mock: what the cluster does not do -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mock(workdir: pathlib.Path) -> Iterator[psamock.PinningServiceMock]:
+    with psamock.running(workdir / "psamock") as server:
+        yield server
+
+
+@pytest.fixture
+async def on_mock(mock: psamock.PinningServiceMock) -> AsyncIterator[Make]:
+    """Backends on the mock; ``status=`` picks the name prefix that makes its pins end so."""
+    build, built = builder(mock.url, mock.token)
+
+    def on(status: str = "pinned", **config: Any) -> Backend:
+        return build(namePrefix=f"{status}-{uuid.uuid4().hex[:12]}/", **config)
+
+    yield on
+    for backend in built:
+        await backend.aclose()
+
+
+class Recorder:
+    """A node (the engine's :class:`base.Node`) that only remembers what it was asked."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        self.mine, self.dialled = addresses, list[str]()
+
+    async def addresses(self) -> list[str]:
+        return list(self.mine)
+
+    async def connect(self, addresses: Sequence[str]) -> None:
+        self.dialled += addresses
+
+
+def mock_requests(mock: psamock.PinningServiceMock, cid: str) -> list[dict[str, Any]]:
+    """Every request the mock holds for ``cid``, whatever its status, by the server's own API."""
+    params = {"cid": cid, "status": "queued,pinning,pinned,failed"}
+    headers = {"Authorization": f"Bearer {mock.token}"}
+    answer = httpx.get(f"{mock.url}/pins", params=params, headers=headers, timeout=10)
+    answer.raise_for_status()
+    results: list[dict[str, Any]] = answer.json()["results"]
+    return results
+
+
+async def test_listing_pages_through_a_server_that_lists_oldest_first_and_counts_the_page(
+    on_mock: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pinningservice, "PAGE_LIMIT", 3)
+    backend, other = on_mock(), on_mock()
+    cids = [raw_cid(os.urandom(32)) for _ in range(8)]
+    for cid in cids:
+        await backend.put_pin(base.PinMeta(cid=cid), unread())
+        await asyncio.sleep(0.005)  # distinct "created" instants: the cursor is a timestamp
+    assert sorted(await present(backend)) == sorted(cids)  # 3 pages forward, 1 empty back
+    assert (await backend.usage()).objects == 8
+    assert await present(other) == []  # the other prefix's pins are not listed
+    for cid in cids:
+        await backend.remove_pin(cid)
+    assert await present(backend) == []
+
+
+async def test_request_ids_that_are_not_cids_serve_status_and_removal(
+    on_mock: Make, mock: psamock.PinningServiceMock
+) -> None:
+    backend, cid = on_mock(), raw_cid(os.urandom(32))
+    node = Recorder(
+        ["/ip4/192.0.2.7/tcp/4001/p2p/12D3KooWAFZCGTBta4GC3uHtdjKYNw1EHRFebY6N6KBTEiLEx6Vm"]
+    )
+    await backend.put_pin(base.PinMeta(cid=cid, pinsets=("a/b",), node=node), unread())
+    (request,) = mock_requests(mock, cid)
+    assert request["requestid"].startswith("req-") and request["status"] == "pinned"
+    assert request["pin"]["origins"] == node.mine
+    assert request["pin"]["meta"] == {"pinsync/pinset": "a/b"}
+    assert node.dialled == request["delegates"] and node.dialled  # the service's peers, dialled
+    await backend.remove_pin(cid)
+    assert mock_requests(mock, cid) == []
+
+
+async def test_a_failed_request_is_replaced_by_the_next_put_not_duplicated(
+    on_mock: Make, mock: psamock.PinningServiceMock
+) -> None:
+    backend, cid = on_mock("failed"), raw_cid(os.urandom(32))
+    with pytest.raises(errors.BackendError) as caught:
+        await backend.put_pin(base.PinMeta(cid=cid), unread())
+    assert caught.value.reason == "ServicePinFailed"
+    ((first,),) = [mock_requests(mock, cid)]
+    assert await present(backend) == []
+    with pytest.raises(errors.BackendError):
+        await backend.put_pin(base.PinMeta(cid=cid), unread())
+    (second,) = mock_requests(mock, cid)
+    assert second["requestid"] != first["requestid"]  # deleted and made anew, not a second one
+    await backend.remove_pin(cid)
+
+
+async def test_a_new_request_still_queued_when_the_wait_ends_is_left_to_the_service(
+    on_mock: Make, mock: psamock.PinningServiceMock
+) -> None:
+    backend, cid = on_mock("queued"), raw_cid(os.urandom(32))
+    backend.put_wait = 0.5
+    with pytest.raises(errors.InProgress):
+        await backend.put_pin(base.PinMeta(cid=cid), unread())
+    assert await present(backend) == [cid]
+    with pytest.raises(errors.InProgress):  # from the listing: one request for all pins
+        await backend.verify_pin(cid, listed=base.PinInfo(cid=cid))
+    assert len(mock_requests(mock, cid)) == 1
+    await backend.remove_pin(cid)
+
+
+async def test_delegates_that_never_answer_do_not_hold_a_put_for_long(
+    on_mock: Make, node: kubo_client.Kubo
+) -> None:
+    backend, cid = on_mock(), raw_cid(os.urandom(32))
+    started = time.monotonic()  # the mock's delegates are documentation addresses
+    await backend.put_pin(base.PinMeta(cid=cid, node=node), unread())
+    assert time.monotonic() - started < kubo_client.CONNECT_TIMEOUT + 5
+    await backend.remove_pin(cid)
+
+
+async def test_the_mocks_errors_reach_us_as_the_vocabulary_says(
+    on_mock: Make, mock: psamock.PinningServiceMock
+) -> None:
+    with pytest.raises(errors.AuthFailed):
+        await on_mock(credentials=base.Credentials(data={"token": "wrong"})).health()
+    with pytest.raises(errors.LocationNotFound):
+        await on_mock(endpoint=f"{mock.url}/no-such-api").health()
+    with pytest.raises(errors.PinNotFound) as caught:  # its details are a stack trace
+        await on_mock().request("GET", "/pins/req-404", "status of x", one_pin=True)
+    text = str(caught.value)
+    assert "NotFound" in text and "\n" not in text and len(text) < 300
 
 
 # -- the spec, read before any I/O ----------------------------------------------------------------

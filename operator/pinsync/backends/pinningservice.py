@@ -31,11 +31,10 @@ What the protocol's words mean here:
 * **usage**: ``objects`` counts our present requests; ``bytes`` is 0 and ``free`` unknown (the
   API reports neither). **fetch**: unsupported; the API serves no content.
 
-Listing pages with ``before`` (the oldest ``created`` of the page, as the server wrote it) at
-``limit=1000``, until ``count`` requests were seen. Servers that ignore paging (ipfs-cluster
-answers everything at once, with ``count`` = the page) or repeat a page are tolerated: a page
-that brings no new ``requestid`` ends the listing. ``requestid`` is opaque (ipfs-cluster uses the
-CID itself). The ``cid`` filter takes at most ten CIDs per request.
+Listings page at ``limit=1000`` by ``created`` (see :class:`Pages`, which also copes with
+servers that do not page, count only the page, or list oldest first). ``requestid`` is opaque
+(ipfs-cluster uses the CID itself, the reference mock ``req-N``). The ``cid`` filter takes at
+most ten CIDs per request.
 
 Errors follow the spec's ``{"error": {"reason", "details"}}``: 401 ``AuthFailed``, 403
 ``PermissionDenied``, 409 (insufficient funds) ``QuotaExceeded``, 429 ``RateLimited`` with the
@@ -245,36 +244,26 @@ class PinningServiceBackend(base.Backend):
         self, what: str, params: Mapping[str, str]
     ) -> AsyncIterator[Mapping[str, Any]]:
         """Every PinStatus ``GET /pins`` answers for ``params``, over all pages, each request
-        once (see the module docstring for the paging and the servers it tolerates)."""
-        seen: set[str] = set()
-        before: str | None = None
+        once (see :class:`Pages` for the paging and the servers it tolerates)."""
+        pages = Pages()
+        cursor: dict[str, str] = {}
         while True:
-            query = {**params, "limit": str(PAGE_LIMIT)}
-            if before is not None:
-                query["before"] = before
+            query = {**params, "limit": str(PAGE_LIMIT), **cursor}
             answer = await self.request("GET", "/pins", what, params=query)
             if not isinstance(answer, Mapping) or not isinstance(answer.get("results"), list):
                 raise ServiceError(f"{what}: the answer is not a Pinning Service API pin list")
             results: list[Any] = answer["results"]
-            oldest: tuple[datetime.datetime, str] | None = None
-            new = 0
-            for status in results:
-                if not isinstance(status, Mapping):
-                    raise ServiceError(f"{what}: a result is not a PinStatus")
-                request_id = str(status.get("requestid") or "")
-                if not request_id or request_id in seen:
-                    continue
-                seen.add(request_id)
-                new += 1
-                created = parse_time(status.get("created"))
-                if created is not None and (oldest is None or created < oldest[0]):
-                    oldest = (created, str(status["created"]))
+            if not all(isinstance(status, Mapping) for status in results):
+                raise ServiceError(f"{what}: a result is not a PinStatus")
+            fresh = pages.take(results)
+            for status in fresh:
                 yield status
             count = answer.get("count")
             total = count if isinstance(count, int) and not isinstance(count, bool) else 0
-            if new == 0 or oldest is None or len(seen) >= total:
+            following = pages.following(new=len(fresh), page=len(results), count=total)
+            if following is None:
                 return
-            before = oldest[1]
+            cursor = dict([following])
 
     async def requests_for(self, cids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
         """CID -> our best request for it, in any status (a CID with none is left out)."""
@@ -449,6 +438,53 @@ class PinningServiceBackend(base.Backend):
         if not isinstance(info, Mapping) or not info:
             return ""
         return ": " + self.scrub("; ".join(f"{k}: {v}" for k, v in sorted(info.items())))
+
+
+class Pages:
+    """Where the next page of a listing starts, if there is one.
+
+    The spec pages by ``created``: ask again with ``before`` = the oldest ``created`` seen (as
+    the server wrote it), newest first. Servers differ, and each way is tolerated: one that
+    ignores paging (ipfs-cluster: everything at once) or repeats a page brings nothing new,
+    which ends the listing; one that answers ``count`` as the page size (the spec's reference
+    mock) is followed while its pages are full; one that lists oldest first (the mock again)
+    answers a ``before`` page with nothing new, and is then paged forward with ``after`` = the
+    newest seen. Requests created in the same instant as a page's edge may be missed by that
+    page (the spec's cursor is a timestamp); the next listing sees them.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.oldest: tuple[datetime.datetime, str] | None = None
+        self.newest: tuple[datetime.datetime, str] | None = None
+        self.direction = "before"
+
+    def take(self, results: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The results not seen before (by ``requestid``), noting the page's time edges."""
+        fresh = []
+        for status in results:
+            request = str(status.get("requestid") or "")
+            if not request or request in self.seen:
+                continue
+            self.seen.add(request)
+            fresh.append(status)
+            created = parse_time(status.get("created"))
+            if created is not None:
+                edge = (created, str(status["created"]))
+                self.oldest = edge if self.oldest is None or edge < self.oldest else self.oldest
+                self.newest = edge if self.newest is None or edge > self.newest else self.newest
+        return fresh
+
+    def following(self, *, new: int, page: int, count: int) -> tuple[str, str] | None:
+        """The cursor parameter of the next page, or None when the listing is complete."""
+        if new == 0:
+            if self.direction == "after" or self.newest is None:
+                return None
+            self.direction = "after"  # nothing older: an oldest-first server, page forward
+        elif page < PAGE_LIMIT and len(self.seen) >= count:
+            return None  # a short page, and as many seen as the server counts
+        edge = self.oldest if self.direction == "before" else self.newest
+        return None if edge is None else (self.direction, edge[1])
 
 
 # -- reading the spec and the answers -------------------------------------------------------------
