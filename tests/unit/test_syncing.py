@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from pinsync import reasons, syncing
 from pinsync.backends import base, errors
+from pinsync.reconciling import backends as reconciling
 
 
 class Gone(base.Backend):
@@ -93,3 +94,14 @@ async def test_a_rate_limited_pin_is_retried_no_sooner_than_the_services_retry_a
     assert failure.reason == "RateLimited" and failure.attempts == 1
     # The first backoff alone would be 5-10 s; the service asked for 15 minutes.
     assert failure.next_retry_at == now + datetime.timedelta(seconds=900)
+
+
+def test_an_unhealthy_backend_is_not_asked_again_before_the_servers_retry_after() -> None:
+    def delay(error: errors.BackendError) -> float:
+        return reconciling.unhealthy_delay(error, every=300.0, retry_interval=30.0)
+
+    assert delay(errors.Unreachable("down")) == 30.0
+    assert delay(errors.RateLimited("429", retry_after=600.0)) == 600.0
+    assert delay(errors.RateLimited("429", retry_after=5.0)) == 30.0
+    assert delay(errors.RateLimited("429")) == 30.0
+    assert delay(errors.AuthFailed("401")) == 300.0  # not retryable: at the health interval
