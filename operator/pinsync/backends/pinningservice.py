@@ -116,7 +116,7 @@ class PinningServiceBackend(base.Backend):
     put_wait: float = 30.0
     """Seconds ``put_pin`` waits for ``pinned`` (tests shorten it). Shorter than the cluster's:
     a provider fetching over the internet often needs minutes, and each poll is a metered
-    request; the pass after next verifies it from one listing anyway."""
+    request; a later pass verifies the pin from its listing anyway."""
     poll_interval: float = 0.5
 
     conf: PinningServiceConfig
