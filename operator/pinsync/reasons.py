@@ -93,6 +93,9 @@ LOCATION_NOT_FOUND = _reason("LocationNotFound", "Stalled", "the configured loca
 BUCKET_NOT_FOUND = _reason("BucketNotFound", "Stalled", "S3: the bucket does not exist")
 PATH_NOT_FOUND = _reason("PathNotFound", "Stalled", "SFTP/FTP: the base path does not exist")
 STORAGE_FULL = _reason("StorageFull", "Reconciling", "quota exceeded or no space left")
+RATE_LIMITED = _reason(
+    "RateLimited", "Reconciling", "the service asked to wait (HTTP 429); retried after Retry-After"
+)
 UNSUPPORTED = _reason("Unsupported", "Stalled", "the operation has no meaning for this type")
 
 # -- storage: one pin -----------------------------------------------------------------------------
@@ -131,6 +134,12 @@ BRANCH_MOVED = _reason(
 )
 FILE_TOO_LARGE = _reason(
     "FileTooLarge", "failures", "git: the host refused a file as too large", retryable=False
+)
+
+# -- Hugging Face Hub -----------------------------------------------------------------------------
+
+REPOSITORY_FULL = _reason(
+    "RepositoryFull", "Reconciling", "hf: the repository holds maxFiles files; prune or add one"
 )
 
 # -- IPFS Cluster ---------------------------------------------------------------------------------

@@ -48,6 +48,17 @@ class StorageFull(BackendError):
     reason = reasons.STORAGE_FULL.name
 
 
+class RateLimited(BackendError):
+    """The service refused the request for now (HTTP 429, or a limit the backend keeps itself)
+    and said how long to wait: ``retry_after`` seconds, which the pin's backoff honours."""
+
+    reason = reasons.RATE_LIMITED.name
+
+    def __init__(self, message: str, *, retry_after: float = 60.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Damaged(BackendError):
     """The stored pin does not match what was written (size or sha256 differ)."""
 
