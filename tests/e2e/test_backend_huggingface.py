@@ -1,0 +1,111 @@
+"""The huggingface backend end to end: real API server, real Kubo, the operator, and the Hub
+*contract fake* (``pinsync.devenv.hubfake``; no Hub server can be installed here).
+
+Configured as a Hub user would: ``type: huggingface``, ``repo: owner/name``, a Secret with
+``token``; the fake stands in for ``endpoint``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterator
+
+import httpx
+import kubernetes
+import pytest
+
+from pinsync.backends import huggingface
+from pinsync.devenv import hubfake, kubo
+from tests.conftest import Operator
+from tests.e2e.filetree import sync_two_pins
+from tests.kubetools import Objects, create_secret
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def hub(workdir: pathlib.Path) -> Iterator[hubfake.HubFake]:
+    server = hubfake.HubFake(workdir / "hub-e2e")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def test_pins_are_committed_to_a_hub_dataset_byte_identical(
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    ipfs: kubo.Kubo,
+    operator: Operator,
+    hub: hubfake.HubFake,
+) -> None:
+    repo = f"{hub.user}/{namespace}"
+    create_secret(k8s, namespace, "hf", {"token": hub.token})
+    backends = Objects(k8s, namespace, "storagebackends")
+    pinsets = Objects(k8s, namespace, "pinsets")
+    backends.create(
+        "hub",
+        {
+            "type": "huggingface",
+            "huggingface": {"repo": repo, "endpoint": hub.endpoint, "createRepo": True},
+            "credentialsSecretRef": {"name": "hf"},
+        },
+    )
+    cids = sync_two_pins(backends, pinsets, "hub", ipfs)
+
+    state = hub.state(repo)
+    for cid in cids:
+        path = f"pinsync/{huggingface.shard(cid)}/{cid}.car"
+        url = f"{hub.endpoint}/datasets/{repo}/resolve/main/{path}"
+        car = httpx.get(url, headers={"Authorization": f"Bearer {hub.token}"}).content
+        assert car == ipfs.export_car(cid)
+        assert state["files"][path]["lfs"]["size"] == len(car)
+    # Created private, both pins in one commit after the repository's first, all through LFS.
+    assert state["stats"]["commits"] == 2
+    assert (state["stats"]["lfs_files"], state["stats"]["regular_files"]) == (2, 0)
+    assert httpx.get(f"{hub.endpoint}/api/datasets/{repo}").status_code == 401
+    assert hub.token not in json.dumps(backends.get("hub"))
+    assert hub.token not in operator.log()
+
+
+def test_a_read_only_token_is_stalled_permission_denied(
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator: Operator,
+    hub: hubfake.HubFake,
+) -> None:
+    repo = f"{hub.user}/ro-{namespace}"
+    hub.make_repo(repo)
+    create_secret(k8s, namespace, "hf", {"token": hub.read_token})
+    backends = Objects(k8s, namespace, "storagebackends")
+    backends.create(
+        "ro",
+        {
+            "type": "huggingface",
+            "huggingface": {"repo": repo, "endpoint": hub.endpoint},
+            "credentialsSecretRef": {"name": "hf"},
+        },
+    )
+    backends.wait_condition("ro", "Healthy", "False", "PermissionDenied")
+    backends.wait_condition("ro", "Stalled", "True", "PermissionDenied")
+    assert hub.read_token not in json.dumps(backends.get("ro"))
+
+
+def test_a_missing_repository_without_create_repo_is_stalled(
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator: Operator,
+    hub: hubfake.HubFake,
+) -> None:
+    create_secret(k8s, namespace, "hf", {"token": hub.token})
+    backends = Objects(k8s, namespace, "storagebackends")
+    backends.create(
+        "nowhere",
+        {
+            "type": "huggingface",
+            "huggingface": {"repo": f"{hub.user}/missing-{namespace}", "endpoint": hub.endpoint},
+            "credentialsSecretRef": {"name": "hf"},
+        },
+    )
+    backends.wait_condition("nowhere", "Stalled", "True", "RepositoryNotFound")
