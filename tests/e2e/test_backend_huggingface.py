@@ -8,7 +8,9 @@ Configured as a Hub user would: ``type: huggingface``, ``repo: owner/name``, a S
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -19,7 +21,7 @@ from pinsync.backends import huggingface
 from pinsync.devenv import hubfake, kubo
 from tests.conftest import Operator
 from tests.e2e.filetree import sync_two_pins
-from tests.kubetools import Objects, create_secret
+from tests.kubetools import Objects, create_secret, wait_synced
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +111,35 @@ def test_a_missing_repository_without_create_repo_is_stalled(
         },
     )
     backends.wait_condition("nowhere", "Stalled", "True", "RepositoryNotFound")
+
+
+def test_a_429_is_reported_and_its_retry_after_waited_out_before_the_sync(
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    ipfs: kubo.Kubo,
+    operator: Operator,
+    hub: hubfake.HubFake,
+) -> None:
+    repo = f"{hub.user}/limited-{namespace}"
+    hub.make_repo(repo)
+    create_secret(k8s, namespace, "hf", {"token": hub.token})
+    backends = Objects(k8s, namespace, "storagebackends")
+    pinsets = Objects(k8s, namespace, "pinsets")
+    hub.control("rate-limit", {"retryAfter": 20, "count": 1})
+    backends.create(
+        "limited",
+        {
+            "type": "huggingface",
+            "huggingface": {"repo": repo, "endpoint": hub.endpoint},
+            "credentialsSecretRef": {"name": "hf"},
+        },
+    )
+    cid = ipfs.add(os.urandom(50_000))
+    pinsets.create("one", {"cids": [cid], "backends": ["limited"]})
+    backends.wait_condition("limited", "Ready", "False", "RateLimited")
+    started, asked = time.monotonic(), hub.requests()
+    time.sleep(12)  # inside the 20 s the Hub asked for: nobody asks it anything
+    assert hub.requests() == asked
+    wait_synced(backends, "limited", present=1, timeout=120)
+    assert time.monotonic() - started >= 8  # not before Retry-After ran out
+    backends.wait_condition("limited", "Ready", "True")

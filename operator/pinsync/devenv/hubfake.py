@@ -133,6 +133,8 @@ class Hub:
         self.injected_429: list[int] = []
         """Retry-After values of the next answers to API calls (test control)."""
         self.counter = itertools.count(1)
+        self.requests = 0
+        """API requests answered (test control: whether a client waited as asked)."""
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -171,6 +173,8 @@ class Hub:
 
     @web.middleware
     async def limits(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.path.startswith("/_fake/"):
+            self.requests += 1
         if self.injected_429 and not request.path.startswith("/_fake/"):
             wait = self.injected_429.pop(0)
             return error(429, "Too many requests", **{"Retry-After": str(wait)})
@@ -485,7 +489,7 @@ class Hub:
         return web.json_response({})
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+        return web.json_response({"ok": True, "requests": self.requests})
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.limits], client_max_size=1024**3)
@@ -574,6 +578,13 @@ class HubFake(Server):
         import httpx
 
         httpx.post(f"{self.endpoint}/_fake/{what}", json=dict(body)).raise_for_status()
+
+    def requests(self) -> int:
+        """API requests the fake answered so far."""
+        import httpx
+
+        count: int = httpx.get(f"{self.endpoint}/_fake/health").json()["requests"]
+        return count
 
     def state(self, repo: str, *, type_: str = "dataset", branch: str = "main") -> dict[str, Any]:
         import httpx
