@@ -20,10 +20,10 @@ from pinsync.backends import base
 from pinsync.devenv import hubfake
 from pinsync.devenv.processes import free_port
 
-from .conftest import Kit
+from .conftest import ServerKit
 
 
-class HuggingfaceKit(Kit):
+class HuggingfaceKit(ServerKit):
     type_ = "huggingface"
     reasons = {"missing_location": "RepositoryNotFound"}
     capabilities = frozenset({"content"})
@@ -60,15 +60,6 @@ class HuggingfaceKit(Kit):
 
     def secrets(self) -> list[str]:
         return [self.server.token, self.server.read_token, self.wrong_token]
-
-    def server_running(self) -> bool:
-        return self.server.running
-
-    def stop_server(self) -> None:
-        self.server.stop()
-
-    def start_server(self) -> None:
-        self.server.start()
 
 
 @pytest.fixture(scope="session")

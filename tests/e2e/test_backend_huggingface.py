@@ -35,6 +35,27 @@ def hub(workdir: pathlib.Path) -> Iterator[hubfake.HubFake]:
         server.stop()
 
 
+def hub_backend(
+    backends: Objects, hub: hubfake.HubFake, name: str, repo: str, **spec: object
+) -> None:
+    """A huggingface StorageBackend on the fake, with the Secret ``hf`` of the test."""
+    block = {"repo": repo, "endpoint": hub.endpoint, **spec}
+    backends.create(
+        name,
+        {"type": "huggingface", "huggingface": block, "credentialsSecretRef": {"name": "hf"}},
+    )
+
+
+def made_repo(
+    k8s: kubernetes.client.ApiClient, namespace: str, hub: hubfake.HubFake, name: str, token: str
+) -> tuple[str, Objects]:
+    """A fresh repository on the fake and the Secret ``hf`` holding ``token``."""
+    repo = f"{hub.user}/{name}-{namespace}"
+    hub.make_repo(repo)
+    create_secret(k8s, namespace, "hf", {"token": token})
+    return repo, Objects(k8s, namespace, "storagebackends")
+
+
 def test_pins_are_committed_to_a_hub_dataset_byte_identical(
     k8s: kubernetes.client.ApiClient,
     namespace: str,
@@ -46,14 +67,7 @@ def test_pins_are_committed_to_a_hub_dataset_byte_identical(
     create_secret(k8s, namespace, "hf", {"token": hub.token})
     backends = Objects(k8s, namespace, "storagebackends")
     pinsets = Objects(k8s, namespace, "pinsets")
-    backends.create(
-        "hub",
-        {
-            "type": "huggingface",
-            "huggingface": {"repo": repo, "endpoint": hub.endpoint, "createRepo": True},
-            "credentialsSecretRef": {"name": "hf"},
-        },
-    )
+    hub_backend(backends, hub, "hub", repo=repo, createRepo=True)
     cids = sync_two_pins(backends, pinsets, "hub", ipfs)
 
     state = hub.state(repo)
@@ -77,18 +91,8 @@ def test_a_read_only_token_is_stalled_permission_denied(
     operator: Operator,
     hub: hubfake.HubFake,
 ) -> None:
-    repo = f"{hub.user}/ro-{namespace}"
-    hub.make_repo(repo)
-    create_secret(k8s, namespace, "hf", {"token": hub.read_token})
-    backends = Objects(k8s, namespace, "storagebackends")
-    backends.create(
-        "ro",
-        {
-            "type": "huggingface",
-            "huggingface": {"repo": repo, "endpoint": hub.endpoint},
-            "credentialsSecretRef": {"name": "hf"},
-        },
-    )
+    repo, backends = made_repo(k8s, namespace, hub, "ro", hub.read_token)
+    hub_backend(backends, hub, "ro", repo=repo)
     backends.wait_condition("ro", "Healthy", "False", "PermissionDenied")
     backends.wait_condition("ro", "Stalled", "True", "PermissionDenied")
     assert hub.read_token not in json.dumps(backends.get("ro"))
@@ -102,14 +106,7 @@ def test_a_missing_repository_without_create_repo_is_stalled(
 ) -> None:
     create_secret(k8s, namespace, "hf", {"token": hub.token})
     backends = Objects(k8s, namespace, "storagebackends")
-    backends.create(
-        "nowhere",
-        {
-            "type": "huggingface",
-            "huggingface": {"repo": f"{hub.user}/missing-{namespace}", "endpoint": hub.endpoint},
-            "credentialsSecretRef": {"name": "hf"},
-        },
-    )
+    hub_backend(backends, hub, "nowhere", repo=f"{hub.user}/missing-{namespace}")
     backends.wait_condition("nowhere", "Stalled", "True", "RepositoryNotFound")
 
 
@@ -120,20 +117,10 @@ def test_a_429_is_reported_and_its_retry_after_waited_out_before_the_sync(
     operator: Operator,
     hub: hubfake.HubFake,
 ) -> None:
-    repo = f"{hub.user}/limited-{namespace}"
-    hub.make_repo(repo)
-    create_secret(k8s, namespace, "hf", {"token": hub.token})
-    backends = Objects(k8s, namespace, "storagebackends")
+    repo, backends = made_repo(k8s, namespace, hub, "limited", hub.token)
     pinsets = Objects(k8s, namespace, "pinsets")
     hub.control("rate-limit", {"retryAfter": 20, "count": 1})
-    backends.create(
-        "limited",
-        {
-            "type": "huggingface",
-            "huggingface": {"repo": repo, "endpoint": hub.endpoint},
-            "credentialsSecretRef": {"name": "hf"},
-        },
-    )
+    hub_backend(backends, hub, "limited", repo=repo)
     cid = ipfs.add(os.urandom(50_000))
     pinsets.create("one", {"cids": [cid], "backends": ["limited"]})
     backends.wait_condition("limited", "Ready", "False", "RateLimited")

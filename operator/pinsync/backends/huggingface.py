@@ -172,6 +172,10 @@ class Staged:
     size: int
     sha256: str
 
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.spool)
+
 
 class HuggingfaceBackend(base.Backend):
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
@@ -283,26 +287,29 @@ class HuggingfaceBackend(base.Backend):
         if isinstance(exc, huggingface_hub.errors.RevisionNotFoundError):
             return self._no_revision(what)
         if isinstance(exc, huggingface_hub.errors.HfHubHTTPError):
-            status = exc.response.status_code if exc.response is not None else 0
-            if status == 401:
-                return errors.AuthFailed(f"{what}: the Hub rejected the token (401)")
-            if status == 403:
-                return errors.PermissionDenied(f"{what}: the token may not write here (403)")
-            if status == 404:
-                return errors.PinNotFound(f"{what}: not found (404)")
-            if status == 412:  # the parent commit is not the head any more: another writer
-                return errors.BackendError(
-                    f"{what}: {self.conf.revision} kept moving ({COMMIT_ATTEMPTS} attempts)",
-                    reason=reasons.BRANCH_MOVED,
-                )
-            if status in (413, 507):
-                return errors.StorageFull(f"{what}: the Hub refused it as too large ({status})")
-            return errors.BackendError(f"{what}: the Hub answered {status}")
+            return self._answer(exc.response.status_code if exc.response is not None else 0, what)
         if isinstance(exc, HubUnreachable | OSError | TimeoutError | httpx2.TransportError):
             return errors.Unreachable(f"{what}: cannot reach {self.conf.endpoint}")
         if isinstance(exc, httpx.TransportError):  # fetch_pin's own client
             return errors.Unreachable(f"{what}: cannot reach {self.conf.endpoint}")
         return errors.BackendError(f"{what}: {type(exc).__name__}: {self.scrub(str(exc))[:200]}")
+
+    def _answer(self, status: int, what: str) -> errors.BackendError:
+        """An error answer of the Hub by its status, where ``X-Error-Code`` said nothing more."""
+        if status == 401:
+            return errors.AuthFailed(f"{what}: the Hub rejected the token (401)")
+        if status == 403:
+            return errors.PermissionDenied(f"{what}: the token may not do this (403)")
+        if status == 404:
+            return errors.PinNotFound(f"{what}: not found (404)")
+        if status == 412:  # the parent commit is not the head any more: another writer
+            return errors.BackendError(
+                f"{what}: {self.conf.revision} kept moving ({COMMIT_ATTEMPTS} attempts)",
+                reason=reasons.BRANCH_MOVED,
+            )
+        if status in (413, 507):
+            return errors.StorageFull(f"{what}: the Hub refused it as too large ({status})")
+        return errors.BackendError(f"{what}: the Hub answered {status}")
 
     def _no_repo(self, what: str) -> errors.BackendError:
         return errors.LocationNotFound(
@@ -454,12 +461,12 @@ class HuggingfaceBackend(base.Backend):
                 if response.status_code == 429:
                     raise HubRateLimited(retry_after(response.headers))
                 if response.status_code != 200:
-                    raise self._refused(response, what, cid)
+                    raise self._refused(response, what)
                     raise errors.BackendError(f"{what}: the Hub answered {response.status_code}")
                 async for chunk in response.aiter_bytes(CHUNK):
                     yield chunk
 
-    def _refused(self, response: httpx.Response, what: str, cid: str) -> errors.BackendError:
+    def _refused(self, response: httpx.Response, what: str) -> errors.BackendError:
         """A download's error answer, read as the library reads one (``X-Error-Code``)."""
         status, code = response.status_code, response.headers.get("X-Error-Code")
         if status == 429:
@@ -468,13 +475,7 @@ class HuggingfaceBackend(base.Backend):
             return self._no_repo(what)
         if code == "RevisionNotFound":
             return self._no_revision(what)
-        if status == 401:
-            return errors.AuthFailed(f"{what}: the Hub rejected the token (401)")
-        if status == 403:
-            return errors.PermissionDenied(f"{what}: forbidden (403)")
-        if status == 404:
-            return errors.PinNotFound(f"{cid}: not in {self.location}")
-        return errors.BackendError(f"{what}: the Hub answered {status}")
+        return self._answer(status, what)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -502,45 +503,19 @@ class HuggingfaceBackend(base.Backend):
         )
 
     async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
-        result = (await self.put_pins([base.Upload(meta=meta, content=lambda: content)]))[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return await self.put_one(meta, content)
 
     async def put_pins(self, uploads: Sequence[base.Upload]) -> list[base.PinInfo | Exception]:
         """Spool the batch, then commit it: one commit per ``maxBytes`` of it (normally one)."""
-        results: list[base.PinInfo | Exception | None] = [None] * len(uploads)
-        staged: list[tuple[int, Staged]] = []
-        staged_bytes = 0
         try:
             self._check_blocked(f"write to {self.location}")
         except errors.RateLimited as exc:
-            return [exc] * len(uploads)
-        try:
-            for index, upload in enumerate(uploads):
-                source = base.Source(upload.content())
-                try:
-                    with self.translating(f"stage {upload.meta.cid}", source=source):
-                        pin = await self._stage(upload.meta, source)
-                except Exception as exc:
-                    results[index] = exc
-                    continue
-                if staged and staged_bytes + pin.size > self.conf.max_bytes:
-                    await self._commit_staged(staged, results)
-                    staged, staged_bytes = [], 0
-                staged.append((index, pin))
-                staged_bytes += pin.size
-            if staged:
-                await self._commit_staged(staged, results)
-        finally:
-            for _, pin in staged:
-                with contextlib.suppress(OSError):
-                    os.unlink(pin.spool)
-        return [r if r is not None else errors.BackendError("not stored") for r in results]
+            return [exc] * len(uploads)  # no stream opened, nothing asked
+        return await self.commit_batch(
+            uploads, stage=self._stage, commit=self._commit_staged, max_bytes=self.conf.max_bytes
+        )
 
-    async def _commit_staged(
-        self, staged: list[tuple[int, Staged]], results: list[base.PinInfo | Exception | None]
-    ) -> None:
+    async def _commit_staged(self, staged: list[tuple[int, Staged]], results: base.Results) -> None:
         pins = [pin for _, pin in staged]
         try:
             stored = await self._commit(pins)
