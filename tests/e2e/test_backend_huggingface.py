@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import httpx
 import kubernetes
 import pytest
+import yaml
 
 from pinsync.backends import huggingface
 from pinsync.devenv import hubfake, kubo
@@ -130,3 +131,16 @@ def test_a_429_is_reported_and_its_retry_after_waited_out_before_the_sync(
     wait_synced(backends, "limited", present=1, timeout=120)
     assert time.monotonic() - started >= 8  # not before Retry-After ran out
     backends.wait_condition("limited", "Ready", "True")
+
+
+def test_the_example_is_accepted_by_the_crd_with_its_defaults(
+    k8s: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    example = yaml.safe_load(
+        (pathlib.Path(__file__).parents[2] / "examples/storagebackend-huggingface.yaml").read_text()
+    )
+    backends = Objects(k8s, namespace, "storagebackends")
+    backends.create(example["metadata"]["name"], example["spec"])
+    block = backends.get("hub-mirror")["spec"]["huggingface"]
+    assert (block["revision"], block["basePath"], block["private"]) == ("main", "pinsync", True)
+    assert block["batch"] == {"maxPins": 100, "maxBytes": 4294967296}
