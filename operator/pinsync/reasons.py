@@ -93,6 +93,9 @@ LOCATION_NOT_FOUND = _reason("LocationNotFound", "Stalled", "the configured loca
 BUCKET_NOT_FOUND = _reason("BucketNotFound", "Stalled", "S3: the bucket does not exist")
 PATH_NOT_FOUND = _reason("PathNotFound", "Stalled", "SFTP/FTP: the base path does not exist")
 STORAGE_FULL = _reason("StorageFull", "Reconciling", "quota exceeded or no space left")
+RATE_LIMITED = _reason(
+    "RateLimited", "Reconciling", "the service asked to wait (HTTP 429); retried after Retry-After"
+)
 UNSUPPORTED = _reason("Unsupported", "Stalled", "the operation has no meaning for this type")
 
 # -- storage: one pin -----------------------------------------------------------------------------
@@ -133,6 +136,12 @@ FILE_TOO_LARGE = _reason(
     "FileTooLarge", "failures", "git: the host refused a file as too large", retryable=False
 )
 
+# -- Hugging Face Hub -----------------------------------------------------------------------------
+
+REPOSITORY_FULL = _reason(
+    "RepositoryFull", "Reconciling", "hf: the repository holds maxFiles files; prune or add one"
+)
+
 # -- IPFS Cluster ---------------------------------------------------------------------------------
 
 PINNING = _reason(
@@ -155,7 +164,6 @@ SERVICE_PIN_FAILED = _reason("ServicePinFailed", "failures", "the service says t
 SERVICE_REJECTED = _reason("ServiceRejected", "Stalled", "the service refused a request (HTTP 400)")
 SERVICE_ERROR = _reason("ServiceError", "Reconciling", "the pinning service answered an error")
 QUOTA_EXCEEDED = _reason("QuotaExceeded", "Reconciling", "the service refused: no funds or quota")
-RATE_LIMITED = _reason("RateLimited", "Reconciling", "HTTP 429: retried after its Retry-After")
 
 # -- Kubo -----------------------------------------------------------------------------------------
 

@@ -186,14 +186,14 @@ async def run(
     # them), and a pinned one needs no dag/stat to count its blocks.
     transfers = sorted(the_plan.transfer, key=lambda cid: cid not in node_pins)
 
-    def fail(cid: str, reason: str, message: str, *, at_least: float | None = None) -> None:
+    def fail(cid: str, reason: str, message: str, *, retry_after: float = 0.0) -> None:
         progress.failures[cid] = planner.failed(
             progress.failures.get(cid),
             names.get(cid, cid),
             reason,
             message,
             now=now(),
-            at_least=at_least,
+            at_least=retry_after,
         )
         progress.new_failures[reason] = progress.new_failures.get(reason, 0) + 1
 
@@ -209,7 +209,7 @@ async def run(
                 if exc.retryable and not isinstance(exc, errors.PinNotFound | errors.Damaged):
                     # Still in progress (a cluster fetching) or a hiccup: retry later, don't
                     # re-send content that may well be fine.
-                    fail(cid, exc.reason, str(exc), at_least=exc.retry_after)
+                    fail(cid, exc.reason, str(exc), retry_after=getattr(exc, "retry_after", 0.0))
                     return
                 transfers.append(cid)
         await report(progress)
@@ -250,8 +250,7 @@ async def run(
                 if streak >= STOP_AFTER_STORAGE_ERRORS and not progress.stopped:
                     logger.warning("%d storage errors in a row: stopping this pass", streak)
                     progress.stopped = True
-                wait = result.retry_after if isinstance(result, errors.BackendError) else None
-                fail(cid, reason, message, at_least=wait)
+                fail(cid, reason, message, retry_after=getattr(result, "retry_after", 0.0))
             else:
                 streak = 0
                 progress.failures.pop(cid, None)

@@ -437,7 +437,7 @@ async def test_429_carries_the_retry_after_the_backoff_honours() -> None:
     dated = answer(429, None, **{"Retry-After": later.strftime("%a, %d %b %Y %H:%M:%S GMT")})
     wait = mapped(dated).retry_after
     assert wait is not None and 290 <= wait <= 300
-    assert mapped(answer(429)).retry_after is None  # no header: the engine's own backoff
+    assert mapped(answer(429)).retry_after == errors.RateLimited("").retry_after  # its default
 
 
 async def test_retry_after_reads_seconds_or_a_date_caps_them_and_ignores_garbage() -> None:

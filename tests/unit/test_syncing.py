@@ -103,5 +103,5 @@ def test_an_unhealthy_backend_is_not_asked_again_before_the_servers_retry_after(
     assert delay(errors.Unreachable("down")) == 30.0
     assert delay(errors.RateLimited("429", retry_after=600.0)) == 600.0
     assert delay(errors.RateLimited("429", retry_after=5.0)) == 30.0
-    assert delay(errors.RateLimited("429")) == 30.0
+    assert delay(errors.RateLimited("429")) == 60.0  # no Retry-After: RateLimited's default
     assert delay(errors.AuthFailed("401")) == 300.0  # not retryable: at the health interval

@@ -19,9 +19,6 @@ class BackendError(reasons.ReasonedError):
     """A backend operation failed. ``retryable`` says whether trying again later may help."""
 
     reason = reasons.BACKEND_ERROR.name
-    retry_after: float | None = None
-    """Seconds the server asked us to wait before trying again (HTTP ``Retry-After``), where it
-    said: the engine's backoff then waits at least this long, for the pin and for the backend."""
 
 
 class Unreachable(BackendError):
@@ -52,6 +49,17 @@ class StorageFull(BackendError):
     """Quota exceeded or no space left on the server."""
 
     reason = reasons.STORAGE_FULL.name
+
+
+class RateLimited(BackendError):
+    """The service refused the request for now (HTTP 429, or a limit the backend keeps itself)
+    and said how long to wait: ``retry_after`` seconds, which the pin's backoff honours."""
+
+    reason = reasons.RATE_LIMITED.name
+
+    def __init__(self, message: str, *, retry_after: float = 60.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Damaged(BackendError):
@@ -92,22 +100,6 @@ class InvalidConfig(BackendError):
     ) -> None:
         super().__init__(message, reason=reason)
         self.field = field
-
-
-class RateLimited(BackendError):
-    """The server refused the request for now (HTTP 429); ``retry_after`` says how long to wait."""
-
-    reason = reasons.RATE_LIMITED.name
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        reason: reasons.Reason | str | None = None,
-    ) -> None:
-        super().__init__(message, reason=reason)
-        self.retry_after = retry_after
 
 
 RETRY_AFTER_CAP = 86400.0

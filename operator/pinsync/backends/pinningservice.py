@@ -230,8 +230,11 @@ class PinningServiceBackend(base.Backend):
                 raise errors.StorageFull(f"{what}: {shown}", reason=reasons.QUOTA_EXCEEDED)
             case 429:
                 wait = errors.retry_after(response.headers.get("Retry-After"))
-                after = f"; retry after {wait:.0f} s" if wait is not None else ""
-                raise errors.RateLimited(f"{what}: {shown}{after}", retry_after=wait)
+                if wait is None:  # no (readable) Retry-After: RateLimited's default wait
+                    raise errors.RateLimited(f"{what}: {shown}")
+                raise errors.RateLimited(
+                    f"{what}: {shown}; retry after {wait:.0f} s", retry_after=wait
+                )
             case 400:
                 raise errors.BackendError(f"{what}: {shown}", reason=reasons.SERVICE_REJECTED)
         raise ServiceError(f"{what}: {shown}")

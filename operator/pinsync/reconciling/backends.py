@@ -49,7 +49,7 @@ def unhealthy_delay(error: errors.BackendError, *, every: float, retry_interval:
     health interval if not; never sooner than a server asked (a 429's Retry-After)."""
     if not error.retryable:
         return every
-    return max(min(every, retry_interval), error.retry_after or 0.0)
+    return max(min(every, retry_interval), getattr(error, "retry_after", 0.0))
 
 
 class Pass:
