@@ -4,7 +4,7 @@ TOOLS := etcd kube-apiserver ipfs minio ipfs-cluster-service helm kstatus servic
 .PHONY: install system-deps tools test unit e2e lint typecheck demo bench helm-crds
 
 install:  ## pip install -e .[test], unless this checkout is what Python already imports
-	@$(PYTHON) -c "import sys, pinsync, pytest, ruff, mypy, importlinter; \
+	@$(PYTHON) -c "import sys, pinsync, pytest, ruff, mypy, importlinter, lupa; \
 	  sys.exit(not pinsync.__file__.startswith('$(CURDIR)/'))" 2>/dev/null \
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 
