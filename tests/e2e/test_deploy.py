@@ -134,14 +134,20 @@ def test_manifests_apply_on_a_fresh_cluster_dry_run_then_for_real(fresh: pathlib
     assert json.loads(dashboard["data"]["pinsync.json"]) == json.loads(DASHBOARD.read_text())
 
 
+def install_service_monitor_crd(kubeconfig: pathlib.Path) -> None:
+    """The Prometheus Operator's real ServiceMonitor CRD (from its Go module, cached)."""
+    crd = tools.binary("servicemonitor-crd")
+    controlplane.kubectl(kubeconfig, "apply", "--server-side", "-f", str(crd))
+    controlplane.kubectl(
+        kubeconfig, "wait", "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com",
+    )  # fmt: skip
+
+
 def test_the_optional_service_monitor_applies_where_the_prometheus_operator_is(
     fresh: pathlib.Path,
 ) -> None:
-    crd = tools.binary("servicemonitor-crd")
-    controlplane.kubectl(fresh, "apply", "--server-side", "-f", str(crd))
-    controlplane.kubectl(
-        fresh, "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com"
-    )
+    install_service_monitor_crd(fresh)
     monitor = ROOT / "manifests" / "optional" / "servicemonitor.yaml"
     controlplane.kubectl_status(fresh, "create", "namespace", "pinsync-system")
     done = controlplane.kubectl(fresh, "apply", "--dry-run=server", "-f", str(monitor))
@@ -230,7 +236,7 @@ def test_the_rendered_chart_passes_a_server_side_dry_run(
     for namespace in (release, "team-a", "team-b"):
         controlplane.kubectl_status(fresh, "create", "namespace", namespace)
     if shape == "custom":  # the ServiceMonitor needs its CRD
-        test_the_optional_service_monitor_applies_where_the_prometheus_operator_is(fresh)
+        install_service_monitor_crd(fresh)
     rendered = helm(workdir, "template", release, str(CHART), "-n", release, *values)
     done = controlplane.kubectl(
         fresh, "apply", "--server-side", "--dry-run=server", "-f", "-", input=rendered
