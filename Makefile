@@ -1,10 +1,10 @@
 PYTHON ?= python3
-TOOLS := etcd kube-apiserver ipfs minio ipfs-cluster-service
+TOOLS := etcd kube-apiserver ipfs minio ipfs-cluster-service helm kstatus servicemonitor-crd
 
 .PHONY: install system-deps tools node-deps test unit e2e lint typecheck demo bench helm-crds
 
 install:  ## pip install -e .[test], unless this checkout is what Python already imports
-	@$(PYTHON) -c "import sys, pinsync, pytest, ruff, mypy, importlinter; \
+	@$(PYTHON) -c "import sys, pinsync, pytest, ruff, mypy, importlinter, lupa; \
 	  sys.exit(not pinsync.__file__.startswith('$(CURDIR)/'))" 2>/dev/null \
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 
@@ -43,5 +43,6 @@ demo: install system-deps tools
 bench: install tools
 	$(PYTHON) -m tests.bench
 
-helm-crds:  ## copy crds/ into the chart (a unit test fails when they drift)
+helm-crds:  ## copy crds/ and the Grafana dashboard into the chart (a unit test fails on drift)
 	cp crds/*.yaml helm/pinsync/crds/
+	cp manifests/grafana-dashboard.json helm/pinsync/dashboards/pinsync.json
