@@ -44,7 +44,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import email.utils
 import hashlib
 import os
 import tempfile
@@ -102,15 +101,9 @@ class HubRateLimited(Exception):
 
 
 def retry_after(headers: Mapping[str, str]) -> float:
-    """Seconds from a Retry-After header (delay-seconds or an HTTP date)."""
-    value = (headers.get("Retry-After") or "").strip()
-    if not value:
-        return DEFAULT_RETRY_AFTER
-    with contextlib.suppress(ValueError):
-        return max(0.0, float(value))
-    with contextlib.suppress(TypeError, ValueError):
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    return DEFAULT_RETRY_AFTER
+    """Seconds a 429 asks to wait (the shared parser), or the default when it names none."""
+    wait = errors.retry_after(headers.get("Retry-After"))
+    return DEFAULT_RETRY_AFTER if wait is None else wait
 
 
 def _refuse_429(response: Any) -> None:
