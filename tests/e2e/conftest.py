@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from pinsync.devenv import kubo, minio
+from pinsync.devenv import kubo, minio, sshd
 from tests.conftest import Operator
 from tests.kubetools import Objects, create_secret, wait_synced
 
@@ -111,3 +112,13 @@ def world(
     operator: Operator,
 ) -> Iterator[World]:
     yield World(k8s, namespace, s3server, ipfs, operator)
+
+
+@pytest.fixture(scope="module")
+def ssh_server(workdir: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[sshd.SSHD]:
+    """A real OpenSSH sshd for one test module (tests make their own directories in it)."""
+    server = sshd.SSHD(workdir / f"sshd-{request.module.__name__.rsplit('.', 1)[-1]}")
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
