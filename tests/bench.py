@@ -38,6 +38,11 @@ for scale 1.0. What is measured, in one run:
       ``status.marked.sources`` and are clean within 30 s, then their dirty tokens stay put for 5
       minutes.
 
+12-13. Restore (see :mod:`tests.bench_restore`): pins synced to MinIO, removed from the node,
+   restored by ``restoring.restore`` (fetch -> CarChecker -> ``dag/import`` -> offline pin):
+   12. 16 x 64 MiB, 4 at a time, MiB/s, beside ``aws s3 cp - | ipfs dag import`` by hand;
+   13. 2,000 pins of 4 KiB, 32 at a time, pins/s.
+
 10-11. The github backend into the local git server (see :mod:`tests.bench_github`):
    ``syncing.run`` with the GithubBackend against ``git add -A; git commit; git push`` of the
    same CARs exported beforehand into a clone (the peer a user would write):
@@ -103,7 +108,7 @@ BUCKET = "bench"
 REGION = "us-east-1"
 SCALE_ENV = "PINSYNC_BENCH_SCALE"
 ONLY_ENV = "PINSYNC_BENCH_ONLY"
-UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11")
+UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13")
 """The rows ``PINSYNC_BENCH_ONLY`` can select."""
 CHILD_FLAG = "--child-sync"
 CHILD_ENV = "PINSYNC_BENCH_CHILD"
@@ -617,6 +622,26 @@ def per_pin_script(
 ) -> Timed:
     """Time a bash ``script`` that moves every CID in ``$CID_FILE`` to ``s3://$BUCKET/$PREFIX/``
     with the command-line tools, then check that every pin landed."""
+    seconds = time_script(script, venv, node, target, cids, workdir, prefix=prefix, **extra)
+    count, total = asyncio.run(count_objects(target, prefix))
+    if count != len(cids):
+        raise BenchError(f"{prefix}: {count} objects landed, expected {len(cids)}")
+    return Timed(bytes=total, seconds=seconds, count=len(cids))
+
+
+def time_script(
+    script: str,
+    venv: Venv,
+    node: devkubo.Kubo,
+    target: S3Target,
+    cids: Sequence[str],
+    workdir: pathlib.Path,
+    *,
+    prefix: str,
+    **extra: str,
+) -> float:
+    """Seconds a bash ``script`` over every CID in ``$CID_FILE`` took, with the command-line
+    tools and ``s3://$BUCKET/$PREFIX/`` in its environment; raises if it failed."""
     cid_file = workdir / f"{prefix}-cids.txt"
     cid_file.write_text("\n".join(cids) + "\n")
     env = {
@@ -638,10 +663,7 @@ def per_pin_script(
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise BenchError(f"{prefix}: script failed ({done.returncode}): {done.stderr[-2000:]}")
-    count, total = asyncio.run(count_objects(target, prefix))
-    if count != len(cids):
-        raise BenchError(f"{prefix}: {count} objects landed, expected {len(cids)}")
-    return Timed(bytes=total, seconds=seconds, count=len(cids))
+    return seconds
 
 
 def shell_loop(
@@ -1068,7 +1090,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     plan = Plan.from_scale(scale_from_env())
     only = selection_from_env()
-    from tests import bench_github, bench_operator  # import this module: load them after it
+    from tests import bench_github, bench_operator, bench_restore  # load them after this module
 
     report = Report()
     with contextlib.ExitStack() as cleanup:
@@ -1105,6 +1127,7 @@ def main() -> int:
                 lambda: bench_operator.run(bench),
             ),
             ("10-11", "the github backend", bench_github.UNITS, lambda: bench_github.run(bench)),
+            ("12-13", "restore", bench_restore.UNITS, lambda: bench_restore.run(bench)),
         ]
         for key, what, units, run in sections:
             if bench.wants(*units):

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pinsync.devenv import sshd
+from pinsync.devenv import cluster, kubo, sshd
 from tests.e2e.conftest import World
 from tests.kubetools import create_secret, eventually
 
@@ -80,17 +81,22 @@ def assert_intact(world: World, before: dict[str, bytes]) -> None:
     assert verified and all(entry["Ok"] for entry in verified)
 
 
+def status_when(
+    world: World, pinset: str, check: Callable[[dict[str, Any]], bool], timeout: float = 120
+) -> dict[str, Any]:
+    """The PinSet's status, once ``check`` holds for it."""
+
+    def ready() -> dict[str, Any] | None:
+        status: dict[str, Any] = world.pinsets.get(pinset).get("status") or {}
+        return status if check(status) else None
+
+    found: dict[str, Any] = eventually(ready, timeout=timeout, interval=1)  # type: ignore[arg-type]
+    return found
+
+
 def request_restore(world: World, pinset: str, value: str) -> dict[str, Any]:
     world.pinsets.patch(pinset, {"metadata": {"annotations": {REQUESTED_AT: value}}})
-    return eventually(
-        lambda: (
-            status
-            if (status := world.pinsets.get(pinset).get("status") or {}).get("restoreRequestedAt")
-            == value
-            else None
-        ),
-        timeout=120,
-    )
+    return status_when(world, pinset, lambda s: s.get("restoreRequestedAt") == value)
 
 
 def samples(world: World, name: str) -> dict[str, float]:
@@ -125,11 +131,7 @@ def test_pins_the_node_lost_come_back_from_the_cheapest_backend_byte_identical(
     name = f"pinsync/{world.namespace}/media"
     eventually(lambda: pinned_as(world, cids, name), timeout=150, interval=1)
     assert_intact(world, before)
-    status = eventually(
-        lambda: (
-            s if (s := world.pinsets.get("media")["status"])["counts"]["restored"] == 3 else None
-        )
-    )
+    status = status_when(world, "media", lambda s: s["counts"].get("restored") == 3)
     assert status["counts"]["restoreFailed"] == 0 and status["restoreFailures"] == []
     world.pinsets.wait_condition("media", "Ready", "True")
     events = [e for e in world.events() if e.reason == "Restored"]
@@ -198,14 +200,65 @@ def test_manual_restore_waits_for_the_annotation(world: World) -> None:
     lose(world, cids)
 
     # A pass that saw the pin missing asked the network (which has nothing) and restored nothing.
-    status = eventually(
-        lambda: s if (s := world.pinsets.get("media")["status"]).get("failures") else None,
-        timeout=150,
-        interval=1,
-    )
+    status = status_when(world, "media", lambda s: bool(s.get("failures")), timeout=150)
     assert status["failures"][0]["reason"] == "PinTimeout"
     assert status["counts"]["restored"] == 0 and not has_blocks(world, cids[0])
 
     status = request_restore(world, "media", "2026-12-02T04:30:00Z")
     assert status["counts"]["restored"] == 1 and status["failures"] == []
     assert_intact(world, before)
+
+
+@pytest.fixture(scope="module")
+def cluster_peer(workdir: pathlib.Path, ipfs: kubo.Kubo) -> Iterator[cluster.IpfsCluster]:
+    """An IPFS Cluster peer on a Kubo of its own, connected to the operator's node so that the
+    cluster can fetch what the PinSet pins (and later serve it back)."""
+    own = kubo.Kubo(workdir / "restore-cluster-kubo").start()
+    peer = cluster.IpfsCluster(workdir / "restore-cluster", own.api_url)
+    try:
+        address = next(a for a in ipfs_id(ipfs)["Addresses"] if "/127.0.0.1/" in a)
+        own.ipfs("swarm", "connect", address)
+        yield peer.start()
+    finally:
+        peer.stop()
+        own.stop()
+
+
+def ipfs_id(node: kubo.Kubo) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.post(f"{node.api_url}/api/v0/id", timeout=30).json()
+    return answer
+
+
+def test_a_cluster_backend_restores_by_connecting_the_node_to_its_peers(
+    world: World, cluster_peer: cluster.IpfsCluster
+) -> None:
+    cids = [world.ipfs.add(os.urandom(600_000))]
+    prefix = f"pinsync-{world.namespace}/"
+    world.backends.create(
+        "cluster",
+        {
+            "type": "ipfsCluster",
+            "ipfsCluster": {"apiUrl": cluster_peer.api_url, "pinNamePrefix": prefix},
+        },
+    )
+    world.pinsets.create(
+        "media", {"cids": cids, "backends": ["cluster"], "ipfs": {"pinTimeout": "30s"}}
+    )
+    world.wait_synced("cluster", present=1)
+    before = {cid: world.ipfs.export_car(cid) for cid in cids}
+    lose(world, cids)
+    for peer in ipfs_id_peers(world):  # nothing left over from the sync: restore must connect
+        world.ipfs.ipfs("swarm", "disconnect", peer)
+
+    status = request_restore(world, "media", "from-the-cluster")
+    assert status["counts"]["restored"] == 1
+    assert pinned_as(world, cids, f"pinsync/{world.namespace}/media")
+    assert_intact(world, before)
+    assert samples(world, "pinsync_restored_pins_total") == {"cluster": 1}
+    assert samples(world, "pinsync_restored_bytes_total") == {"cluster": 0}  # came over bitswap
+
+
+def ipfs_id_peers(world: World) -> list[str]:
+    """Multiaddrs (with /p2p/) of the peers the operator's node is connected to."""
+    answer = api(world, "swarm/peers").json()
+    return [f"{p['Addr']}/p2p/{p['Peer']}" for p in answer.get("Peers") or ()]

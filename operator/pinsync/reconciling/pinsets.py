@@ -88,6 +88,8 @@ async def pin_missing(
                 )
                 return
             known.pop(cid, None)
+            if restorer is not None:
+                restorer.failures.pop(cid, None)  # the network had it after all
             node_pins[cid] = name
             pinned += 1
 

@@ -1,0 +1,149 @@
+"""Rows (12)-(13) of ``make bench``: restoring pins the node lost, from MinIO (issue 13).
+
+The pins are synced into a fresh prefix first (untimed), then removed from the node (``pin rm``
+of every one, ``repo gc``); then :func:`pinsync.restoring.restore` brings them back -- the
+operator's path: ``S3Backend.verify_pin`` + ``fetch_pin -> CarChecker -> Kubo dag/import`` and
+an offline pin of the root -- ``concurrency`` pins at a time. The peer is what a user would
+run by hand, 4 pins at a time: ``aws s3 cp s3://…/CID.car - | ipfs dag import --pin-roots``
+(it checks nothing: Kubo's import does not verify block hashes against their CIDs).
+
+12. 16 x 64 MiB: MiB/s of pinsync (concurrency 4) and of the peer; pinsync / peer.
+13. 2,000 pins of 4 KiB: pins/s of pinsync (concurrency 32).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from pinsync import ipfs, restoring
+from pinsync.backends import base
+from tests.bench import (
+    PEER_RUNNER,
+    Bench,
+    BenchError,
+    Timed,
+    add_big,
+    add_small,
+    bench_venv,
+    say,
+    size_label,
+    time_script,
+)
+
+UNITS = ("12", "13")
+AWS_GET_IMPORT = (
+    '"$AWS_BIN" --endpoint-url "$S3_ENDPOINT" s3 cp --only-show-errors '
+    '"s3://$BUCKET/$PREFIX/$1.car" - \\\n'
+    '    | "$IPFS_BIN" dag import --pin-roots --stats=false >/dev/null'
+)
+"""One pin (``$1``) read by ``aws s3 cp`` and piped into ``ipfs dag import``."""
+
+
+def lose(bench: Bench, cids: Sequence[str]) -> None:
+    """``pin rm`` every pin (in chunks, to keep command lines short), then ``repo gc``."""
+    for start in range(0, len(cids), 500):
+        bench.node.ipfs("pin", "rm", *cids[start : start + 500])
+    bench.node.ipfs("repo", "gc", "--quiet")
+
+
+async def restore_all(
+    bench: Bench, backend: base.Backend, cids: Sequence[str], concurrency: int
+) -> Timed:
+    """Restore every pin from ``backend``, ``concurrency`` at a time; raises unless all came."""
+    limit = asyncio.Semaphore(concurrency)
+    async with ipfs.Kubo(bench.node.api_url, timeout=600) as kubo, backend:
+        await backend.health()  # the client exists before timing starts, as in the operator
+
+        async def one(cid: str) -> restoring.Outcome:
+            async with limit:
+                return await restoring.restore(
+                    kubo, [cid], [("s3", backend)], name="bench/restore", pin_timeout=60
+                )
+
+        start = time.perf_counter()
+        outcomes = await asyncio.gather(*(one(cid) for cid in cids))
+        seconds = time.perf_counter() - start
+        pins = await kubo.pins()
+    failed = [o for o in outcomes if o.backend is None]
+    if failed or any(cid not in pins for cid in cids):
+        raise BenchError(f"{len(failed)} of {len(cids)} restores failed, e.g. {failed[:1]}")
+    return Timed(bytes=sum(o.bytes for o in outcomes), seconds=seconds, count=len(cids))
+
+
+def prepare(bench: Bench, prefix: str, cids: Sequence[str], concurrency: int) -> base.Backend:
+    say(f"syncing {len(cids)} pins into {prefix}/ (untimed), then removing them from the node")
+    bench.engine_sync(prefix, cids, concurrency)
+    lose(bench, cids)
+    return bench.target.backend(prefix)
+
+
+def big(bench: Bench, cids: Sequence[str], label: str) -> None:
+    report, streams = bench.report, bench.plan.big_concurrency
+    backend = prepare(bench, "restore-big", cids, streams)
+    say(f"restoring {label} from MinIO with restoring.restore ({streams} at a time)")
+    before = bench.cpu()
+    timed = asyncio.run(restore_all(bench, backend, cids, streams))
+    bench.cpu_note("(12) pinsync restore", bench.cpu() - before, timed)
+    report.add(
+        "12",
+        f"pinsync restore MinIO → Kubo (fetch → CarChecker → dag/import → pin), {label}, "
+        f"{streams} at a time",
+        f"{timed.mib_per_s:.1f} MiB/s ({timed.seconds:.1f} s)",
+    )
+    venv = bench_venv()
+    lose(bench, cids)
+    say(f"timing the peer: aws s3 cp - | ipfs dag import, {streams} at a time")
+    before = bench.cpu()
+    seconds = time_script(
+        PEER_RUNNER,
+        venv,
+        bench.node,
+        bench.target,
+        cids,
+        bench.workdir,
+        prefix="restore-big",
+        STREAMS=str(streams),
+        PIPE=AWS_GET_IMPORT,
+    )
+    pins = bench.node.ipfs("pin", "ls", "--type=recursive", "--quiet").decode().split()
+    if set(cids) - set(pins):
+        raise BenchError("the peer left pins unrestored")
+    peer = Timed(bytes=timed.bytes, seconds=seconds, count=len(cids))
+    bench.cpu_note("(12) peer aws | dag import", bench.cpu() - before, peer)
+    report.add(
+        "12",
+        f"peer: `aws s3 cp s3://…/CID.car - | ipfs dag import --pin-roots`, {label}, "
+        f"{streams} at a time (checks nothing)",
+        f"{peer.mib_per_s:.1f} MiB/s ({peer.seconds:.1f} s)",
+    )
+    report.add("12", "pinsync restore / peer (MiB/s)", f"{timed.mib_per_s / peer.mib_per_s:.2f}x")
+
+
+def small(bench: Bench, cids: Sequence[str], label: str) -> None:
+    concurrency = bench.plan.small_concurrency
+    backend = prepare(bench, "restore-small", cids, concurrency)
+    say(f"restoring {len(cids)} x {label} with restoring.restore ({concurrency} at a time)")
+    before = bench.cpu()
+    timed = asyncio.run(restore_all(bench, backend, cids, concurrency))
+    bench.cpu_note("(13) pinsync restore", bench.cpu() - before, timed, per_pin=True)
+    bench.report.add(
+        "13",
+        f"pinsync restore MinIO → Kubo, {len(cids)} x {label}, {concurrency} at a time",
+        f"{timed.per_s:.1f} pins/s ({timed.seconds:.1f} s)",
+    )
+
+
+def run(bench: Bench) -> None:
+    plan, report = bench.plan, bench.report
+    if bench.wants("12"):
+        label = f"{plan.big_pins} x {size_label(plan.big_size)}"
+        say(f"adding {label} of random content to Kubo")
+        cids = add_big(bench.node, plan.big_pins, plan.big_size, seed=12)
+        report.attempt("12", f"restore, {label}", lambda: big(bench, cids, label))
+    if bench.wants("13"):
+        n, label = plan.small_pins, size_label(plan.small_size)
+        say(f"adding {n} pins of {label} to Kubo")
+        small_cids = asyncio.run(add_small(bench.node.api_url, n, plan.small_size, seed=13))
+        report.attempt("13", f"restore, {n} x {label}", lambda: small(bench, small_cids, label))
