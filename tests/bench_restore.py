@@ -27,9 +27,9 @@ from tests.bench import (
     add_big,
     add_small,
     bench_venv,
+    per_pin_script,
     say,
     size_label,
-    time_script,
 )
 
 UNITS = ("12", "13")
@@ -96,7 +96,7 @@ def big(bench: Bench, cids: Sequence[str], label: str) -> None:
     lose(bench, cids)
     say(f"timing the peer: aws s3 cp - | ipfs dag import, {streams} at a time")
     before = bench.cpu()
-    seconds = time_script(
+    seconds = per_pin_script(
         PEER_RUNNER,
         venv,
         bench.node,
@@ -106,7 +106,8 @@ def big(bench: Bench, cids: Sequence[str], label: str) -> None:
         prefix="restore-big",
         STREAMS=str(streams),
         PIPE=AWS_GET_IMPORT,
-    )
+        landed=False,
+    ).seconds
     pins = bench.node.ipfs("pin", "ls", "--type=recursive", "--quiet").decode().split()
     if set(cids) - set(pins):
         raise BenchError("the peer left pins unrestored")
