@@ -5,9 +5,10 @@ The upload path's streaming, run backwards: the CAR flows from the backend throu
 costs what uploading one costs). The checker refuses a chunk that completes a block whose data
 does not hash to its CID, or a header whose roots do not include the pin, before the chunk
 reaches Kubo: a corrupted copy never lands in the blockstore. What it cannot see from the CAR
-alone -- a copy cut off cleanly between two blocks -- the pin itself catches: the root is
-pinned *offline* after the import, which Kubo refuses unless every block of the DAG is local.
-So nothing is pinned from a CAR that failed its check, and nothing incomplete is pinned at all.
+alone -- a copy cut off cleanly between two blocks -- the node catches: after the import the
+DAG is walked offline (``dag/stat``), which Kubo refuses at once unless every block of it is
+local, and only then is the root pinned (offline too). So nothing is pinned from a CAR that
+failed its check, and nothing incomplete is pinned at all.
 
 Backends are tried in the order :func:`pinsync.restoreplanner.ranked` gives; the first that
 restores the pin ends the search. A pinning service (IPFS Cluster) stores no CAR; where it can
@@ -76,12 +77,16 @@ async def from_backend(
             f"Kubo imported {blocks} blocks of {checker.blocks}", reason=reasons.IMPORT_FAILED.name
         )
     try:
-        await kubo.pin_local([cid], name=name)
+        # Asked first because an offline pin/add of a DAG whose root is local but a child is
+        # not does not fail at once: Kubo 0.39 waits until the request times out (observed).
+        await kubo.dag_stat(cid, offline=True)
     except ipfs.ContentUnavailable:
         # Well framed, every block intact, but blocks of the DAG are missing: cut between blocks.
         raise car.CarError(
             f"the CAR holds {checker.blocks} blocks, not the whole DAG of {cid}"
         ) from None
+    try:
+        await kubo.pin_local([cid], name=name)
     except ipfs.IpfsError as exc:
         raise ipfs.IpfsError(str(exc), reason=reasons.IMPORT_FAILED.name) from None
     return checker.size
