@@ -47,7 +47,8 @@ for scale 1.0. What is measured, in one run:
 12-13. Restore (see :mod:`tests.bench_restore`): pins synced to MinIO, removed from the node,
    restored by ``restoring.restore`` (fetch -> CarChecker -> ``dag/import`` -> offline pin):
    12. 16 x 64 MiB, 4 at a time, MiB/s, beside ``aws s3 cp - | ipfs dag import`` by hand;
-   13. 2,000 pins of 4 KiB, 32 at a time, pins/s.
+   13. 2,000 pins of 4 KiB, 32 at a time, pins/s;
+   14. peak RSS of a child process restoring one 2 GiB pin (target: (4)'s 200 MiB).
 
 ``PINSYNC_BENCH_ONLY`` selects rows: a comma-separated list of row numbers (``2b`` included) and
 ranges, e.g. ``5-9`` or ``2b,5`` (a range includes the lettered rows within it). Rows a selected
@@ -108,7 +109,7 @@ BUCKET = "bench"
 REGION = "us-east-1"
 SCALE_ENV = "PINSYNC_BENCH_SCALE"
 ONLY_ENV = "PINSYNC_BENCH_ONLY"
-UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13")
+UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14")
 """The rows ``PINSYNC_BENCH_ONLY`` can select."""
 CHILD_FLAG = "--child-sync"
 CHILD_ENV = "PINSYNC_BENCH_CHILD"
@@ -1114,7 +1115,7 @@ def main() -> int:
                 lambda: bench_operator.run(bench),
             ),
             ("10-11", "the github backend", bench_github.UNITS, lambda: bench_github.run(bench)),
-            ("12-13", "restore", bench_restore.UNITS, lambda: bench_restore.run(bench)),
+            ("12-14", "restore", bench_restore.UNITS, lambda: bench_restore.run(bench)),
         ]
         for key, what, units, run in sections:
             if bench.wants(*units):

@@ -9,11 +9,17 @@ run by hand, 4 pins at a time: ``aws s3 cp s3://…/CID.car - | ipfs dag import 
 
 12. 16 x 64 MiB: MiB/s of pinsync (concurrency 4) and of the peer; pinsync / peer.
 13. 2,000 pins of 4 KiB: pins/s of pinsync (concurrency 32).
+14. Peak RSS of a child Python process restoring one 2 GiB pin, against (4)'s bound for
+    uploading one (the restore streams just as the upload does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -21,18 +27,28 @@ from pinsync import ipfs, restoring
 from pinsync.backends import base
 from tests.bench import (
     PEER_RUNNER,
+    ROOT,
+    TARGET_RSS_MIB,
     Bench,
     BenchError,
+    KiB,
+    S3Target,
     Timed,
     add_big,
+    add_file_of,
     add_small,
     bench_venv,
+    mib,
+    peak_rss_kib,
     per_pin_script,
+    run_group,
     say,
     size_label,
+    verdict,
 )
 
-UNITS = ("12", "13")
+UNITS = ("12", "13", "14")
+CHILD_ENV = "PINSYNC_BENCH_RESTORE_CHILD"
 AWS_GET_IMPORT = (
     '"$AWS_BIN" --endpoint-url "$S3_ENDPOINT" s3 cp --only-show-errors '
     '"s3://$BUCKET/$PREFIX/$1.car" - \\\n'
@@ -49,11 +65,11 @@ def lose(bench: Bench, cids: Sequence[str]) -> None:
 
 
 async def restore_all(
-    bench: Bench, backend: base.Backend, cids: Sequence[str], concurrency: int
+    api_url: str, backend: base.Backend, cids: Sequence[str], concurrency: int
 ) -> Timed:
     """Restore every pin from ``backend``, ``concurrency`` at a time; raises unless all came."""
     limit = asyncio.Semaphore(concurrency)
-    async with ipfs.Kubo(bench.node.api_url, timeout=600) as kubo, backend:
+    async with ipfs.Kubo(api_url, timeout=600) as kubo, backend:
         await backend.health()  # the client exists before timing starts, as in the operator
 
         async def one(cid: str) -> restoring.Outcome:
@@ -84,7 +100,7 @@ def big(bench: Bench, cids: Sequence[str], label: str) -> None:
     backend = prepare(bench, "restore-big", cids, streams)
     say(f"restoring {label} from MinIO with restoring.restore ({streams} at a time)")
     before = bench.cpu()
-    timed = asyncio.run(restore_all(bench, backend, cids, streams))
+    timed = asyncio.run(restore_all(bench.node.api_url, backend, cids, streams))
     bench.cpu_note("(12) pinsync restore", bench.cpu() - before, timed)
     report.add(
         "12",
@@ -127,13 +143,53 @@ def small(bench: Bench, cids: Sequence[str], label: str) -> None:
     backend = prepare(bench, "restore-small", cids, concurrency)
     say(f"restoring {len(cids)} x {label} with restoring.restore ({concurrency} at a time)")
     before = bench.cpu()
-    timed = asyncio.run(restore_all(bench, backend, cids, concurrency))
+    timed = asyncio.run(restore_all(bench.node.api_url, backend, cids, concurrency))
     bench.cpu_note("(13) pinsync restore", bench.cpu() - before, timed, per_pin=True)
     bench.report.add(
         "13",
         f"pinsync restore MinIO → Kubo, {len(cids)} x {label}, {concurrency} at a time",
         f"{timed.per_s:.1f} pins/s ({timed.seconds:.1f} s)",
     )
+
+
+def memory(bench: Bench) -> None:
+    label = size_label(bench.plan.huge_size)
+    say(f"adding one pin of {label} to Kubo")
+    cid = add_file_of(bench.node, bench.workdir / "huge-restore.bin", bench.plan.huge_size, 14)
+    prepare(bench, "restore-huge", [cid], 1)
+    say(f"restoring the {label} pin in a child process")
+    spec = {"api_url": bench.node.api_url, "target": dataclasses.asdict(bench.target), "cid": cid}
+    done = run_group(
+        [sys.executable, "-m", "tests.bench_restore"],
+        cwd=ROOT,
+        env={**os.environ, CHILD_ENV: json.dumps(spec)},
+        stderr=None,
+        timeout=3 * 3600,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise BenchError(f"child restore exited with {done.returncode} (its stderr is above)")
+    child = json.loads(lines[-1])
+    peak = child["peak_kib"] / KiB
+    bench.report.add(
+        "14",
+        f"peak RSS of a child process restoring one {label} pin ({mib(child['bytes'])} CAR)",
+        f"{peak:.1f} MiB (before {child['before_kib'] / KiB:.1f} MiB; "
+        f"{child['bytes'] / (1 << 20) / child['seconds']:.1f} MiB/s)",
+        f"≤ {TARGET_RSS_MIB:.0f} MiB, as (4)",
+        verdict(peak <= TARGET_RSS_MIB),
+    )
+
+
+def child_main() -> int:
+    """The child side of :func:`memory`: restore one pin, print its figures as one JSON line."""
+    spec = json.loads(os.environ[CHILD_ENV])
+    backend = S3Target(**spec["target"]).backend("restore-huge")
+    before = peak_rss_kib()
+    timed = asyncio.run(restore_all(spec["api_url"], backend, [spec["cid"]], 1))
+    figures = {"bytes": timed.bytes, "seconds": timed.seconds, "before_kib": before}
+    print(json.dumps({**figures, "peak_kib": peak_rss_kib()}), flush=True)
+    return 0
 
 
 def run(bench: Bench) -> None:
@@ -148,3 +204,9 @@ def run(bench: Bench) -> None:
         say(f"adding {n} pins of {label} to Kubo")
         small_cids = asyncio.run(add_small(bench.node.api_url, n, plan.small_size, seed=13))
         report.attempt("13", f"restore, {n} x {label}", lambda: small(bench, small_cids, label))
+    if bench.wants("14"):
+        report.attempt("14", "peak RSS of a restore", lambda: memory(bench))
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())

@@ -59,19 +59,25 @@ async def from_backend(
     Raises PinNotFound when the backend lacks the pin, CarError when its copy is not intact,
     a BackendError or IpfsError (``ImportFailed``) otherwise.
     """
-    stored = await backend.verify_pin(cid)  # absent: PinNotFound at once, before any transfer
     if not backend.stores_content:
         return await from_peers(kubo, backend, cid, name=name, pin_timeout=pin_timeout)
     checker = car.CarChecker(backend.fetch_pin(cid), root=cid)
-    kept = _Kept(aiter(checker))
+    stream = checker.__aiter__()
     try:
-        blocks, _ = await kubo.dag_import(aiter(kept))
-    except ipfs.IpfsError:
-        if isinstance(kept.error, Exception):
-            raise kept.error from None
-        raise
-    if stored.size is not None and checker.size != stored.size:
-        raise car.CarError(f"read {checker.size} bytes, the backend lists {stored.size}")
+        # The first chunk is read before Kubo is called: a backend without the pin says so
+        # here (PinNotFound), not half-way into an import request. No size check against the
+        # backend's listing either: the checker and the offline DAG walk below prove more
+        # (every block, and all of them), and every lookup saved counts on small pins.
+        first = await anext(stream, None)
+        kept = _Kept(_primed(first, stream))
+        try:
+            blocks, _ = await kubo.dag_import(aiter(kept))
+        except ipfs.IpfsError:
+            if isinstance(kept.error, Exception):
+                raise kept.error from None
+            raise
+    finally:
+        await stream.aclose()
     if blocks and blocks != checker.blocks:
         raise ipfs.IpfsError(
             f"Kubo imported {blocks} blocks of {checker.blocks}", reason=reasons.IMPORT_FAILED.name
@@ -92,6 +98,13 @@ async def from_backend(
     return checker.size
 
 
+async def _primed(first: bytes | None, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is not None:
+        yield first
+    async for chunk in stream:
+        yield chunk
+
+
 async def from_peers(
     kubo: ipfs.Kubo, backend: base.Backend, cid: str, *, name: str, pin_timeout: float
 ) -> int:
@@ -99,6 +112,7 @@ async def from_peers(
 
     Returns 0: the bytes travel over bitswap, not through the operator.
     """
+    await backend.verify_pin(cid)  # not there (PinNotFound), or not pinned yet on the cluster
     peers = await backend.providers()
     if not peers:
         raise errors.Unsupported(f"{cid}: this backend names no IPFS peers to fetch from")

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from multiformats import CID
+from multiformats import CID, multihash
 
 from pinsync import car, reasons, restoring
 from pinsync.backends import base, s3
@@ -62,6 +62,10 @@ def frames(data: bytes) -> list[bytes]:
         out.append(data[pos : start + length])
         pos = start + length
     return out
+
+
+def nowhere_cid() -> str:
+    return str(CID("base32", 1, "raw", multihash.digest(os.urandom(16), "sha2-256")))
 
 
 def pins(node: kubo.Kubo) -> dict[str, str]:
@@ -144,14 +148,14 @@ async def test_backends_without_the_pin_are_passed_over_under_every_spelling(
         lose(ipfs, cid)
         nowhere = await restoring.restore(
             node,
-            ["QmNotStoredAnywhereXXXXXXXXXXXXXXXXXXXXXXXXXXX"],
+            [nowhere_cid()],
             [("a", empty)],
             name="x",
             pin_timeout=5,
         )
         assert nowhere.failure()[0] == reasons.NOT_ON_ANY_BACKEND.name
         outcome = await restoring.restore(
-            node, ["other-spelling", cid], [("a", empty), ("b", holder)], name="x", pin_timeout=5
+            node, [nowhere_cid(), cid], [("a", empty), ("b", holder)], name="x", pin_timeout=5
         )
     assert outcome.backend == "b"
     assert [(a.backend, a.reason) for a in outcome.attempts] == [("a", "PinNotFound")]
