@@ -11,8 +11,9 @@ first -- the user says which with ``spec.restorePriority`` (lower first; an S3 b
 datacentre before an FTP server across the ocean). Among equals, a backend whose status says it
 holds every pin of this PinSet's current version comes first (the others may lack the pin and
 cost a lookup), then a healthy one (an unhealthy one is not skipped: its health check includes a
-write probe, and a full disk still serves reads). Suspended and Stalled backends are never used:
-the user asked for nothing to be done with them, or they cannot be configured.
+write probe, and a full disk still serves reads -- unless the check found it unreachable).
+Suspended and Stalled backends are never used: the user asked for nothing to be done with them,
+or they cannot be configured.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ REQUESTED_AT = "pinsync.io/restore-requested-at"
 ``status.restoreRequestedAt`` once the restore it asked for has finished."""
 DEFAULT_PRIORITY = 100
 """``spec.restorePriority`` of a StorageBackend that does not set it."""
+UNREACHABLE = frozenset({reasons.UNREACHABLE.name})
+"""Health-check reasons that rule a backend out as a restore source until its next check."""
 
 
 def policy(pinset: Mapping[str, Any]) -> str:
@@ -69,9 +72,11 @@ def candidate(
     spec, status = backend.get("spec") or {}, backend.get("status") or {}
     if spec.get("suspend") or conditions.is_true(status.get("conditions"), "Stalled"):
         return None
+    healthy = conditions.find(status.get("conditions"), "Healthy")
+    if healthy and healthy.get("status") == "False" and healthy.get("reason") in UNREACHABLE:
+        return None  # reads would wait out the same connect timeout, once for every pin
     entry = next((s for s in status.get("sources") or () if s.get("name") == source_name), None)
     complete = bool(entry and entry.get("digest") == digest and entry.get("present") == pins)
-    healthy = conditions.find(status.get("conditions"), "Healthy")
     return Candidate(
         name=backend["metadata"]["name"],
         priority=int(spec.get("restorePriority", DEFAULT_PRIORITY)),

@@ -88,12 +88,18 @@ def test_among_equal_priorities_a_complete_then_a_healthy_backend_goes_first() -
 
 def test_an_unhealthy_backend_is_kept_last_but_suspended_and_stalled_ones_are_never_used() -> None:
     got = order(
-        backend("down", healthy=False),
+        backend("full", healthy=False),
         backend("unknown", healthy=None),
         backend("stalled", stalled=True),
         backend("paused", suspend=True),
     )
-    assert got == ["unknown", "down"]
+    assert got == ["unknown", "full"]
+
+
+def test_a_backend_its_health_check_found_unreachable_is_not_asked() -> None:
+    gone = backend("gone", healthy=False)
+    gone["status"]["conditions"][1]["reason"] = "Unreachable"
+    assert order(gone, backend("up")) == ["up"]
 
 
 def test_nothing_found_anywhere_is_not_on_any_backend() -> None:

@@ -213,12 +213,14 @@ async def write_report(
     elif lost or failures:
         # A failed restore says more than the network pin that failed after it.
         reason, what, found = (
-            (reasons.RESTORE_FAILED, "lost pin(s) could not be restored from a backend", lost)
+            (reasons.RESTORE_FAILED, "pin(s) the node lacks could not be restored", lost)
             if lost
             else (reasons.PIN_FAILED, "CID(s) could not be pinned on the node", failures)
         )
         first = min(found.values(), key=lambda f: f.cid)
         message = f"{len(found)} {what}, e.g. {first.cid}: {first.reason}"
+        if not lost and not restoreplanner.allowed(obj):
+            message += f" (spec.restore is Manual: set {restoreplanner.REQUESTED_AT} to restore)"
         updates = conditions.reconciling(reason.name, message)
     elif ready_backends < len(targeted) or unpinned:
         message = (
