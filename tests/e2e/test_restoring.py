@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,7 +19,7 @@ from multiformats import CID, multihash
 from pinsync import car, reasons, restoring
 from pinsync.backends import base, s3
 from pinsync.devenv import kubo, minio
-from pinsync.ipfs import Kubo
+from pinsync.ipfs import ContentUnavailable, IpfsError, Kubo
 
 pytestmark = pytest.mark.e2e
 
@@ -160,3 +161,22 @@ async def test_backends_without_the_pin_are_passed_over_under_every_spelling(
     assert outcome.backend == "b"
     assert [(a.backend, a.reason) for a in outcome.attempts] == [("a", "PinNotFound")]
     assert ipfs.export_car(cid) == before
+
+
+async def test_kubo_walks_a_dag_missing_a_child_offline_at_once_but_an_offline_pin_hangs(
+    ipfs: kubo.Kubo,
+) -> None:
+    # Kubo 0.39's behaviour, pinned down: it is why a restore walks the DAG before pinning it.
+    cid = ipfs.add(os.urandom(1_000_000))
+    cut = b"".join(frames(ipfs.export_car(cid))[:-1])
+    lose(ipfs, cid)
+    async with Kubo(ipfs.api_url, timeout=3) as node:
+        await node.dag_import(once(cut))
+        started = time.monotonic()
+        with pytest.raises(ContentUnavailable):
+            await node.dag_stat(cid, offline=True)
+        assert time.monotonic() - started < 2
+        with pytest.raises(IpfsError) as hung:
+            await node.pin_local([cid], name="never")
+    assert hung.value.reason == "RequestTimeout"
+    assert cid not in pins(ipfs)

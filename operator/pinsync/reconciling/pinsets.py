@@ -94,14 +94,22 @@ async def pin_missing(
             pinned += 1
 
     async def restored(cid: str, spelled: str) -> bool:
-        """Pinned from local blocks after all, or restored from a backend."""
+        """Pinned from local blocks after all, or restored from a backend.
+
+        Whether the DAG is local is asked with an offline ``dag/stat``, which fails at once
+        when any block is missing; an offline ``pin/add`` does so only when the root is.
+        """
         assert restorer is not None
         try:
-            await kubo.pin_local([spelled], name=name)
+            await kubo.dag_stat(spelled, offline=True)
         except ipfs.ContentUnavailable:
             return await restorer.restore(kubo, cid, name=name)
         except ipfs.IpfsError:
             return False  # the network pin below reports it
+        try:
+            await kubo.pin_local([spelled], name=name)
+        except ipfs.IpfsError:
+            return False
         return True
 
     deadline = time.monotonic() + PIN_PASS_BUDGET
