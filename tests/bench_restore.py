@@ -28,6 +28,7 @@ from pinsync.backends import base
 from tests.bench import (
     PEER_RUNNER,
     ROOT,
+    TARGET_PEER_RATIO,
     TARGET_RSS_MIB,
     Bench,
     BenchError,
@@ -135,7 +136,14 @@ def big(bench: Bench, cids: Sequence[str], label: str) -> None:
         f"{streams} at a time (checks nothing)",
         f"{peer.mib_per_s:.1f} MiB/s ({peer.seconds:.1f} s)",
     )
-    report.add("12", "pinsync restore / peer (MiB/s)", f"{timed.mib_per_s / peer.mib_per_s:.2f}x")
+    ratio = timed.mib_per_s / peer.mib_per_s
+    report.add(
+        "12",
+        "pinsync restore / peer (MiB/s)",
+        f"{ratio:.2f}x",
+        f"≥ {TARGET_PEER_RATIO:.1f}x",
+        verdict(ratio >= TARGET_PEER_RATIO),
+    )
 
 
 def small(bench: Bench, cids: Sequence[str], label: str) -> None:
