@@ -341,8 +341,8 @@ class Kubo:
         timeouts bound a stalled stream. An error of ``car`` itself surfaces wrapped by aiohttp
         (as NodeUnreachable here): callers that check the stream keep its error to tell the two
         apart. Kubo stores blocks as they arrive, so a stream that fails half-way leaves its
-        first blocks unpinned in the blockstore, for the next ``repo gc``; roots are pinned by
-        the caller, afterwards and offline, which also proves the DAG complete.
+        first blocks unpinned in the blockstore, for the next ``repo gc``; the caller walks the
+        DAG offline (``dag_stat``) to prove it complete, then pins the root.
         """
         writer = aiohttp.MultipartWriter("form-data")
         part = writer.append(aiohttp.payload.AsyncIterablePayload(car))

@@ -1,14 +1,14 @@
 """Restoring a pin the node lost: ``backend.fetch_pin -> CarChecker -> Kubo dag/import -> pin``.
 
 The upload path's streaming, run backwards: the CAR flows from the backend through the same
-:class:`pinsync.car.CarChecker` into Kubo's ``dag/import`` and is never held whole (a 2 GiB pin
-costs what uploading one costs). The checker refuses a chunk that completes a block whose data
-does not hash to its CID, or a header whose roots do not include the pin, before the chunk
-reaches Kubo: a corrupted copy never lands in the blockstore. What it cannot see from the CAR
-alone -- a copy cut off cleanly between two blocks -- the node catches: after the import the
-DAG is walked offline (``dag/stat``), which Kubo refuses at once unless every block of it is
-local, and only then is the root pinned (offline too). So nothing is pinned from a CAR that
-failed its check, and nothing incomplete is pinned at all.
+:class:`pinsync.car.CarChecker` into Kubo's ``dag/import`` and is never held whole (restoring a
+2 GiB pin peaked at 85 MiB RSS, uploading one at 117: bench rows 14 and 4). The checker refuses
+a chunk that completes a block whose data does not hash to its CID, or a header whose roots do
+not include the pin, before the chunk reaches Kubo: a corrupted copy never lands in the
+blockstore. What it cannot see from the CAR alone -- a copy cut off cleanly between two
+blocks -- the node catches: after the import the DAG is walked offline (``dag/stat``), which
+Kubo refuses at once unless every block of it is local, and only then is the root pinned
+(offline too). So nothing is pinned from a CAR that failed its check, nor anything incomplete.
 
 Backends are tried in the order :func:`pinsync.restoreplanner.ranked` gives; the first that
 restores the pin ends the search. A pinning service (IPFS Cluster) stores no CAR; where it can
