@@ -149,13 +149,13 @@ def big(bench: Bench, cids: Sequence[str], label: str) -> None:
 def small(bench: Bench, cids: Sequence[str], label: str) -> None:
     concurrency = bench.plan.small_concurrency
     backend = prepare(bench, "restore-small", cids, concurrency)
-    say(f"restoring {len(cids)} x {label} with restoring.restore ({concurrency} at a time)")
+    say(f"restoring {label} with restoring.restore ({concurrency} at a time)")
     before = bench.cpu()
     timed = asyncio.run(restore_all(bench.node.api_url, backend, cids, concurrency))
     bench.cpu_note("(13) pinsync restore", bench.cpu() - before, timed, per_pin=True)
     bench.report.add(
         "13",
-        f"pinsync restore MinIO → Kubo, {len(cids)} x {label}, {concurrency} at a time",
+        f"pinsync restore MinIO → Kubo, {label}, {concurrency} at a time",
         f"{timed.per_s:.1f} pins/s ({timed.seconds:.1f} s)",
     )
 
@@ -200,18 +200,28 @@ def child_main() -> int:
     return 0
 
 
-def run(bench: Bench) -> None:
-    plan, report = bench.plan, bench.report
-    if bench.wants("12"):
+def workload(bench: Bench, *, big: bool, seed: int) -> tuple[list[str], str]:
+    """Fresh random pins on the node: (2)'s 16 x 64 MiB, or (3)'s 2,000 x 4 KiB; and a label."""
+    plan = bench.plan
+    if big:
         label = f"{plan.big_pins} x {size_label(plan.big_size)}"
         say(f"adding {label} of random content to Kubo")
-        cids = add_big(bench.node, plan.big_pins, plan.big_size, seed=12)
+        return add_big(bench.node, plan.big_pins, plan.big_size, seed=seed), label
+    label = f"{plan.small_pins} x {size_label(plan.small_size)}"
+    say(f"adding {label} to Kubo")
+    return asyncio.run(add_small(bench.node.api_url, plan.small_pins, plan.small_size, seed)), label
+
+
+def run(bench: Bench) -> None:
+    report = bench.report
+    if bench.wants("12"):
+        cids, label = workload(bench, big=True, seed=12)
         report.attempt("12", f"restore, {label}", lambda: big(bench, cids, label))
     if bench.wants("13"):
-        n, label = plan.small_pins, size_label(plan.small_size)
-        say(f"adding {n} pins of {label} to Kubo")
-        small_cids = asyncio.run(add_small(bench.node.api_url, n, plan.small_size, seed=13))
-        report.attempt("13", f"restore, {n} x {label}", lambda: small(bench, small_cids, label))
+        small_cids, small_label = workload(bench, big=False, seed=13)
+        report.attempt(
+            "13", f"restore, {small_label}", lambda: small(bench, small_cids, small_label)
+        )
     if bench.wants("14"):
         report.attempt("14", "peak RSS of a restore", lambda: memory(bench))
 
