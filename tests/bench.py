@@ -43,7 +43,13 @@ for scale 1.0. What is measured, in one run:
    same CARs exported beforehand into a clone (the peer a user would write):
    10. 2,000 pins of 4 KiB: pins/s, commits made and bytes fetched; the peer's pins/s; the ratio;
    11. 16 x 64 MiB: MiB/s of both.
-12. The huggingface backend into the Hub contract fake (see :mod:`tests.bench_huggingface`):
+12-13. Restore (see :mod:`tests.bench_restore`): pins synced to MinIO, removed from the node,
+   restored by ``restoring.restore`` (fetch -> CarChecker -> ``dag/import`` -> offline pin):
+   12. 16 x 64 MiB, 4 at a time, MiB/s, beside ``aws s3 cp - | ipfs dag import`` by hand;
+   13. 2,000 pins of 4 KiB, 32 at a time, pins/s;
+   14. peak RSS of a child process restoring one 2 GiB pin (target: (4)'s 200 MiB).
+
+15. The huggingface backend into the Hub contract fake (see :mod:`tests.bench_huggingface`):
    2,000 pins of 4 KiB, pins/s and commits made.
 
 ``PINSYNC_BENCH_ONLY`` selects rows: a comma-separated list of row numbers (``2b`` included) and
@@ -105,7 +111,7 @@ BUCKET = "bench"
 REGION = "us-east-1"
 SCALE_ENV = "PINSYNC_BENCH_SCALE"
 ONLY_ENV = "PINSYNC_BENCH_ONLY"
-UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12")
+UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15")
 """The rows ``PINSYNC_BENCH_ONLY`` can select."""
 CHILD_FLAG = "--child-sync"
 CHILD_ENV = "PINSYNC_BENCH_CHILD"
@@ -615,10 +621,12 @@ def per_pin_script(
     workdir: pathlib.Path,
     *,
     prefix: str,
+    landed: bool = True,
     **extra: str,
 ) -> Timed:
     """Time a bash ``script`` that moves every CID in ``$CID_FILE`` to ``s3://$BUCKET/$PREFIX/``
-    with the command-line tools, then check that every pin landed."""
+    with the command-line tools, then check that every pin landed (``landed``; a script that
+    reads from there instead is checked by its caller, and its Timed has no bytes)."""
     cid_file = workdir / f"{prefix}-cids.txt"
     cid_file.write_text("\n".join(cids) + "\n")
     env = {
@@ -640,6 +648,8 @@ def per_pin_script(
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise BenchError(f"{prefix}: script failed ({done.returncode}): {done.stderr[-2000:]}")
+    if not landed:
+        return Timed(bytes=0, seconds=seconds, count=len(cids))
     count, total = asyncio.run(count_objects(target, prefix))
     if count != len(cids):
         raise BenchError(f"{prefix}: {count} objects landed, expected {len(cids)}")
@@ -1071,7 +1081,7 @@ def main() -> int:
     plan = Plan.from_scale(scale_from_env())
     only = selection_from_env()
     # Import this module first: they import from it.
-    from tests import bench_github, bench_huggingface, bench_operator
+    from tests import bench_github, bench_huggingface, bench_operator, bench_restore
 
     report = Report()
     with contextlib.ExitStack() as cleanup:
@@ -1108,8 +1118,9 @@ def main() -> int:
                 lambda: bench_operator.run(bench),
             ),
             ("10-11", "the github backend", bench_github.UNITS, lambda: bench_github.run(bench)),
+            ("12-14", "restore", bench_restore.UNITS, lambda: bench_restore.run(bench)),
             (
-                "12",
+                "15",
                 "the huggingface backend",
                 bench_huggingface.UNITS,
                 lambda: bench_huggingface.run(bench),

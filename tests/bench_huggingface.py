@@ -1,10 +1,10 @@
-"""Row (12) of ``make bench``: the huggingface backend into the Hub contract fake (issue 10).
+"""Row (15) of ``make bench``: the huggingface backend into the Hub contract fake (issue 10).
 
 The server is :mod:`pinsync.devenv.hubfake` on loopback (no Hub server can be installed here),
 so the figure measures pinsync's side -- spooling, hashing, the LFS batch API, one commit per
 batch -- not the Hub's. pinsync is ``syncing.run`` with the real HuggingfaceBackend.
 
-12. 2,000 pins of 4 KiB: pins/s and the commits made (100 files per commit: 20).
+15. 2,000 pins of 4 KiB: pins/s and the commits made (100 files per commit: 20).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pinsync.backends import base, huggingface
 from pinsync.devenv import hubfake
 from tests.bench import Bench, Synced, add_small, say, size_label, timed_pass
 
-UNITS = ("12",)
+UNITS = ("15",)
 
 
 async def pinsync_pass(
@@ -49,7 +49,7 @@ def run(bench: Bench) -> None:
         say(f"syncing {n} x {label} into the Hub contract fake with syncing.run")
         synced, commits = asyncio.run(pinsync_pass(bench, hub, f"{hub.user}/bench", cids))
         report.add(
-            "12",
+            "15",
             f"pinsync syncing.run → Hub contract fake (HuggingfaceBackend), {n} x {label}, "
             f"concurrency {plan.small_concurrency}",
             f"{synced.per_s:.1f} pins/s ({synced.seconds:.1f} s), {commits} commit(s)",

@@ -17,7 +17,7 @@ header is decoded here rather than pulling in a CBOR library.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from multiformats import CID, multihash
@@ -203,7 +203,7 @@ class CarChecker:
         self.size = 0
         self.block_bytes = 0
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncGenerator[bytes]:
         try:
             async for chunk in self._stream:
                 self.size += len(chunk)

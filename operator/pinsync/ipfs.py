@@ -182,6 +182,7 @@ class Kubo:
         what: str,
         reason: str,
         timeout: aiohttp.ClientTimeout | None = None,
+        data: aiohttp.MultipartWriter | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST to the RPC API; yield a ``200 OK`` answer, raise an IpfsError for anything else.
 
@@ -189,7 +190,10 @@ class Kubo:
         """
         try:
             async with self._http().post(
-                f"{self.api_url}{path}", params=params, timeout=timeout or self._timeouts
+                f"{self.api_url}{path}",
+                params=params,
+                timeout=timeout or self._timeouts,
+                data=data,
             ) as response:
                 if response.status != 200:
                     raise await self._answer_error(response, what, reason)
@@ -362,3 +366,59 @@ class Kubo:
         ):
             async for chunk in answer.content.iter_chunked(chunk_size):
                 yield chunk
+
+    async def dag_import(self, car: AsyncIterator[bytes]) -> tuple[int, int]:
+        """Import a CARv1 stream into the blockstore (``dag/import``), pinning nothing.
+
+        Returns Kubo's ``(blocks, block bytes)`` count. The stream is sent as it is read (a
+        chunked multipart body), so nothing holds the whole CAR. Kubo answers only once it has
+        read the whole body, so no read timeout applies while sending; the source's own
+        timeouts bound a stalled stream. An error of ``car`` itself surfaces wrapped by aiohttp
+        (as NodeUnreachable here): callers that check the stream keep its error to tell the two
+        apart. Kubo stores blocks as they arrive, so a stream that fails half-way leaves its
+        first blocks unpinned in the blockstore, for the next ``repo gc``; the caller walks the
+        DAG offline (``dag_stat``) to prove it complete, then pins the root.
+        """
+        writer = aiohttp.MultipartWriter("form-data")
+        part = writer.append(aiohttp.payload.AsyncIterablePayload(car))
+        part.set_content_disposition("form-data", name="file", filename="pin.car")
+        params = {"pin-roots": "false", "stats": "true"}
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout)
+        what = "dag/import"
+        stats: dict[str, Any] = {}
+        async with self._call(
+            "/api/v0/dag/import",
+            params,
+            what=what,
+            reason="ImportFailed",
+            timeout=timeout,
+            data=writer,
+        ) as answer:
+            async for line in answer.content:
+                try:
+                    entry = json.loads(line) if line.strip() else {}
+                except ValueError:
+                    raise IpfsError(
+                        f"{what}: Kubo's answer is not JSON", reason="ImportFailed"
+                    ) from None
+                if isinstance(entry, dict) and isinstance(entry.get("Stats"), dict):
+                    stats = entry["Stats"]
+        try:
+            return int(stats.get("BlockCount", 0)), int(stats.get("BlockBytesCount", 0))
+        except (TypeError, ValueError):
+            raise IpfsError(f"{what}: unexpected answer from Kubo", reason="ImportFailed") from None
+
+    async def swarm_connect(self, addresses: Sequence[str]) -> int:
+        """Connect to peers by multiaddr (``/ip4/…/tcp/…/p2p/<id>``); how many connected.
+
+        One request each: Kubo fails a request naming several when any one fails, and a peer
+        that is down must not hide the others.
+        """
+        connected = 0
+        for address in addresses:
+            try:
+                await self._post("/api/v0/swarm/connect", {"arg": address}, what="swarm/connect")
+            except IpfsError:
+                continue
+            connected += 1
+        return connected

@@ -30,3 +30,18 @@ DIRTY = Gauge(
 MISSING = Gauge(
     "pinsync_backend_missing_pins", "Desired pins not on the backend", ["namespace", "backend"]
 )
+PINS_RESTORED = Counter(
+    "pinsync_restored_pins_total",
+    "Pins the node had lost, restored from a backend and pinned again",
+    ["namespace", "backend"],
+)
+BYTES_RESTORED = Counter(
+    "pinsync_restored_bytes_total",
+    "Bytes of CAR content read back from backends to restore lost pins",
+    ["namespace", "backend"],
+)
+RESTORE_FAILURES = Counter(
+    "pinsync_restore_failures_total",
+    "Restores of a lost pin that failed on every usable backend, by reason",
+    ["namespace", "reason"],
+)

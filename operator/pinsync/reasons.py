@@ -103,7 +103,9 @@ UNSUPPORTED = _reason("Unsupported", "Stalled", "the operation has no meaning fo
 PIN_NOT_FOUND = _reason("PinNotFound", "failures", "the pin is not on the backend", retryable=False)
 DAMAGED = _reason("Damaged", "failures", "the stored pin differs from what was written")
 VERIFY_FAILED = _reason("VerifyFailed", "failures", "the stored size differs from the bytes sent")
-CAR_INVALID = _reason("CarInvalid", "failures", "Kubo's export is not a valid, complete CAR")
+CAR_INVALID = _reason(
+    "CarInvalid", "failures", "a CAR (Kubo's export, a copy read back to restore) is not intact"
+)
 INTERNAL_ERROR = _reason("InternalError", "failures", "an unexpected error (a bug: see the log)")
 
 # -- SFTP -----------------------------------------------------------------------------------------
@@ -173,6 +175,18 @@ REQUEST_TIMEOUT = _reason("RequestTimeout", "Reconciling", "Kubo did not answer 
 PIN_TIMEOUT = _reason("PinTimeout", "failures", "pin/add did not finish within pinTimeout")
 CONTENT_UNAVAILABLE = _reason("ContentUnavailable", "failures", "blocks are not on the node")
 EXPORT_FAILED = _reason("ExportFailed", "failures", "Kubo's dag/export failed")
+
+# -- restore --------------------------------------------------------------------------------------
+
+NOT_ON_ANY_BACKEND = _reason(
+    "NotOnAnyBackend", "failures", "restore: no usable backend holds the pin"
+)
+IMPORT_FAILED = _reason(
+    "ImportFailed", "failures", "restore: Kubo refused the CAR, or its DAG was incomplete"
+)
+RESTORE_FAILED = _reason(
+    "RestoreFailed", "Reconciling", "some lost pins could not be restored (status.restoreFailures)"
+)
 
 
 class ReasonedError(Exception):

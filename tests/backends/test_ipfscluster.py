@@ -228,3 +228,14 @@ async def test_fetch_pin_is_unsupported(make: Make, content: Callable[[int], str
         async for _ in backend.fetch_pin(cid):
             pass
     assert caught.value.reason == "Unsupported" and not caught.value.retryable
+
+
+async def test_providers_are_the_swarm_addresses_of_the_peers_ipfs_daemons(
+    make: Make, ipfs: kubo.Kubo
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        identity = (await client.post(f"{ipfs.api_url}/api/v0/id")).json()
+    providers = await make().providers()
+    # One peer, whose IPFS daemon is the session's Kubo: a restoring node dials these.
+    assert providers and all(a.endswith(f"/p2p/{identity['ID']}") for a in providers)
+    assert set(providers) <= set(identity["Addresses"])

@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from pinsync.devenv import cluster, kubo, minio
+from pinsync.devenv import cluster, kubo, minio, sshd
 from tests.conftest import Operator
 from tests.kubetools import Objects, create_secret, wait_synced
 
@@ -120,3 +120,13 @@ def ipfs_cluster(workdir: pathlib.Path, ipfs: kubo.Kubo) -> Iterator[cluster.Ipf
     REST API for ``ipfsCluster`` backends, its ``pinsvcapi`` for ``pinningService`` ones."""
     with cluster.running(workdir / f"e2e-cluster-{uuid.uuid4().hex[:8]}", ipfs.api_url) as peer:
         yield peer
+
+
+@pytest.fixture(scope="module")
+def ssh_server(workdir: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[sshd.SSHD]:
+    """A real OpenSSH sshd for one test module (tests make their own directories in it)."""
+    server = sshd.SSHD(workdir / f"sshd-{request.module.__name__.rsplit('.', 1)[-1]}")
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()

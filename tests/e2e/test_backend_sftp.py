@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
-from collections.abc import Iterator
 
 import kubernetes
 import pytest
@@ -20,15 +18,6 @@ from tests.e2e.filetree import assert_pins_stored_as_files, sync_two_pins
 from tests.kubetools import Objects, create_secret, eventually
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def ssh_server(workdir: pathlib.Path) -> Iterator[sshd.SSHD]:
-    server = sshd.SSHD(workdir / "sshd-e2e")
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
 
 
 def test_pins_are_stored_on_an_sftp_server_byte_identical(

@@ -384,6 +384,11 @@ class Backend(abc.ABC):
     def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
         """Stream a stored pin's CAR back."""
 
+    async def providers(self) -> list[str]:
+        """IPFS peers (multiaddrs with ``/p2p/<id>``) holding this backend's pins, for a node to
+        fetch from when restoring; empty where the backend stores CARs or knows none."""
+        return []
+
     def learned(self) -> Mapping[str, str]:
         """Config learned on first contact that later passes must hold to.
 

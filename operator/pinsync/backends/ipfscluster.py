@@ -304,6 +304,16 @@ class IpfsClusterBackend(base.Backend):
         )
         yield b""  # pragma: no cover  (makes this an async generator)
 
+    async def providers(self) -> list[str]:
+        """The swarm addresses of every cluster peer's IPFS daemon (``/peers``, ``ipfs``), so a
+        node restoring a pin can connect to them and fetch it over bitswap."""
+        found: list[str] = []
+        async for peer in self.stream("/peers", "cluster /peers"):
+            for address in (peer.get("ipfs") or {}).get("addresses") or ():
+                if isinstance(address, str) and "/p2p/" in address and address not in found:
+                    found.append(address)
+        return found
+
     # -- pin state --------------------------------------------------------------------------------
 
     async def pin_of(self, cid: str) -> dict[str, Any]:

@@ -52,6 +52,27 @@ def unhealthy_delay(error: errors.BackendError, *, every: float, retry_interval:
     return max(min(every, retry_interval), getattr(error, "retry_after", 0.0))
 
 
+async def client_for(ctx: Context, obj: dict[str, Any], verdict: Verdict) -> base.Backend:
+    """The backend's client, kept across passes while its configuration is unchanged.
+
+    Shared by the backend's own loop and PinSets restoring from it, so both use one
+    connection pool (and one trust-on-first-use host key, from ``status.learned``).
+    """
+    assert verdict.backend_class is not None and verdict.credentials is not None
+    cls, credentials = verdict.backend_class, verdict.credentials
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    config = {
+        **(status.get("learned") or {}),
+        **(spec.get(registry.config_block(spec["type"])) or {}),
+    }
+    stamp = (json.dumps(config, sort_keys=True), verdict.credentials_version, cls)
+    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+    client, replaced = ctx.backend(key, stamp, lambda: cls(config, credentials))
+    if replaced is not None:
+        await replaced.aclose()
+    return client
+
+
 class Pass:
     """One reconcile pass over one backend (holds what the steps share)."""
 
@@ -114,17 +135,7 @@ class Pass:
         )
 
     async def client(self) -> base.Backend:
-        """The backend's client, kept across passes while its configuration is unchanged."""
-        verdict = self.verdict
-        assert verdict.backend_class is not None and verdict.credentials is not None
-        cls, credentials = verdict.backend_class, verdict.credentials
-        learned = self.status.get("learned") or {}
-        config = {**learned, **(self.spec.get(registry.config_block(self.spec["type"])) or {})}
-        stamp = (json.dumps(config, sort_keys=True), verdict.credentials_version, cls)
-        client, replaced = self.ctx.backend(self.key, stamp, lambda: cls(config, credentials))
-        if replaced is not None:
-            await replaced.aclose()
-        return client
+        return await client_for(self.ctx, self.obj, self.verdict)
 
     async def run(self) -> float:
         ctx = self.ctx

@@ -57,8 +57,9 @@ class Context:
             self.kubos[url] = ipfs.Kubo(url)
         return self.kubos[url]
 
-    async def node_pins(self, url: str) -> dict[str, str]:
-        """The node's recursive pins by identity, read at most once per ``node_pins_interval``.
+    async def node_pins(self, url: str, *, fresh: bool = False) -> dict[str, str]:
+        """The node's recursive pins by identity, read at most once per ``node_pins_interval``
+        (``fresh``: read now, e.g. for a restore request, which must see pins lost just now).
 
         Every PinSet and backend of the node shares the one dict; pins the operator adds are
         recorded in it (:meth:`pinned`), so they are seen before the next read.
@@ -67,7 +68,7 @@ class Context:
         async with lock:
             cached = self._node_pins.get(url)
             age = time.monotonic() - cached.read_at if cached else None
-            if cached is None or age is None or age >= self.settings.node_pins_interval:
+            if fresh or cached is None or age is None or age >= self.settings.node_pins_interval:
                 listed = await self.kubo(url).pins()
                 pins = {k: name for c, name in listed.items() if (k := cids.key(c)) is not None}
                 cached = self._node_pins[url] = NodePins(pins, time.monotonic())

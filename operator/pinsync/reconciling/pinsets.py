@@ -15,8 +15,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from pinsync import conditions, ipfs, kube, planner, reasons, selectors
-from pinsync.reconciling import sources
+from pinsync import conditions, ipfs, kube, planner, reasons, restoreplanner, selectors
+from pinsync.reconciling import restores, sources
 from pinsync.reconciling.context import Context
 
 MAX_LISTED = 10
@@ -49,10 +49,13 @@ async def pin_missing(
     source: sources.Source,
     node_pins: dict[str, str],
     known: dict[str, planner.Failure],
+    restorer: restores.Restorer | None = None,
 ) -> tuple[int, bool]:
     """Pin a batch of the PinSet's CIDs not yet on the node; (pinned now, more to do).
 
-    ``known`` (failures by identity, read from status) is updated in place.
+    ``known`` (failures by identity, read from status) is updated in place. With a
+    ``restorer``, a CID whose blocks are not on the node is restored from a backend before
+    the network is asked for it (``pin/add`` waits up to pinTimeout; a backend answers now).
     """
     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
     now = conditions.utcnow()
@@ -72,6 +75,11 @@ async def pin_missing(
         nonlocal pinned
         async with limit:
             spelled = source.spelling(cid)
+            if restorer is not None and restorer.wants(cid) and await restored(cid, spelled):
+                known.pop(cid, None)
+                node_pins[cid] = name
+                pinned += 1
+                return
             try:
                 await kubo.pin_add(spelled, name=name, timeout=timeout)
             except ipfs.IpfsError as exc:
@@ -80,8 +88,29 @@ async def pin_missing(
                 )
                 return
             known.pop(cid, None)
+            if restorer is not None:
+                restorer.failures.pop(cid, None)  # the network had it after all
             node_pins[cid] = name
             pinned += 1
+
+    async def restored(cid: str, spelled: str) -> bool:
+        """Pinned from local blocks after all, or restored from a backend.
+
+        Whether the DAG is local is asked with an offline ``dag/stat``, which fails at once
+        when any block is missing; an offline ``pin/add`` does so only when the root is.
+        """
+        assert restorer is not None
+        try:
+            await kubo.dag_stat(spelled, offline=True)
+        except ipfs.ContentUnavailable:
+            return await restorer.restore(kubo, cid, name=name)
+        except ipfs.IpfsError:
+            return False  # the network pin below reports it
+        try:
+            await kubo.pin_local([spelled], name=name)
+        except ipfs.IpfsError:
+            return False
+        return True
 
     deadline = time.monotonic() + PIN_PASS_BUDGET
     while todo:
@@ -159,16 +188,21 @@ async def write_report(
     missing_backends: list[str],
     node_pins: Mapping[str, str],
     failures: Mapping[str, planner.Failure],
+    restorer: restores.Restorer,
+    **fields: Any,
 ) -> dict[str, Any]:
     """Conditions, counts and per-backend summaries from what this pass knows."""
     unpinned = sum(1 for c in source.pins if c not in node_pins)
     summaries = [backend_summary(source, b) for b in targeted]
     ready_backends = sum(1 for s in summaries if s["ready"])
+    lost = {k: f for k, f in restorer.failures.items() if k not in node_pins}
     counts = {
         "pins": len(source.pins),
         "backends": len(targeted),
         "syncedBackends": ready_backends,
         "failed": len(failures),
+        "restored": restorer.total,
+        "restoreFailed": len(lost),
     }
     stalled = stalled_backend(targeted)
     if source.invalid:
@@ -184,13 +218,18 @@ async def write_report(
         )
     elif stalled is not None:
         updates = conditions.stalled(reasons.BACKEND_STALLED.name, stalled)
-    elif failures:
-        first = min(failures.values(), key=lambda f: f.cid)
-        message = (
-            f"{len(failures)} CID(s) could not be pinned on the node, "
-            f"e.g. {first.cid}: {first.reason}"
+    elif lost or failures:
+        # A failed restore says more than the network pin that failed after it.
+        reason, what, found = (
+            (reasons.RESTORE_FAILED, "pin(s) the node lacks could not be restored", lost)
+            if lost
+            else (reasons.PIN_FAILED, "CID(s) could not be pinned on the node", failures)
         )
-        updates = conditions.reconciling(reasons.PIN_FAILED.name, message)
+        first = min(found.values(), key=lambda f: f.cid)
+        message = f"{len(found)} {what}, e.g. {first.cid}: {first.reason}"
+        if not lost and not restoreplanner.allowed(obj):
+            message += f" (spec.restore is Manual: set {restoreplanner.REQUESTED_AT} to restore)"
+        updates = conditions.reconciling(reason.name, message)
     elif ready_backends < len(targeted) or unpinned:
         message = (
             f"{ready_backends} of {len(targeted)} backend(s) have all {len(source.pins)} pin(s)"
@@ -209,6 +248,8 @@ async def write_report(
         backends=summaries,
         failures=[f.to_status() for f in listed],
         retries=planner.pack(failures),
+        **restores.failures_fields(lost),
+        **fields,
     )
 
 
@@ -218,8 +259,10 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         return None
     spec = obj.get("spec") or {}
     url = sources.api_url(ctx, obj)
+    asked = restoreplanner.request(obj)
     try:
-        node_pins = await ctx.node_pins(url)
+        # A restore request looks at the node as it is now, not as it was listed a while ago.
+        node_pins = await ctx.node_pins(url, fresh=asked is not None)
     except ipfs.IpfsError as exc:
         message = f"IPFS node {url}: {exc}"
         await ctx.write_status(kube.PINSETS, obj, conditions.reconciling(exc.reason, message))
@@ -230,21 +273,35 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     existing = {b["metadata"]["name"] for b in all_backends}
     missing_backends = [n for n in spec.get("backends") or () if n not in existing]
     failures = failures_of(obj, source, node_pins)
+    restorer = restores.Restorer.of(ctx, obj, source, targeted, node_pins)
+    if asked is not None:  # asked to restore now: no backoff holds
+        failures = restoreplanner.forgiven(failures)
+        restorer.failures = restoreplanner.forgiven(restorer.failures)
 
-    async def report() -> None:
+    async def report(**fields: Any) -> None:
         obj["status"] = await write_report(
-            ctx, obj, source, targeted, missing_backends, node_pins, failures
+            ctx, obj, source, targeted, missing_backends, node_pins, failures, restorer, **fields
         )
 
     await report()  # before pinning, which may take up to pinTimeout
-    pinned, more = await pin_missing(ctx, obj, source, node_pins, failures)
+    allowed = restorer if restoreplanner.allowed(obj) else None
+    pinned, more = await pin_missing(ctx, obj, source, node_pins, failures, allowed)
+    while more and asked is not None:  # a request is answered once all of it is done
+        await report()
+        again, more = await pin_missing(ctx, obj, source, node_pins, failures, allowed)
+        pinned += again
     if pinned:
         for backend in targeted:  # new content on the node: their desired sets grew
             ctx.wakeups.wake((kube.STORAGEBACKENDS, namespace, backend["metadata"]["name"]))
-    await report()
+    await restorer.announce(obj)
+    await report(**({"restoreRequestedAt": asked} if asked is not None else {}))
     if more:
         return 0.0
-    retry_times = [f.next_retry_at for f in failures.values() if f.next_retry_at]
+    retry_times = [
+        f.next_retry_at
+        for f in (*failures.values(), *restorer.failures.values())
+        if f.next_retry_at
+    ]
     if retry_times:
         return max(1.0, (min(retry_times) - conditions.utcnow()).total_seconds())
     return None
