@@ -309,6 +309,9 @@ async def test_request_ids_that_are_not_cids_serve_status_and_removal(
     assert request["pin"]["origins"] == node.mine
     assert request["pin"]["meta"] == {"pinsync/pinset": "a/b"}
     assert node.dialled == request["delegates"] and node.dialled  # the service's peers, dialled
+    # What a node restoring a pin is told to connect to: the same peers.
+    assert await backend.providers() == [d for d in request["delegates"] if "/p2p/" in d]
+    assert await backend.providers()
     await backend.remove_pin(cid)
     assert mock_requests(mock, cid) == []
 

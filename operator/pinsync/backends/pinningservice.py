@@ -290,6 +290,17 @@ class PinningServiceBackend(base.Backend):
         if not isinstance(answer, Mapping) or not isinstance(answer.get("results"), list):
             raise ServiceError("list pins: the answer is not a Pinning Service API pin list")
 
+    async def providers(self) -> list[str]:
+        """The delegates of one pinned request (a service names the same peers for every pin
+        it holds), so that a node restoring a pin can connect to them and fetch it."""
+        answer = await self.request(
+            "GET", "/pins", "list pinned pins", params={"limit": "1", "status": PINNED}
+        )
+        results = answer.get("results") if isinstance(answer, Mapping) else None
+        first = results[0] if isinstance(results, list) and results else {}
+        delegates = first.get("delegates") if isinstance(first, Mapping) else None
+        return [str(d) for d in delegates or () if isinstance(d, str) and "/p2p/" in d]
+
     async def usage(self) -> base.Usage:
         count = 0
         async for _ in self.list_pins():
