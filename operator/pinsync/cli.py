@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 
 import kopf
 import prometheus_client
 
 from pinsync import kube
+from pinsync.plugin import commands as commands_module
 from pinsync.settings import Settings
 
 
@@ -44,7 +46,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="pinsync", description=__doc__)
+    # Run as kubectl-pinsync, kubectl's plugin: usage lines then read "kubectl pinsync ...".
+    plugin = os.path.basename(sys.argv[0]).startswith("kubectl-")
+    prog = "kubectl pinsync" if plugin else "pinsync"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run_cmd = commands.add_parser("run", help="run the operator against a cluster")
     run_cmd.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     run_cmd.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
     run_cmd.add_argument("-v", "--verbose", action="store_true")
     run_cmd.set_defaults(func=run)
+    commands_module.register(commands)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -1,0 +1,558 @@
+"""``kubectl pinsync``: the subcommands of the ``pinsync`` CLI that drive a running operator.
+
+The plugin writes nothing but annotations the operator already watches (``mark-dirty``,
+``sync-requested-at``, ``health-requested-at``, ``restore-requested-at``) and reads status:
+every decision stays with the operator, so the dirty-token rules hold exactly as for a
+``kubectl annotate``. Waiting polls the objects once a second (a watch would need one stream per
+kind and namespace for a view refreshed at the same pace by a person).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+
+from pinsync import kube, selectors
+from pinsync.plugin import render, views, waiting
+from pinsync.reconciling import marking
+
+RESTORE_REQUESTED_AT = "pinsync.io/restore-requested-at"
+POLL = 1.0
+"""Seconds between reads while waiting or watching."""
+
+EXIT_FAILED = 1
+"""A request failed: Stalled, pins failed, unhealthy, or the object is gone."""
+EXIT_TIMEOUT = 3
+"""``--timeout`` passed before every request was answered."""
+
+
+class UsageError(Exception):
+    """Arguments that name no objects, or name them twice over."""
+
+
+class CommandError(Exception):
+    """A failure to report as ``error: ...`` with exit status 1."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Scope:
+    """Which objects a command acts on, from its arguments (kubectl's rules)."""
+
+    namespace: str | None
+    """None: every namespace (``-A``)."""
+    names: tuple[str, ...] = ()
+    selector: str | None = None
+    everything: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        namespace: str,
+        all_namespaces: bool,
+        names: Sequence[str],
+        selector: str | None,
+        everything: bool,
+        required: bool,
+    ) -> Scope:
+        """``required``: the command changes things, so an empty choice is an error rather
+        than "all" (as ``kubectl delete`` asks for ``--all``)."""
+        if names and (selector or everything):
+            raise UsageError("name objects, or use --all or -l, not both")
+        if names and all_namespaces:
+            raise UsageError("objects cannot be named across all namespaces (-A): use -n")
+        if required and not (names or selector or everything):
+            raise UsageError("name one or more objects, or use --all or -l SELECTOR")
+        return cls(
+            namespace=None if all_namespaces else namespace,
+            names=tuple(dict.fromkeys(names)),
+            selector=selector,
+            everything=everything,
+        )
+
+
+def now_value() -> str:
+    """A request value: the time, to the microsecond, so two requests never look the same."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def mark_value(reason: str, current: str | None) -> str:
+    """The ``mark-dirty`` value for ``reason``: the operator acts on a *new* value only, so a
+    reason equal to the one last written gets the time added."""
+    return reason if reason != current else f"{reason} ({now_value()})"
+
+
+def key_of(obj: Mapping[str, Any]) -> tuple[str, str]:
+    return obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+
+
+class Session:
+    """The API and the printer one command uses."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.printer = render.Printer(args.output)
+        try:
+            kube.load_config(args.kubeconfig, args.context)
+        except kube.ConfigError as exc:
+            raise CommandError(f"no cluster configuration: {exc}") from None
+        self.namespace = args.namespace or kube.default_namespace(args.kubeconfig, args.context)
+        self.api = kube.Api()
+
+    def scope(self, names: Sequence[str], *, required: bool) -> Scope:
+        return Scope.of(
+            namespace=self.namespace,
+            all_namespaces=self.args.all_namespaces,
+            names=names,
+            selector=self.args.selector,
+            everything=getattr(self.args, "all", False),
+            required=required,
+        )
+
+    async def objects(self, plural: str, scope: Scope) -> list[dict[str, Any]]:
+        """The objects in ``scope``; a named one that does not exist is an error."""
+        if not scope.names:
+            found = await self.api.select(plural, scope.namespace, scope.selector)
+            return sorted(found, key=key_of)
+        assert scope.namespace is not None
+        namespace = scope.namespace
+        got = await asyncio.gather(*(self.api.get(plural, namespace, n) for n in scope.names))
+        missing = [n for n, obj in zip(scope.names, got, strict=True) if obj is None]
+        if missing:
+            kind = singular(plural)
+            names = ", ".join(f'"{n}"' for n in missing)
+            raise CommandError(f"{kind} {names} not found in namespace {namespace}")
+        return [obj for obj in got if obj is not None]
+
+    async def targets(self, plural: str, names: Sequence[str]) -> list[dict[str, Any]]:
+        found = await self.objects(plural, self.scope(names, required=True))
+        if not found:
+            where = "any namespace" if self.args.all_namespaces else f"namespace {self.namespace}"
+            raise CommandError(f"no {plural} match in {where}")
+        return found
+
+    def table(
+        self, columns: Sequence[str], rows: list[list[str]], summaries: Sequence[views.Summary]
+    ) -> tuple[list[str], list[list[str]]]:
+        if self.args.all_namespaces:
+            return views.with_namespace(columns, rows, summaries)
+        return list(columns), rows
+
+
+def singular(plural: str) -> str:
+    return {"storagebackends": "storagebackend", "pinsets": "pinset"}.get(plural, plural)
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+# -- status, dirty ---------------------------------------------------------------------------
+
+
+async def gather_status(session: Session, name: str | None) -> dict[str, list[views.Summary]]:
+    scope = session.scope([name] if name else [], required=False)
+    backends = [
+        views.backend_summary(o) for o in await session.objects(kube.STORAGEBACKENDS, scope)
+    ]
+    pinset_scope = dataclasses.replace(scope, names=(), selector=None)
+    pinsets = [views.pinset_summary(o) for o in await session.objects(kube.PINSETS, pinset_scope)]
+    if name or scope.selector:
+        shown = {(b["namespace"], b["name"]) for b in backends}
+        pinsets = [
+            p
+            for p in pinsets
+            if any((p["namespace"], b.get("name")) in shown for b in p["perBackend"])
+        ]
+    return {"backends": backends, "pinsets": pinsets}
+
+
+def status_tables(
+    session: Session, data: dict[str, list[views.Summary]]
+) -> list[tuple[list[str], list[list[str]], str]]:
+    now = utcnow()
+    backends, pinsets = data["backends"], data["pinsets"]
+    rows = [views.backend_row(b, now) for b in backends]
+    shown = [(*session.table(views.BACKEND_COLUMNS, rows, backends), "StorageBackends")]
+    if pinsets:
+        rows = [views.pinset_row(p) for p in pinsets]
+        shown.append((*session.table(views.PINSET_COLUMNS, rows, pinsets), "PinSets"))
+    return shown
+
+
+async def status(session: Session) -> int:
+    args, printer = session.args, session.printer
+    data = await gather_status(session, args.name)
+    if args.name and not data["backends"]:
+        raise CommandError(f'storagebackend "{args.name}" not found')
+    if printer.output != "table":
+        printer.data(data)
+        if not args.watch:
+            return 0
+    elif not args.watch or not printer.rich:
+        for columns, rows, title in status_tables(session, data):
+            printer.table(columns, rows, title)
+    if not args.watch:
+        return 0
+    if printer.rich:
+        with Live(console=printer.console, auto_refresh=False) as live:
+            while True:
+                live.update(
+                    Group(*(render.table(c, r, t) for c, r, t in status_tables(session, data))),
+                    refresh=True,
+                )
+                await asyncio.sleep(POLL)
+                data = await gather_status(session, args.name)
+    seen = snapshot(data)
+    while True:
+        await asyncio.sleep(POLL)
+        data = await gather_status(session, args.name)
+        now = snapshot(data)
+        changed = {k: v for k, v in now.items() if seen.get(k) != v}
+        seen = now
+        if not changed:
+            continue
+        if printer.output != "table":
+            printer.data({"changed": [v[1] for v in changed.values()]})
+            continue
+        stamp = utcnow().strftime("%H:%M:%S")
+        for (kind, _ns, _name), (row, _summary) in changed.items():
+            print(f"{stamp} {kind} " + "   ".join(row), flush=True)
+
+
+def snapshot(
+    data: dict[str, list[views.Summary]],
+) -> dict[tuple[str, str, str], tuple[list[str], views.Summary]]:
+    """Rows by object, for ``-w`` to print only what changed (ages do not count as change)."""
+    result: dict[tuple[str, str, str], tuple[list[str], views.Summary]] = {}
+    frozen = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+    for backend in data["backends"]:
+        row = views.backend_row(backend, frozen)
+        result[("storagebackend", backend["namespace"], backend["name"])] = (row, backend)
+    for pinset in data["pinsets"]:
+        result[("pinset", pinset["namespace"], pinset["name"])] = (views.pinset_row(pinset), pinset)
+    return result
+
+
+async def dirty(session: Session) -> int:
+    scope = session.scope([], required=False)
+    found = [views.backend_summary(o) for o in await session.objects(kube.STORAGEBACKENDS, scope)]
+    marked = [s for s in found if s["dirty"]["dirty"]]
+    if session.printer.output != "table":
+        session.printer.data(marked)
+        return 0
+    now = utcnow()
+    rows = [views.dirty_row(s, now) for s in marked]
+    columns, rows = session.table(views.DIRTY_COLUMNS, rows, marked)
+    if rows:
+        session.printer.table(columns, rows)
+    else:
+        session.printer.line("No dirty storagebackends.")
+    return 0
+
+
+# -- requests: mark-dirty, sync, health, restore ----------------------------------------------
+
+
+async def request(
+    session: Session, plural: str, obj: Mapping[str, Any], annotation: str, value: str, echo: str
+) -> waiting.Request:
+    namespace, name = key_of(obj)
+    written = await session.api.annotate(plural, namespace, name, {annotation: value})
+    if written is None:
+        raise CommandError(f'{singular(plural)} "{name}" was deleted')
+    token = int(((written.get("status") or {}).get("dirty") or {}).get("token") or 0)
+    return waiting.Request(namespace=namespace, name=name, echo=echo, value=value, token=token)
+
+
+async def mark_dirty(session: Session) -> int:
+    args = session.args
+    if not args.reason.strip():
+        raise UsageError("--reason must not be empty")
+    for obj in await session.targets(kube.STORAGEBACKENDS, args.names):
+        current = (obj["metadata"].get("annotations") or {}).get(marking.MARK_DIRTY)
+        value = mark_value(args.reason, current)
+        made = await request(
+            session, kube.STORAGEBACKENDS, obj, marking.MARK_DIRTY, value, "lastHandledMarkDirty"
+        )
+        session.printer.line(f"storagebackend/{made.name} marked dirty: {value}")
+    return 0
+
+
+async def sync(session: Session) -> int:
+    args = session.args
+    requests = []
+    for obj in await session.targets(kube.STORAGEBACKENDS, args.names):
+        if args.full:
+            value = now_value()
+            made = await request(
+                session,
+                kube.STORAGEBACKENDS,
+                obj,
+                marking.SYNC_REQUESTED_AT,
+                value,
+                waiting.SYNC_ECHO["full"],
+            )
+        else:
+            value = f"sync requested at {now_value()}"
+            made = await request(
+                session,
+                kube.STORAGEBACKENDS,
+                obj,
+                marking.MARK_DIRTY,
+                value,
+                waiting.SYNC_ECHO["mark"],
+            )
+        requests.append(made)
+        kind = "full sync" if args.full else "sync"
+        session.printer.line(f"storagebackend/{made.name}: {kind} requested")
+    if not args.wait:
+        return 0
+    return await wait(session, kube.STORAGEBACKENDS, requests, waiting.sync, progress=True)
+
+
+async def health(session: Session) -> int:
+    args = session.args
+    targets = await session.targets(kube.STORAGEBACKENDS, args.names)
+    value = now_value()
+    requests = [
+        await request(
+            session,
+            kube.STORAGEBACKENDS,
+            obj,
+            marking.HEALTH_REQUESTED_AT,
+            value,
+            waiting.HEALTH_ECHO,
+        )
+        for obj in targets
+    ]
+    code = 0
+    if args.wait:
+        code = await wait(session, kube.STORAGEBACKENDS, requests, waiting.health, progress=False)
+        fresh = [await session.api.get(kube.STORAGEBACKENDS, r.namespace, r.name) for r in requests]
+        targets = [obj for obj in fresh if obj is not None]
+    else:
+        session.printer.line("health check requested; the last results:")
+    summaries = [views.backend_summary(o) for o in targets]
+    if session.printer.output != "table":
+        session.printer.data(summaries)
+        return code
+    now = utcnow()
+    rows = [views.health_row(s, now) for s in summaries]
+    session.printer.table(*session.table(views.HEALTH_COLUMNS, rows, summaries))
+    return code
+
+
+async def restore(session: Session) -> int:
+    args = session.args
+    scope = session.scope(args.names, required=False)
+    targets = await session.objects(kube.PINSETS, scope)
+    if not targets:
+        raise CommandError("no pinsets to restore")
+    value = now_value()
+    requests = []
+    for obj in targets:
+        made = await request(
+            session, kube.PINSETS, obj, RESTORE_REQUESTED_AT, value, waiting.RESTORE_ECHO
+        )
+        requests.append(made)
+        session.printer.line(f"pinset/{made.name}: restore requested")
+    if not args.wait:
+        return 0
+    return await wait(session, kube.PINSETS, requests, waiting.restore, progress=False)
+
+
+# -- waiting ----------------------------------------------------------------------------------
+
+
+Judge = Callable[[Mapping[str, Any] | None, waiting.Request], waiting.Verdict]
+
+
+def progress_of(obj: Mapping[str, Any] | None) -> tuple[int, int, int]:
+    """(present, desired, bytes) of a backend, for the progress bar."""
+    status = (obj or {}).get("status") or {}
+    counts = status.get("counts") or {}
+    return counts.get("present", 0), counts.get("desired", 0), status.get("bytesTransferred") or 0
+
+
+async def wait(
+    session: Session,
+    plural: str,
+    requests: Sequence[waiting.Request],
+    judge: Judge,
+    *,
+    progress: bool,
+) -> int:
+    """Poll until every request is answered; print what failed; the exit status."""
+    printer = session.printer
+    deadline = time.monotonic() + selectors.duration(session.args.timeout, 300.0)
+    verdicts: dict[tuple[str, str], waiting.Verdict] = {}
+    lines: dict[tuple[str, str], str] = {}
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} pins"),
+        TextColumn("{task.fields[bytes]}"),
+        TextColumn("{task.fields[note]}"),
+        console=printer.console,
+    )
+    tasks: dict[tuple[str, str], TaskID] = {}
+    shown = printer.rich and progress
+    if shown:
+        bars.start()
+        for r in requests:
+            tasks[(r.namespace, r.name)] = bars.add_task(r.name, total=None, bytes="", note="")
+    try:
+        while True:
+            for r in requests:
+                key = (r.namespace, r.name)
+                if key in verdicts and verdicts[key].over:
+                    continue
+                obj = await session.api.get(plural, r.namespace, r.name)
+                verdict = verdicts[key] = judge(obj, r)
+                present, desired, sent = progress_of(obj)
+                note = verdict.failure or ("done" if verdict.done else verdict.note)
+                if shown:
+                    bars.update(
+                        tasks[key],
+                        completed=present,
+                        total=desired or None,
+                        bytes=views.size(sent),
+                        note=escape(note),
+                    )
+                    continue
+                line = f"{singular(plural)}/{r.name}: {note}"
+                if progress:
+                    line += f" ({present}/{desired} pins, {views.size(sent)})"
+                if lines.get(key) != line:
+                    lines[key] = line
+                    printer.line(line)
+            if all(v.over for v in verdicts.values()) and len(verdicts) == len(requests):
+                break
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(POLL)
+    finally:
+        if shown:
+            bars.stop()
+    code = 0
+    for r in requests:
+        verdict = verdicts.get((r.namespace, r.name), waiting.Verdict())
+        if verdict.failure:
+            printer.error(f"{singular(plural)}/{r.name}: {verdict.failure}")
+            code = max(code, EXIT_FAILED)
+        elif not verdict.done:
+            waited = session.args.timeout
+            printer.error(f"{singular(plural)}/{r.name}: timed out after {waited}: {verdict.note}")
+            code = EXIT_TIMEOUT
+    return code
+
+
+# -- arguments --------------------------------------------------------------------------------
+
+
+def common_flags() -> argparse.ArgumentParser:
+    """kubectl's flags, accepted after any subcommand."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    flags.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    flags.add_argument("--context", help="kubeconfig context (default: the current one)")
+    flags.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+    )
+    flags.add_argument("-l", "--selector", help="label selector, e.g. tier=archive")
+    flags.add_argument(
+        "-o", "--output", choices=["table", "json", "yaml"], default="table", help="output format"
+    )
+    return flags
+
+
+Command = Callable[[Session], Any]
+
+
+def register(commands: Any) -> None:
+    """Add the plugin's subcommands to the ``pinsync`` parser's subparsers."""
+    flags = common_flags()
+
+    def add(name: str, command: Command, help_: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name, parents=[flags], help=help_, description=help_
+        )
+        parser.set_defaults(func=lambda args: main(command, args))
+        return parser
+
+    cmd = add("status", status, "backends (health, dirty, pins, last sync, usage) and PinSets")
+    cmd.add_argument("name", nargs="?", help="one StorageBackend (and the PinSets targeting it)")
+    cmd.add_argument("-w", "--watch", action="store_true", help="follow changes")
+
+    add("dirty", dirty, "only the dirty backends, with their reasons")
+
+    cmd = add("mark-dirty", mark_dirty, "mark backends dirty (they sync missing pins)")
+    targets(cmd)
+    cmd.add_argument("--reason", required=True, help="why (shown in status.dirty.reasons)")
+
+    cmd = add("sync", sync, "ask for a sync now")
+    targets(cmd)
+    cmd.add_argument("--full", action="store_true", help="also verify every present pin")
+    waits(cmd, "until Ready, with progress; non-zero exit naming what failed", "5m")
+
+    cmd = add("health", health, "ask for a health check now; print the results with latency")
+    targets(cmd)
+    waits(cmd, "for the new results; non-zero exit if unhealthy", "1m")
+
+    cmd = add("restore", restore, "bring PinSets' pins back from backends to the IPFS node")
+    cmd.add_argument("names", nargs="*", metavar="PINSET", help="PinSets (default: all)")
+    waits(cmd, "until restored; non-zero exit naming what failed", "30m")
+
+
+def targets(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("names", nargs="*", metavar="NAME", help="StorageBackends")
+    cmd.add_argument("--all", action="store_true", help="every StorageBackend in the namespace")
+
+
+def waits(cmd: argparse.ArgumentParser, what: str, timeout: str) -> None:
+    cmd.add_argument("--wait", action="store_true", help=f"wait {what}")
+    cmd.add_argument(
+        "--timeout", default=timeout, help=f"give up waiting after (default {timeout})"
+    )
+
+
+def main(command: Command, args: argparse.Namespace) -> None:
+    """Run one command; exit with its status (2: bad arguments, 1: failed, 3: timed out)."""
+    printer = render.Printer(getattr(args, "output", "table"))
+    try:
+        selectors.duration(getattr(args, "timeout", None), 0)
+    except ValueError as exc:
+        printer.error(f"--timeout: {exc}")
+        sys.exit(2)
+    try:
+        code = asyncio.run(run(command, args))
+    except UsageError as exc:
+        printer.error(str(exc))
+        code = 2
+    except CommandError as exc:
+        printer.error(str(exc))
+        code = EXIT_FAILED
+    except kube.ApiError as exc:
+        printer.error(f"the API server answered {exc.status} {exc.reason}")
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+async def run(command: Command, args: argparse.Namespace) -> int:
+    session = Session(args)
+    code: int = await command(session)
+    return code

@@ -1,0 +1,164 @@
+"""When ``kubectl pinsync ... --wait`` stops, and which objects a command acts on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from pinsync.plugin import commands, waiting
+from pinsync.reconciling import backends, marking
+
+SYNC = waiting.Request(namespace="ns", name="b", echo="lastHandledSyncRequest", value="T1", token=5)
+
+
+def obj(conditions: Sequence[tuple[str, str, str]] = (), **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "b", "namespace": "ns"},
+        "status": {
+            "conditions": [
+                {"type": t, "status": s, "reason": r, "message": f"{r} message"}
+                for t, s, r in conditions
+            ],
+            **status,
+        },
+    }
+
+
+def test_a_sync_wait_goes_on_until_the_request_is_echoed() -> None:
+    verdict = waiting.sync(obj([("Ready", "True", "Synced")], dirty={"dirty": False}), SYNC)
+    assert not verdict.over and "take the request" in verdict.note
+
+
+def test_a_sync_is_done_when_echoed_clean_and_ready() -> None:
+    status = {"lastHandledSyncRequest": "T1", "dirty": {"dirty": False, "token": 6}}
+    verdict = waiting.sync(obj([("Ready", "True", "Synced")], **status), SYNC)
+    assert verdict.done and verdict.failure is None
+
+
+def test_a_running_sync_is_not_judged_by_the_previous_passes_result() -> None:
+    # lastSync keeps the previous pass (token 5, Failed) until the running one ends.
+    status = {
+        "lastHandledSyncRequest": "T1",
+        "dirty": {"dirty": True, "token": 6},
+        "lastSync": {"result": "Failed", "token": 5},
+        "phase": "Syncing",
+    }
+    verdict = waiting.sync(obj([("Ready", "False", "Syncing")], **status), SYNC)
+    assert not verdict.over and verdict.note == "Syncing"
+
+
+def test_a_failed_pass_after_the_request_fails_the_wait_naming_pins() -> None:
+    status = {
+        "lastHandledSyncRequest": "T1",
+        "dirty": {"dirty": True, "token": 6},
+        "lastSync": {"result": "Failed", "token": 6},
+        "counts": {"failed": 2},
+        "failures": [{"cid": "bafy1", "reason": "ContentUnavailable"}],
+    }
+    verdict = waiting.sync(obj(**status), SYNC)
+    assert verdict.failure == "sync failed: 2 pin(s) failed (bafy1: ContentUnavailable)"
+
+
+def test_stalled_and_suspended_end_a_sync_wait() -> None:
+    stalled = waiting.sync(obj([("Stalled", "True", "SecretNotFound")]), SYNC)
+    assert stalled.failure == "Stalled: SecretNotFound: SecretNotFound message"
+    suspended = waiting.sync(obj([("Ready", "False", "Suspended")]), SYNC)
+    assert suspended.failure is not None and "Suspended" in suspended.failure
+    assert waiting.sync(None, SYNC).failure == "deleted"
+
+
+def test_an_unhealthy_dirty_backend_keeps_the_sync_wait_going() -> None:
+    status = {"lastHandledSyncRequest": "T1", "dirty": {"dirty": True, "token": 6}}
+    verdict = waiting.sync(obj([("Healthy", "False", "Unreachable")], **status), SYNC)
+    assert not verdict.over and "Unreachable" in verdict.note
+
+
+HEALTH = waiting.Request(namespace="ns", name="b", echo="lastHandledHealthRequest", value="H")
+
+
+def test_a_health_wait_reports_the_answered_check() -> None:
+    assert not waiting.health(obj([("Healthy", "True", "Reachable")]), HEALTH).over
+    healthy = obj([("Healthy", "True", "Reachable")], lastHandledHealthRequest="H")
+    assert waiting.health(healthy, HEALTH).done
+    unhealthy = obj(
+        [("Healthy", "False", "AuthFailed"), ("Stalled", "True", "AuthFailed")],
+        lastHandledHealthRequest="H",
+    )
+    assert waiting.health(unhealthy, HEALTH).failure == "unhealthy: AuthFailed: AuthFailed message"
+
+
+def test_a_health_wait_ends_on_a_stall_no_check_will_answer() -> None:
+    # Stalled by its last check: the next pass checks again, and answers.
+    by_check = obj([("Healthy", "False", "AuthFailed"), ("Stalled", "True", "AuthFailed")])
+    assert not waiting.health(by_check, HEALTH).over
+    # Stalled before any check (its Secret is missing): no pass will check.
+    by_validation = obj([("Stalled", "True", "SecretNotFound")])
+    assert waiting.health(by_validation, HEALTH).failure is not None
+
+
+RESTORE = waiting.Request(namespace="ns", name="p", echo="restoreRequestedAt", value="R")
+
+
+def test_a_restore_wait_ends_when_the_pinset_stops_reconciling() -> None:
+    working = obj([("Reconciling", "True", "Restoring")], restoreRequestedAt="R")
+    assert not waiting.restore(working, RESTORE).over
+    assert waiting.restore(obj([("Ready", "True", "Synced")], restoreRequestedAt="R"), RESTORE).done
+    failed = obj(
+        [("Ready", "False", "RestoreFailed")],
+        restoreRequestedAt="R",
+        failures=[{"cid": "bafy1", "reason": "NotOnAnyBackend"}],
+    )
+    assert waiting.restore(failed, RESTORE).failure == (
+        "Ready=False RestoreFailed (bafy1: NotOnAnyBackend)"
+    )
+
+
+def scope(**kwargs: Any) -> commands.Scope:
+    given = {"namespace": "ns", "all_namespaces": False, "names": [], "selector": None}
+    given |= {"everything": False, "required": True} | kwargs
+    return commands.Scope.of(**given)
+
+
+def test_commands_that_change_things_need_names_all_or_a_selector() -> None:
+    with pytest.raises(commands.UsageError, match="--all or -l"):
+        scope()
+    assert scope(required=False) == commands.Scope(namespace="ns")
+    assert scope(names=["a", "b", "a"]).names == ("a", "b")
+    assert scope(everything=True, all_namespaces=True).namespace is None
+    with pytest.raises(commands.UsageError, match="not both"):
+        scope(names=["a"], selector="x=y")
+    with pytest.raises(commands.UsageError, match="across all namespaces"):
+        scope(names=["a"], all_namespaces=True)
+
+
+def test_a_repeated_reason_gets_the_time_added_so_the_operator_sees_a_new_value() -> None:
+    assert commands.mark_value("disks", None) == "disks"
+    assert commands.mark_value("disks", "other") == "disks"
+    repeated = commands.mark_value("disks", "disks")
+    assert repeated.startswith("disks (") and repeated != "disks"
+
+
+def test_a_health_request_is_pending_until_echoed() -> None:
+    def backend(annotation: str | None, handled: str | None) -> dict[str, Any]:
+        annotations = {marking.HEALTH_REQUESTED_AT: annotation} if annotation else {}
+        return {
+            "metadata": {"annotations": annotations},
+            "status": {"lastHandledHealthRequest": handled} if handled else {},
+        }
+
+    assert marking.health_request(backend(None, None)) is None
+    assert marking.health_request(backend("T1", None)) == "T1"
+    assert marking.health_request(backend("T1", "T1")) is None
+    assert marking.health_request(backend("T2", "T1")) == "T2"
+
+
+def test_a_health_check_records_latency_and_answers_the_request() -> None:
+    fields = backends.health_check(0.01234, "T1")
+    assert fields["lastHealthCheck"]["latencyMs"] == 12.3
+    assert fields["lastHandledHealthRequest"] == "T1"
+    # Unknown latency is written as null: a merge patch would otherwise keep the old one.
+    unknown = backends.health_check(None, None)
+    assert unknown["lastHealthCheck"]["latencyMs"] is None
+    assert "lastHandledHealthRequest" not in unknown
