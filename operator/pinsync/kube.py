@@ -43,8 +43,8 @@ def load_config(kubeconfig: str | None = None, context: str | None = None) -> No
     try:
         kubernetes.config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        if context is not None:
-            raise  # a context was asked for by name: falling back would talk to another cluster
+        if context is not None or kubeconfig is not None:
+            raise  # asked for by name: falling back would talk to another cluster, or fail vaguely
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
 
 

@@ -198,51 +198,64 @@ async def status(session: Session) -> int:
         raise CommandError(f'storagebackend "{args.name}" not found')
     if printer.output != "table":
         printer.data(data)
-        if not args.watch:
-            return 0
-    elif not args.watch or not printer.rich:
+    elif not printer.rich or not args.watch:
         for columns, rows, title in status_tables(session, data):
             printer.table(columns, rows, title)
-    if not args.watch:
-        return 0
+    if args.watch:
+        await watch(session, data)
+    return 0
+
+
+async def watch(session: Session, data: dict[str, list[views.Summary]]) -> None:
+    """``status -w``: on a terminal, the tables redrawn in place; otherwise, like ``kubectl get
+    -w``, one line per object that changed (prefixed with the time and its kind)."""
+    args, printer = session.args, session.printer
     if printer.rich:
         with Live(console=printer.console, auto_refresh=False) as live:
             while True:
-                live.update(
-                    Group(*(render.table(c, r, t) for c, r, t in status_tables(session, data))),
-                    refresh=True,
-                )
+                tables = [render.table(c, r, t) for c, r, t in status_tables(session, data)]
+                live.update(Group(*tables), refresh=True)
                 await asyncio.sleep(POLL)
                 data = await gather_status(session, args.name)
     seen = snapshot(data)
     while True:
         await asyncio.sleep(POLL)
-        data = await gather_status(session, args.name)
-        now = snapshot(data)
-        changed = {k: v for k, v in now.items() if seen.get(k) != v}
+        now = snapshot(await gather_status(session, args.name))
+        changed = {k: v for k, v in now.items() if k not in seen or seen[k].row != v.row}
         seen = now
-        if not changed:
+        if changed and printer.output != "table":
+            printer.data({"changed": [v.summary for v in changed.values()]})
             continue
-        if printer.output != "table":
-            printer.data({"changed": [v[1] for v in changed.values()]})
-            continue
-        stamp = utcnow().strftime("%H:%M:%S")
-        for (kind, _ns, _name), (row, _summary) in changed.items():
-            print(f"{stamp} {kind} " + "   ".join(row), flush=True)
+        at = utcnow()
+        for (kind, namespace, _), shown in changed.items():
+            where = [namespace] if args.all_namespaces else []
+            cells = [at.strftime("%H:%M:%S"), kind, *where, *shown.now(kind, at)]
+            print("   ".join(cells), flush=True)
 
 
-def snapshot(
-    data: dict[str, list[views.Summary]],
-) -> dict[tuple[str, str, str], tuple[list[str], views.Summary]]:
-    """Rows by object, for ``-w`` to print only what changed (ages do not count as change)."""
-    result: dict[tuple[str, str, str], tuple[list[str], views.Summary]] = {}
+def snapshot(data: dict[str, list[views.Summary]]) -> dict[tuple[str, str, str], Shown]:
+    """Rows by object, for ``-w`` to print only what changed: rendered at a fixed time, so that
+    ages growing is no change."""
+    result: dict[tuple[str, str, str], Shown] = {}
     frozen = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
     for backend in data["backends"]:
-        row = views.backend_row(backend, frozen)
-        result[("storagebackend", backend["namespace"], backend["name"])] = (row, backend)
+        key = ("storagebackend", backend["namespace"], backend["name"])
+        result[key] = Shown(views.backend_row(backend, frozen), backend)
     for pinset in data["pinsets"]:
-        result[("pinset", pinset["namespace"], pinset["name"])] = (views.pinset_row(pinset), pinset)
+        key = ("pinset", pinset["namespace"], pinset["name"])
+        result[key] = Shown(views.pinset_row(pinset), pinset)
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Shown:
+    row: list[str]
+    summary: views.Summary
+
+    def now(self, kind: str, now: datetime.datetime) -> list[str]:
+        if kind == "storagebackend":
+            return views.backend_row(self.summary, now)
+        return self.row
 
 
 async def dirty(session: Session) -> int:
@@ -339,7 +352,9 @@ async def health(session: Session) -> int:
     ]
     code = 0
     if args.wait:
-        code = await wait(session, kube.STORAGEBACKENDS, requests, waiting.health, progress=False)
+        code = await wait(
+            session, kube.STORAGEBACKENDS, requests, waiting.health, progress=False, report=False
+        )
         fresh = [await session.api.get(kube.STORAGEBACKENDS, r.namespace, r.name) for r in requests]
         targets = [obj for obj in fresh if obj is not None]
     else:
@@ -393,8 +408,12 @@ async def wait(
     judge: Judge,
     *,
     progress: bool,
+    report: bool = True,
 ) -> int:
-    """Poll until every request is answered; print what failed; the exit status."""
+    """Poll until every request is answered; print what failed; the exit status.
+
+    ``progress``: show pins and bytes (bars on a terminal); ``report``: print each change of
+    what is happening (off when the caller prints the outcome as a table)."""
     printer = session.printer
     deadline = time.monotonic() + selectors.duration(session.args.timeout, 300.0)
     verdicts: dict[tuple[str, str], waiting.Verdict] = {}
@@ -408,7 +427,7 @@ async def wait(
         console=printer.console,
     )
     tasks: dict[tuple[str, str], TaskID] = {}
-    shown = printer.rich and progress
+    shown = printer.rich and progress and report
     if shown:
         bars.start()
         for r in requests:
@@ -435,7 +454,7 @@ async def wait(
                 line = f"{singular(plural)}/{r.name}: {note}"
                 if progress:
                     line += f" ({present}/{desired} pins, {views.size(sent)})"
-                if lines.get(key) != line:
+                if report and lines.get(key) != line:
                     lines[key] = line
                     printer.line(line)
             if all(v.over for v in verdicts.values()) and len(verdicts) == len(requests):
