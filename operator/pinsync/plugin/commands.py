@@ -421,7 +421,7 @@ async def wait(
     bars = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} pins"),
+        TextColumn("{task.fields[pins]}"),
         TextColumn("{task.fields[bytes]}"),
         TextColumn("{task.fields[note]}"),
         console=printer.console,
@@ -431,7 +431,9 @@ async def wait(
     if shown:
         bars.start()
         for r in requests:
-            tasks[(r.namespace, r.name)] = bars.add_task(r.name, total=None, bytes="", note="")
+            tasks[(r.namespace, r.name)] = bars.add_task(
+                r.name, total=None, pins="", bytes="", note=""
+            )
     try:
         while True:
             for r in requests:
@@ -447,6 +449,7 @@ async def wait(
                         tasks[key],
                         completed=present,
                         total=desired or None,
+                        pins=f"{present}/{desired} pins",
                         bytes=views.size(sent),
                         note=escape(note),
                     )
