@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import pty
 import subprocess
 import sys
 import time
@@ -59,6 +60,30 @@ class Plugin:
 
     def json(self, *args: str, code: int = 0) -> Any:
         return json.loads(self(*args, "-o", "json", code=code).stdout)
+
+    def on_a_terminal(self, *args: str) -> tuple[int, str]:
+        """Run with stdout and stderr on a pseudo-terminal, as in an interactive shell."""
+        controller, terminal = pty.openpty()
+        env = {**self.env, "TERM": "xterm-256color", "COLUMNS": "160"}
+        running = subprocess.Popen(
+            self.argv(args, True),
+            env=env,
+            stdout=terminal,
+            stderr=terminal,
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(terminal)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the program exited and the terminal closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(controller)
+        return running.wait(timeout=60), b"".join(chunks).decode(errors="replace")
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -212,7 +237,7 @@ def test_sync_wait_follows_a_sync_to_ready_and_a_full_sync_repairs(
     assert done.stdout.splitlines()[-1].startswith("storagebackend/minio: done (3/3 pins")
     status = world.status()
     assert status["lastSync"]["token"] > token and not status["dirty"]["dirty"]
-    assert status["lastHandledMarkDirty"].startswith("sync requested at ")
+    assert status["lastHandledMarkDirty"].startswith("sync at ")
 
     key = f"pins/{cids[0]}.car"
     world.bucket.write(key, world.bucket.read(key)[:100])  # listed, but truncated
@@ -220,6 +245,18 @@ def test_sync_wait_follows_a_sync_to_ready_and_a_full_sync_repairs(
     assert "full sync requested" in full.stdout and "done" in full.stdout.splitlines()[-1]
     assert world.status()["lastSync"]["uploaded"] == 1
     world.assert_objects_match_kubo(cids)
+
+
+def test_on_a_terminal_tables_and_progress_bars_are_drawn(world: World, plugin: Plugin) -> None:
+    world.backend()
+    world.pinsets.create("media", {"cids": world.add(2, 1000), "backends": ["minio"]})
+    world.wait_synced(present=2)
+    code, shown = plugin.on_a_terminal("status")
+    assert code == 0 and "─" * 20 in shown and "# StorageBackends" not in shown
+    assert "StorageBackends" in shown and "Reachable" in shown
+    code, shown = plugin.on_a_terminal("sync", "minio", "--wait")
+    assert code == 0 and "━" in shown and "2/2 pins" in shown
+    assert "done" in shown and "storagebackend/minio: done" not in shown  # a bar, not lines
 
 
 def test_sync_wait_exits_non_zero_naming_failures_stalls_and_timeouts(

@@ -318,7 +318,7 @@ async def sync(session: Session) -> int:
                 waiting.SYNC_ECHO["full"],
             )
         else:
-            value = f"sync requested at {now_value()}"
+            value = f"sync at {now_value()}"
             made = await request(
                 session,
                 kube.STORAGEBACKENDS,
