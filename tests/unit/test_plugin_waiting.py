@@ -104,10 +104,14 @@ RESTORE = waiting.Request(namespace="ns", name="p", echo="restoreRequestedAt", v
 def test_a_restore_wait_ends_when_the_pinset_stops_reconciling() -> None:
     working = obj([("Reconciling", "True", "Restoring")], restoreRequestedAt="R")
     assert not waiting.restore(working, RESTORE).over
-    assert waiting.restore(obj([("Ready", "True", "Synced")], restoreRequestedAt="R"), RESTORE).done
+    echoed = obj([("Ready", "True", "Synced")], restoreRequestedAt="R")
+    assert not waiting.restore(echoed, RESTORE).over  # no restore counted yet
+    restored = obj([("Ready", "True", "Synced")], restoreRequestedAt="R", counts={"restored": 2})
+    assert waiting.restore(restored, RESTORE).done
     failed = obj(
         [("Ready", "False", "RestoreFailed")],
         restoreRequestedAt="R",
+        counts={"restored": 1},
         failures=[{"cid": "bafy1", "reason": "NotOnAnyBackend"}],
     )
     assert waiting.restore(failed, RESTORE).failure == (

@@ -401,6 +401,74 @@ def progress_of(obj: Mapping[str, Any] | None) -> tuple[int, int, int]:
     return counts.get("present", 0), counts.get("desired", 0), status.get("bytesTransferred") or 0
 
 
+async def fetch(
+    session: Session, plural: str, requests: Sequence[waiting.Request]
+) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """The current objects of ``requests``: one list per namespace holding several of them
+    (``--all`` over many backends polls once a second, not once per backend)."""
+    by_namespace: dict[str, list[str]] = {}
+    for r in requests:
+        by_namespace.setdefault(r.namespace, []).append(r.name)
+    found: dict[tuple[str, str], dict[str, Any] | None] = {}
+    for namespace, names in by_namespace.items():
+        if len(names) > 1:
+            listed = {key_of(o): o for o in await session.api.select(plural, namespace)}
+            found |= {(namespace, n): listed.get((namespace, n)) for n in names}
+        else:
+            found[(namespace, names[0])] = await session.api.get(plural, namespace, names[0])
+    return found
+
+
+class Display:
+    """How a wait shows what happens: a progress bar per object on a terminal, else a line
+    whenever an object's state changes (``report``: at all; ``progress``: with pins, bytes)."""
+
+    def __init__(self, printer: render.Printer, kind: str, *, progress: bool, report: bool):
+        self.printer, self.kind, self.progress, self.report = printer, kind, progress, report
+        self.bars: Progress | None = None
+        if printer.rich and progress and report:
+            self.bars = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[pins]}"),
+                TextColumn("{task.fields[bytes]}"),
+                TextColumn("{task.fields[note]}"),
+                console=printer.console,
+            )
+        self.tasks: dict[tuple[str, str], TaskID] = {}
+        self.lines: dict[tuple[str, str], str] = {}
+
+    def __enter__(self) -> Display:
+        if self.bars is not None:
+            self.bars.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+
+    def show(self, key: tuple[str, str], obj: Mapping[str, Any] | None, note: str) -> None:
+        present, desired, sent = progress_of(obj)
+        if self.bars is not None:
+            if key not in self.tasks:
+                self.tasks[key] = self.bars.add_task(key[1], total=None, pins="", bytes="", note="")
+            self.bars.update(
+                self.tasks[key],
+                completed=present,
+                total=desired or None,
+                pins=f"{present}/{desired} pins",
+                bytes=views.size(sent),
+                note=escape(note),
+            )
+            return
+        line = f"{self.kind}/{key[1]}: {note}"
+        if self.progress:
+            line += f" ({present}/{desired} pins, {views.size(sent)})"
+        if self.report and self.lines.get(key) != line:
+            self.lines[key] = line
+            self.printer.line(line)
+
+
 async def wait(
     session: Session,
     plural: str,
@@ -410,73 +478,33 @@ async def wait(
     progress: bool,
     report: bool = True,
 ) -> int:
-    """Poll until every request is answered; print what failed; the exit status.
-
-    ``progress``: show pins and bytes (bars on a terminal); ``report``: print each change of
-    what is happening (off when the caller prints the outcome as a table)."""
-    printer = session.printer
+    """Poll until every request is answered or ``--timeout`` passes; print what failed; the
+    exit status (see :class:`Display` for ``progress`` and ``report``)."""
     deadline = time.monotonic() + selectors.duration(session.args.timeout, 300.0)
-    verdicts: dict[tuple[str, str], waiting.Verdict] = {}
-    lines: dict[tuple[str, str], str] = {}
-    bars = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[pins]}"),
-        TextColumn("{task.fields[bytes]}"),
-        TextColumn("{task.fields[note]}"),
-        console=printer.console,
-    )
-    tasks: dict[tuple[str, str], TaskID] = {}
-    shown = printer.rich and progress and report
-    if shown:
-        bars.start()
-        for r in requests:
-            tasks[(r.namespace, r.name)] = bars.add_task(
-                r.name, total=None, pins="", bytes="", note=""
-            )
-    try:
+    verdicts = {(r.namespace, r.name): waiting.Verdict(note="not read yet") for r in requests}
+    display = Display(session.printer, singular(plural), progress=progress, report=report)
+    with display:
         while True:
-            for r in requests:
-                key = (r.namespace, r.name)
-                if key in verdicts and verdicts[key].over:
-                    continue
-                obj = await session.api.get(plural, r.namespace, r.name)
-                verdict = verdicts[key] = judge(obj, r)
-                present, desired, sent = progress_of(obj)
-                note = verdict.failure or ("done" if verdict.done else verdict.note)
-                if shown:
-                    bars.update(
-                        tasks[key],
-                        completed=present,
-                        total=desired or None,
-                        pins=f"{present}/{desired} pins",
-                        bytes=views.size(sent),
-                        note=escape(note),
-                    )
-                    continue
-                line = f"{singular(plural)}/{r.name}: {note}"
-                if progress:
-                    line += f" ({present}/{desired} pins, {views.size(sent)})"
-                if report and lines.get(key) != line:
-                    lines[key] = line
-                    printer.line(line)
-            if all(v.over for v in verdicts.values()) and len(verdicts) == len(requests):
-                break
-            if time.monotonic() > deadline:
+            pending = [r for r in requests if not verdicts[(r.namespace, r.name)].over]
+            for key, obj in (await fetch(session, plural, pending)).items():
+                request = next(r for r in pending if (r.namespace, r.name) == key)
+                verdict = verdicts[key] = judge(obj, request)
+                display.show(
+                    key, obj, verdict.failure or ("done" if verdict.done else verdict.note)
+                )
+            if all(v.over for v in verdicts.values()) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(POLL)
-    finally:
-        if shown:
-            bars.stop()
     code = 0
-    for r in requests:
-        verdict = verdicts.get((r.namespace, r.name), waiting.Verdict())
+    for (_, name), verdict in verdicts.items():
         if verdict.failure:
-            printer.error(f"{singular(plural)}/{r.name}: {verdict.failure}")
+            session.printer.error(f"{singular(plural)}/{name}: {verdict.failure}")
             code = max(code, EXIT_FAILED)
         elif not verdict.done:
             waited = session.args.timeout
-            printer.error(f"{singular(plural)}/{r.name}: timed out after {waited}: {verdict.note}")
+            session.printer.error(
+                f"{singular(plural)}/{name}: timed out after {waited}: {verdict.note}"
+            )
             code = EXIT_TIMEOUT
     return code
 

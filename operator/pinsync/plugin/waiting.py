@@ -119,6 +119,8 @@ def restore(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
         return Verdict(note="waiting for the operator to take the request")
     if views.is_true(obj, "Reconciling"):
         return Verdict(note=views.condition(obj, "Reconciling").get("message", "restoring"))
+    if ((obj.get("status") or {}).get("counts") or {}).get("restored") is None:
+        return Verdict(note="restoring")  # echoed before the pass that restores has reported
     if views.is_true(obj, "Ready"):
         return Verdict(done=True)
     summary = views.pinset_summary(obj)
