@@ -20,6 +20,7 @@ import kubernetes
 import pytest
 import yaml
 
+from pinsync.devenv import controlplane
 from tests.e2e.conftest import World
 from tests.e2e.test_cost import unfetchable
 from tests.kubetools import eventually
@@ -344,3 +345,25 @@ def test_restore_brings_back_pins_the_node_lost(world: World, plugin: Plugin) ->
     status = world.pinsets.get("media")["status"]
     assert status["restoreRequestedAt"] and status["counts"]["restored"] == 2
     assert {cid: world.ipfs.export_car(cid) for cid in cids} == cars
+
+
+def test_a_user_without_rights_is_told_what_the_api_server_refused(
+    world: World, plugin: Plugin, tmp_path: pathlib.Path
+) -> None:
+    world.backend()
+    core = kubernetes.client.CoreV1Api(world.k8s)
+    core.create_namespaced_service_account(world.namespace, {"metadata": {"name": "nobody"}})
+    admin = pathlib.Path(plugin.kubeconfig)
+    token = controlplane.kubectl(admin, "create", "token", "nobody", "-n", world.namespace)
+    config = yaml.safe_load(admin.read_text())
+    config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token.strip()}}]
+    plugin.kubeconfig = tmp_path / "nobody"
+    plugin.kubeconfig.write_text(yaml.safe_dump(config))
+
+    refused = plugin("status", code=1).stderr
+    assert refused.startswith("error: the API server answered 403: storagebackends.pinsync.io is")
+    assert "forbidden" in refused and f"system:serviceaccount:{world.namespace}:nobody" in refused
+    assert "403" in plugin("mark-dirty", "minio", "--reason", "r", code=1).stderr
+    assert "pinsync.io/mark-dirty" not in (
+        world.backends.get("minio")["metadata"].get("annotations") or {}
+    )

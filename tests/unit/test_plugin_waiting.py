@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pinsync import kube
 from pinsync.plugin import commands, waiting
 from pinsync.reconciling import backends, marking
 
@@ -96,6 +97,8 @@ def test_a_health_wait_ends_on_a_stall_no_check_will_answer() -> None:
     # Stalled before any check (its Secret is missing): no pass will check.
     by_validation = obj([("Stalled", "True", "SecretNotFound")])
     assert waiting.health(by_validation, HEALTH).failure is not None
+    suspended = obj([("Ready", "False", "Suspended"), ("Stalled", "False", "Suspended")])
+    assert waiting.health(suspended, HEALTH).failure == "Suspended: spec.suspend is true"
 
 
 RESTORE = waiting.Request(namespace="ns", name="p", echo="restoreRequestedAt", value="R")
@@ -166,3 +169,15 @@ def test_a_health_check_records_latency_and_answers_the_request() -> None:
     unknown = backends.health_check(None, None)
     assert unknown["lastHealthCheck"]["latencyMs"] is None
     assert "lastHandledHealthRequest" not in unknown
+
+
+def test_api_errors_show_the_servers_message_and_a_hint_for_a_missing_crd() -> None:
+    denied = kube.ApiError(status=403, reason="Forbidden")
+    denied.body = '{"message": "storagebackends.pinsync.io is forbidden: User \\"u\\" cannot list"}'
+    assert commands.api_error(denied) == (
+        'the API server answered 403: storagebackends.pinsync.io is forbidden: User "u" cannot list'
+    )
+    missing = kube.ApiError(status=404, reason="Not Found")
+    assert commands.api_error(missing).endswith(
+        "Not Found (are pinsync's CRDs installed? kubectl apply -f crds/)"
+    )

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
+import json
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -595,11 +596,21 @@ def main(command: Command, args: argparse.Namespace) -> None:
         printer.error(str(exc))
         code = EXIT_FAILED
     except kube.ApiError as exc:
-        printer.error(f"the API server answered {exc.status} {exc.reason}")
+        printer.error(api_error(exc))
         code = EXIT_FAILED
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
+
+
+def api_error(exc: Any) -> str:
+    """The API server's own message (what kubectl prints), with a hint for a missing CRD."""
+    try:
+        message = json.loads(exc.body or "{}").get("message") or exc.reason
+    except (ValueError, AttributeError):
+        message = exc.reason
+    hint = " (are pinsync's CRDs installed? kubectl apply -f crds/)" if exc.status == 404 else ""
+    return f"the API server answered {exc.status}: {message}{hint}"
 
 
 async def run(command: Command, args: argparse.Namespace) -> int:

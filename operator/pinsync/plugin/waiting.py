@@ -65,14 +65,19 @@ def _echoed(obj: Mapping[str, Any], request: Request) -> bool:
     return bool((obj.get("status") or {}).get(request.echo) == request.value)
 
 
+def _suspended(obj: Mapping[str, Any]) -> str | None:
+    """A suspended backend answers no request until resumed."""
+    if views.condition(obj, "Ready").get("reason") == "Suspended":
+        return "Suspended: spec.suspend is true"
+    return None
+
+
 def sync(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
     if obj is None:
         return Verdict(failure="deleted")
-    if stalled := _stalled(obj):
-        return Verdict(failure=stalled)
+    if blocked := _stalled(obj) or _suspended(obj):
+        return Verdict(failure=blocked)
     ready = views.condition(obj, "Ready")
-    if ready.get("reason") == "Suspended":
-        return Verdict(failure="Suspended: spec.suspend is true")
     status = obj.get("status") or {}
     if not _echoed(obj, request):
         return Verdict(note="waiting for the operator to take the request")
@@ -102,6 +107,8 @@ def health(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
         if healthy.get("status") == "True":
             return Verdict(done=True, note=healthy.get("reason", ""))
         return Verdict(failure=f"unhealthy: {healthy.get('reason')}: {healthy.get('message', '')}")
+    if suspended := _suspended(obj):
+        return Verdict(failure=suspended)
     stalled = views.condition(obj, "Stalled")
     # A Stalled backend whose last check failed is still checked on every pass (and answers);
     # one stalled before any check (its Secret is missing, its spec invalid) never will.
