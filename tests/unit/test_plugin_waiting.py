@@ -90,6 +90,11 @@ def test_a_health_wait_reports_the_answered_check() -> None:
     assert waiting.health(unhealthy, HEALTH).failure == "unhealthy: AuthFailed: AuthFailed message"
 
 
+def test_a_health_wait_behind_a_running_sync_says_so() -> None:
+    verdict = waiting.health(obj([("Healthy", "True", "Reachable")], phase="Syncing"), HEALTH)
+    assert not verdict.over and "Syncing; the check follows it" in verdict.note
+
+
 def test_a_health_wait_ends_on_a_stall_no_check_will_answer() -> None:
     # Stalled by its last check: the next pass checks again, and answers.
     by_check = obj([("Healthy", "False", "AuthFailed"), ("Stalled", "True", "AuthFailed")])

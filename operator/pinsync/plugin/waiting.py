@@ -26,6 +26,8 @@ from pinsync.plugin import views
 SYNC_ECHO = {"full": "lastHandledSyncRequest", "mark": "lastHandledMarkDirty"}
 HEALTH_ECHO = "lastHandledHealthRequest"
 RESTORE_ECHO = "restoreRequestedAt"
+BUSY = ("Planning", "Verifying", "Syncing", "Auditing")
+"""Phases of a running pass (``status.phase``)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -114,6 +116,10 @@ def health(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
     # one stalled before any check (its Secret is missing, its spec invalid) never will.
     if stalled.get("status") == "True" and stalled.get("reason") != healthy.get("reason"):
         return Verdict(failure=_stalled(obj))
+    phase = (obj.get("status") or {}).get("phase")
+    if phase in BUSY:
+        # One loop per backend: the check is the next pass's first step, after this one.
+        return Verdict(note=f"waiting: the backend's pass is {phase}; the check follows it")
     return Verdict(note="waiting for the operator to check")
 
 
