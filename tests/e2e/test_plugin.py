@@ -278,8 +278,11 @@ def test_sync_wait_exits_non_zero_naming_failures_stalls_and_timeouts(
         "nosecret", {"type": "s3", "s3": UNREACHABLE, "credentialsSecretRef": {"name": "absent"}}
     )
     world.backends.wait_condition("nosecret", "Stalled", "True", "SecretNotFound")
-    stalled = plugin("sync", "nosecret", "--wait", code=1)
+    stalled = plugin("sync", "nosecret", "--wait", "-o", "json", code=1)
     assert "storagebackend/nosecret: Stalled: SecretNotFound: " in stalled.stderr
+    (record,) = json.loads(stalled.stdout)
+    assert record["annotation"] == "pinsync.io/mark-dirty" and record["result"] == "Failed"
+    assert record["message"].startswith("Stalled: SecretNotFound: ")
 
     unreachable(world)
     late = plugin("sync", "down", "--wait", "--timeout", "3s", code=3)

@@ -11,7 +11,9 @@ from pinsync import kube
 from pinsync.plugin import commands, waiting
 from pinsync.reconciling import backends, marking
 
-SYNC = waiting.Request(namespace="ns", name="b", echo="lastHandledSyncRequest", value="T1", token=5)
+SYNC = waiting.Request(
+    namespace="ns", name="b", annotation=marking.SYNC_REQUESTED_AT, value="T1", token=5
+)
 
 
 def obj(conditions: Sequence[tuple[str, str, str]] = (), **status: Any) -> dict[str, Any]:
@@ -76,7 +78,9 @@ def test_an_unhealthy_dirty_backend_keeps_the_sync_wait_going() -> None:
     assert not verdict.over and "Unreachable" in verdict.note
 
 
-HEALTH = waiting.Request(namespace="ns", name="b", echo="lastHandledHealthRequest", value="H")
+HEALTH = waiting.Request(
+    namespace="ns", name="b", annotation=marking.HEALTH_REQUESTED_AT, value="H"
+)
 
 
 def test_a_health_wait_reports_the_answered_check() -> None:
@@ -106,7 +110,9 @@ def test_a_health_wait_ends_on_a_stall_no_check_will_answer() -> None:
     assert waiting.health(suspended, HEALTH).failure == "Suspended: spec.suspend is true"
 
 
-RESTORE = waiting.Request(namespace="ns", name="p", echo="restoreRequestedAt", value="R")
+RESTORE = waiting.Request(
+    namespace="ns", name="p", annotation=waiting.RESTORE_REQUESTED_AT, value="R"
+)
 
 
 def test_a_restore_wait_ends_when_the_pinset_stops_reconciling() -> None:
@@ -186,3 +192,16 @@ def test_api_errors_show_the_servers_message_and_a_hint_for_a_missing_crd() -> N
     assert commands.api_error(missing).endswith(
         "Not Found (are pinsync's CRDs installed? kubectl apply -f crds/)"
     )
+
+
+def test_json_records_say_what_was_written_and_how_it_ended() -> None:
+    assert commands.outcome(SYNC, None) == {
+        "namespace": "ns",
+        "name": "b",
+        "annotation": "pinsync.io/sync-requested-at",
+        "value": "T1",
+    }
+    failed = commands.outcome(SYNC, waiting.Verdict(failure="Stalled: X: y"))
+    assert failed["result"] == "Failed" and failed["message"] == "Stalled: X: y"
+    assert commands.outcome(SYNC, waiting.Verdict(note="Syncing"))["result"] == "TimedOut"
+    assert commands.outcome(SYNC, waiting.Verdict(done=True))["result"] == "Done"

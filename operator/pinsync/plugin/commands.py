@@ -28,7 +28,6 @@ from pinsync import kube, selectors
 from pinsync.plugin import render, views, waiting
 from pinsync.reconciling import marking
 
-RESTORE_REQUESTED_AT = "pinsync.io/restore-requested-at"
 POLL = 1.0
 """Seconds between reads while waiting or watching."""
 
@@ -280,60 +279,74 @@ async def dirty(session: Session) -> int:
 
 
 async def request(
-    session: Session, plural: str, obj: Mapping[str, Any], annotation: str, value: str, echo: str
+    session: Session, plural: str, obj: Mapping[str, Any], annotation: str, value: str
 ) -> waiting.Request:
     namespace, name = key_of(obj)
     written = await session.api.annotate(plural, namespace, name, {annotation: value})
     if written is None:
         raise CommandError(f'{singular(plural)} "{name}" was deleted')
     token = int(((written.get("status") or {}).get("dirty") or {}).get("token") or 0)
-    return waiting.Request(namespace=namespace, name=name, echo=echo, value=value, token=token)
+    return waiting.Request(
+        namespace=namespace, name=name, annotation=annotation, value=value, token=token
+    )
+
+
+async def answer(
+    session: Session,
+    plural: str,
+    requests: Sequence[waiting.Request],
+    judge: Judge | None,
+) -> int:
+    """With ``judge`` (``--wait``): wait for the answers. ``-o json|yaml`` prints one record
+    per request: what was written and, after a wait, the outcome."""
+    # Backends show pins and bytes as they go; a PinSet's restore has no such counts to show.
+    progress = plural == kube.STORAGEBACKENDS
+    verdicts = await wait(session, plural, requests, judge, progress=progress) if judge else {}
+    if session.printer.output != "table":
+        session.printer.data([outcome(r, verdicts.get((r.namespace, r.name))) for r in requests])
+    return exit_status(session, plural, verdicts)
+
+
+def outcome(request: waiting.Request, verdict: waiting.Verdict | None) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "namespace": request.namespace,
+        "name": request.name,
+        "annotation": request.annotation,
+        "value": request.value,
+    }
+    if verdict is not None:
+        record["result"] = "Done" if verdict.done else "Failed" if verdict.failure else "TimedOut"
+        record["message"] = verdict.failure or verdict.note
+    return record
 
 
 async def mark_dirty(session: Session) -> int:
     args = session.args
     if not args.reason.strip():
         raise UsageError("--reason must not be empty")
+    requests = []
     for obj in await session.targets(kube.STORAGEBACKENDS, args.names):
         current = (obj["metadata"].get("annotations") or {}).get(marking.MARK_DIRTY)
         value = mark_value(args.reason, current)
-        made = await request(
-            session, kube.STORAGEBACKENDS, obj, marking.MARK_DIRTY, value, "lastHandledMarkDirty"
-        )
+        made = await request(session, kube.STORAGEBACKENDS, obj, marking.MARK_DIRTY, value)
+        requests.append(made)
         session.printer.line(f"storagebackend/{made.name} marked dirty: {value}")
-    return 0
+    return await answer(session, kube.STORAGEBACKENDS, requests, None)
 
 
 async def sync(session: Session) -> int:
     args = session.args
+    # Plain: a mark (upload what is missing); --full: the request that also verifies.
+    annotation = marking.SYNC_REQUESTED_AT if args.full else marking.MARK_DIRTY
     requests = []
     for obj in await session.targets(kube.STORAGEBACKENDS, args.names):
-        if args.full:
-            value = now_value()
-            made = await request(
-                session,
-                kube.STORAGEBACKENDS,
-                obj,
-                marking.SYNC_REQUESTED_AT,
-                value,
-                waiting.SYNC_ECHO["full"],
-            )
-        else:
-            value = f"sync at {now_value()}"
-            made = await request(
-                session,
-                kube.STORAGEBACKENDS,
-                obj,
-                marking.MARK_DIRTY,
-                value,
-                waiting.SYNC_ECHO["mark"],
-            )
+        value = now_value() if args.full else f"sync at {now_value()}"
+        made = await request(session, kube.STORAGEBACKENDS, obj, annotation, value)
         requests.append(made)
         kind = "full sync" if args.full else "sync"
         session.printer.line(f"storagebackend/{made.name}: {kind} requested")
-    if not args.wait:
-        return 0
-    return await wait(session, kube.STORAGEBACKENDS, requests, waiting.sync, progress=True)
+    judge = waiting.sync if args.wait else None
+    return await answer(session, kube.STORAGEBACKENDS, requests, judge)
 
 
 async def health(session: Session) -> int:
@@ -341,33 +354,28 @@ async def health(session: Session) -> int:
     targets = await session.targets(kube.STORAGEBACKENDS, args.names)
     value = now_value()
     requests = [
-        await request(
-            session,
-            kube.STORAGEBACKENDS,
-            obj,
-            marking.HEALTH_REQUESTED_AT,
-            value,
-            waiting.HEALTH_ECHO,
-        )
+        await request(session, kube.STORAGEBACKENDS, obj, marking.HEALTH_REQUESTED_AT, value)
         for obj in targets
     ]
-    code = 0
+    verdicts: dict[tuple[str, str], waiting.Verdict] = {}
     if args.wait:
-        code = await wait(
-            session, kube.STORAGEBACKENDS, requests, waiting.health, progress=False, report=False
+        # The results table is the report: no progress lines before it.
+        plural = kube.STORAGEBACKENDS
+        verdicts = await wait(
+            session, plural, requests, waiting.health, progress=False, report=False
         )
-        fresh = [await session.api.get(kube.STORAGEBACKENDS, r.namespace, r.name) for r in requests]
+        fresh = [await session.api.get(plural, r.namespace, r.name) for r in requests]
         targets = [obj for obj in fresh if obj is not None]
     else:
         session.printer.line("health check requested; the last results:")
     summaries = [views.backend_summary(o) for o in targets]
     if session.printer.output != "table":
         session.printer.data(summaries)
-        return code
-    now = utcnow()
-    rows = [views.health_row(s, now) for s in summaries]
-    session.printer.table(*session.table(views.HEALTH_COLUMNS, rows, summaries))
-    return code
+    else:
+        now = utcnow()
+        rows = [views.health_row(s, now) for s in summaries]
+        session.printer.table(*session.table(views.HEALTH_COLUMNS, rows, summaries))
+    return exit_status(session, kube.STORAGEBACKENDS, verdicts)
 
 
 async def restore(session: Session) -> int:
@@ -379,14 +387,10 @@ async def restore(session: Session) -> int:
     value = now_value()
     requests = []
     for obj in targets:
-        made = await request(
-            session, kube.PINSETS, obj, RESTORE_REQUESTED_AT, value, waiting.RESTORE_ECHO
-        )
+        made = await request(session, kube.PINSETS, obj, waiting.RESTORE_REQUESTED_AT, value)
         requests.append(made)
         session.printer.line(f"pinset/{made.name}: restore requested")
-    if not args.wait:
-        return 0
-    return await wait(session, kube.PINSETS, requests, waiting.restore, progress=False)
+    return await answer(session, kube.PINSETS, requests, waiting.restore if args.wait else None)
 
 
 # -- waiting ----------------------------------------------------------------------------------
@@ -478,9 +482,9 @@ async def wait(
     *,
     progress: bool,
     report: bool = True,
-) -> int:
-    """Poll until every request is answered or ``--timeout`` passes; print what failed; the
-    exit status (see :class:`Display` for ``progress`` and ``report``)."""
+) -> dict[tuple[str, str], waiting.Verdict]:
+    """Poll until every request is answered or ``--timeout`` passes; the last verdicts (see
+    :class:`Display` for ``progress`` and ``report``)."""
     deadline = time.monotonic() + selectors.duration(session.args.timeout, 300.0)
     verdicts = {(r.namespace, r.name): waiting.Verdict(note="not read yet") for r in requests}
     display = Display(session.printer, singular(plural), progress=progress, report=report)
@@ -494,8 +498,14 @@ async def wait(
                     key, obj, verdict.failure or ("done" if verdict.done else verdict.note)
                 )
             if all(v.over for v in verdicts.values()) or time.monotonic() > deadline:
-                break
+                return verdicts
             await asyncio.sleep(POLL)
+
+
+def exit_status(
+    session: Session, plural: str, verdicts: Mapping[tuple[str, str], waiting.Verdict]
+) -> int:
+    """Name every request that failed or timed out (on stderr); the exit status."""
     code = 0
     for (_, name), verdict in verdicts.items():
         if verdict.failure:

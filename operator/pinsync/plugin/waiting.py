@@ -22,10 +22,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from pinsync.plugin import views
+from pinsync.reconciling import marking
 
-SYNC_ECHO = {"full": "lastHandledSyncRequest", "mark": "lastHandledMarkDirty"}
-HEALTH_ECHO = "lastHandledHealthRequest"
-RESTORE_ECHO = "restoreRequestedAt"
+RESTORE_REQUESTED_AT = "pinsync.io/restore-requested-at"
+"""On a PinSet: any new value asks for a restore now (implemented in the restore work)."""
+
+ECHOES = {
+    marking.MARK_DIRTY: "lastHandledMarkDirty",
+    marking.SYNC_REQUESTED_AT: "lastHandledSyncRequest",
+    marking.HEALTH_REQUESTED_AT: "lastHandledHealthRequest",
+    RESTORE_REQUESTED_AT: "restoreRequestedAt",
+}
+"""The status field echoing each annotation's value once the operator handled it."""
 BUSY = ("Planning", "Verifying", "Syncing", "Auditing")
 """Phases of a running pass (``status.phase``)."""
 
@@ -36,8 +44,7 @@ class Request:
 
     namespace: str
     name: str
-    echo: str
-    """The status field that echoes ``value`` once the operator handled it."""
+    annotation: str
     value: str
     token: int = 0
     """``status.dirty.token`` in the write's response: passes started later have a higher one."""
@@ -64,7 +71,8 @@ def _stalled(obj: Mapping[str, Any]) -> str | None:
 
 
 def _echoed(obj: Mapping[str, Any], request: Request) -> bool:
-    return bool((obj.get("status") or {}).get(request.echo) == request.value)
+    echo = ECHOES[request.annotation]
+    return bool((obj.get("status") or {}).get(echo) == request.value)
 
 
 def _suspended(obj: Mapping[str, Any]) -> str | None:
