@@ -101,7 +101,8 @@ def sync(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
         healthy = views.condition(obj, "Healthy")
         if healthy.get("status") == "False":
             return Verdict(note=f"unhealthy, retrying: {healthy.get('reason')}")
-        return Verdict(note=status.get("phase") or "dirty")
+        phase = status.get("phase")
+        return Verdict(note=phase if phase in BUSY else "marked; the sync pass starts next")
     if ready.get("status") == "True":
         return Verdict(done=True, note=ready.get("message", ""))
     return Verdict(
