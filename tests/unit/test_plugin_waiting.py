@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pinsync import kube
-from pinsync.plugin import commands, waiting
+from pinsync.plugin import commands, sessions, waiting
 from pinsync.reconciling import backends, marking
 
 SYNC = waiting.Request(
@@ -133,21 +133,21 @@ def test_a_restore_wait_ends_when_the_pinset_stops_reconciling() -> None:
     )
 
 
-def scope(**kwargs: Any) -> commands.Scope:
+def scope(**kwargs: Any) -> sessions.Scope:
     given = {"namespace": "ns", "all_namespaces": False, "names": [], "selector": None}
     given |= {"everything": False, "required": True} | kwargs
-    return commands.Scope.of(**given)
+    return sessions.Scope.of(**given)
 
 
 def test_commands_that_change_things_need_names_all_or_a_selector() -> None:
-    with pytest.raises(commands.UsageError, match="--all or -l"):
+    with pytest.raises(sessions.UsageError, match="--all or -l"):
         scope()
-    assert scope(required=False) == commands.Scope(namespace="ns")
+    assert scope(required=False) == sessions.Scope(namespace="ns")
     assert scope(names=["a", "b", "a"]).names == ("a", "b")
     assert scope(everything=True, all_namespaces=True).namespace is None
-    with pytest.raises(commands.UsageError, match="not both"):
+    with pytest.raises(sessions.UsageError, match="not both"):
         scope(names=["a"], selector="x=y")
-    with pytest.raises(commands.UsageError, match="across all namespaces"):
+    with pytest.raises(sessions.UsageError, match="across all namespaces"):
         scope(names=["a"], all_namespaces=True)
 
 

@@ -15,71 +15,17 @@ import dataclasses
 import datetime
 import json
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Group
 from rich.live import Live
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from pinsync import kube, selectors
 from pinsync.plugin import render, views, waiting
+from pinsync.plugin.following import EXIT_FAILED, POLL, Judge, exit_status, wait
+from pinsync.plugin.sessions import CommandError, Session, UsageError, key_of, singular, utcnow
 from pinsync.reconciling import marking
-
-POLL = 1.0
-"""Seconds between reads while waiting or watching."""
-
-EXIT_FAILED = 1
-"""A request failed: Stalled, pins failed, unhealthy, or the object is gone."""
-EXIT_TIMEOUT = 3
-"""``--timeout`` passed before every request was answered."""
-
-
-class UsageError(Exception):
-    """Arguments that name no objects, or name them twice over."""
-
-
-class CommandError(Exception):
-    """A failure to report as ``error: ...`` with exit status 1."""
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Scope:
-    """Which objects a command acts on, from its arguments (kubectl's rules)."""
-
-    namespace: str | None
-    """None: every namespace (``-A``)."""
-    names: tuple[str, ...] = ()
-    selector: str | None = None
-    everything: bool = False
-
-    @classmethod
-    def of(
-        cls,
-        *,
-        namespace: str,
-        all_namespaces: bool,
-        names: Sequence[str],
-        selector: str | None,
-        everything: bool,
-        required: bool,
-    ) -> Scope:
-        """``required``: the command changes things, so an empty choice is an error rather
-        than "all" (as ``kubectl delete`` asks for ``--all``)."""
-        if names and (selector or everything):
-            raise UsageError("name objects, or use --all or -l, not both")
-        if names and all_namespaces:
-            raise UsageError("objects cannot be named across all namespaces (-A): use -n")
-        if required and not (names or selector or everything):
-            raise UsageError("name one or more objects, or use --all or -l SELECTOR")
-        return cls(
-            namespace=None if all_namespaces else namespace,
-            names=tuple(dict.fromkeys(names)),
-            selector=selector,
-            everything=everything,
-        )
 
 
 def now_value() -> str:
@@ -91,71 +37,6 @@ def mark_value(reason: str, current: str | None) -> str:
     """The ``mark-dirty`` value for ``reason``: the operator acts on a *new* value only, so a
     reason equal to the one last written gets the time added."""
     return reason if reason != current else f"{reason} ({now_value()})"
-
-
-def key_of(obj: Mapping[str, Any]) -> tuple[str, str]:
-    return obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
-
-
-class Session:
-    """The API and the printer one command uses."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.printer = render.Printer(args.output)
-        try:
-            kube.load_config(args.kubeconfig, args.context)
-        except kube.ConfigError as exc:
-            raise CommandError(f"no cluster configuration: {exc}") from None
-        self.namespace = args.namespace or kube.default_namespace(args.kubeconfig, args.context)
-        self.api = kube.Api()
-
-    def scope(self, names: Sequence[str], *, required: bool) -> Scope:
-        return Scope.of(
-            namespace=self.namespace,
-            all_namespaces=self.args.all_namespaces,
-            names=names,
-            selector=self.args.selector,
-            everything=getattr(self.args, "all", False),
-            required=required,
-        )
-
-    async def objects(self, plural: str, scope: Scope) -> list[dict[str, Any]]:
-        """The objects in ``scope``; a named one that does not exist is an error."""
-        if not scope.names:
-            found = await self.api.select(plural, scope.namespace, scope.selector)
-            return sorted(found, key=key_of)
-        assert scope.namespace is not None
-        namespace = scope.namespace
-        got = await asyncio.gather(*(self.api.get(plural, namespace, n) for n in scope.names))
-        missing = [n for n, obj in zip(scope.names, got, strict=True) if obj is None]
-        if missing:
-            kind = singular(plural)
-            names = ", ".join(f'"{n}"' for n in missing)
-            raise CommandError(f"{kind} {names} not found in namespace {namespace}")
-        return [obj for obj in got if obj is not None]
-
-    async def targets(self, plural: str, names: Sequence[str]) -> list[dict[str, Any]]:
-        found = await self.objects(plural, self.scope(names, required=True))
-        if not found:
-            where = "any namespace" if self.args.all_namespaces else f"namespace {self.namespace}"
-            raise CommandError(f"no {plural} match in {where}")
-        return found
-
-    def table(
-        self, columns: Sequence[str], rows: list[list[str]], summaries: Sequence[views.Summary]
-    ) -> tuple[list[str], list[list[str]]]:
-        if self.args.all_namespaces:
-            return views.with_namespace(columns, rows, summaries)
-        return list(columns), rows
-
-
-def singular(plural: str) -> str:
-    return {"storagebackends": "storagebackend", "pinsets": "pinset"}.get(plural, plural)
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 # -- status, dirty ---------------------------------------------------------------------------
@@ -391,133 +272,6 @@ async def restore(session: Session) -> int:
         requests.append(made)
         session.printer.line(f"pinset/{made.name}: restore requested")
     return await answer(session, kube.PINSETS, requests, waiting.restore if args.wait else None)
-
-
-# -- waiting ----------------------------------------------------------------------------------
-
-
-Judge = Callable[[Mapping[str, Any] | None, waiting.Request], waiting.Verdict]
-
-
-def progress_of(obj: Mapping[str, Any] | None) -> tuple[int, int, int]:
-    """(present, desired, bytes) of a backend, for the progress bar."""
-    status = (obj or {}).get("status") or {}
-    counts = status.get("counts") or {}
-    return counts.get("present", 0), counts.get("desired", 0), status.get("bytesTransferred") or 0
-
-
-async def fetch(
-    session: Session, plural: str, requests: Sequence[waiting.Request]
-) -> dict[tuple[str, str], dict[str, Any] | None]:
-    """The current objects of ``requests``: one list per namespace holding several of them
-    (``--all`` over many backends polls once a second, not once per backend)."""
-    by_namespace: dict[str, list[str]] = {}
-    for r in requests:
-        by_namespace.setdefault(r.namespace, []).append(r.name)
-    found: dict[tuple[str, str], dict[str, Any] | None] = {}
-    for namespace, names in by_namespace.items():
-        if len(names) > 1:
-            listed = {key_of(o): o for o in await session.api.select(plural, namespace)}
-            found |= {(namespace, n): listed.get((namespace, n)) for n in names}
-        else:
-            found[(namespace, names[0])] = await session.api.get(plural, namespace, names[0])
-    return found
-
-
-class Display:
-    """How a wait shows what happens: a progress bar per object on a terminal, else a line
-    whenever an object's state changes (``report``: at all; ``progress``: with pins, bytes)."""
-
-    def __init__(self, printer: render.Printer, kind: str, *, progress: bool, report: bool):
-        self.printer, self.kind, self.progress, self.report = printer, kind, progress, report
-        self.bars: Progress | None = None
-        if printer.rich and progress and report:
-            self.bars = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[pins]}"),
-                TextColumn("{task.fields[bytes]}"),
-                TextColumn("{task.fields[note]}"),
-                console=printer.console,
-            )
-        self.tasks: dict[tuple[str, str], TaskID] = {}
-        self.lines: dict[tuple[str, str], str] = {}
-
-    def __enter__(self) -> Display:
-        if self.bars is not None:
-            self.bars.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self.bars is not None:
-            self.bars.stop()
-
-    def show(self, key: tuple[str, str], obj: Mapping[str, Any] | None, note: str) -> None:
-        present, desired, sent = progress_of(obj)
-        if self.bars is not None:
-            if key not in self.tasks:
-                self.tasks[key] = self.bars.add_task(key[1], total=None, pins="", bytes="", note="")
-            self.bars.update(
-                self.tasks[key],
-                completed=present,
-                total=desired or None,
-                pins=f"{present}/{desired} pins",
-                bytes=views.size(sent),
-                note=escape(note),
-            )
-            return
-        line = f"{self.kind}/{key[1]}: {note}"
-        if self.progress:
-            line += f" ({present}/{desired} pins, {views.size(sent)})"
-        if self.report and self.lines.get(key) != line:
-            self.lines[key] = line
-            self.printer.line(line)
-
-
-async def wait(
-    session: Session,
-    plural: str,
-    requests: Sequence[waiting.Request],
-    judge: Judge,
-    *,
-    progress: bool,
-    report: bool = True,
-) -> dict[tuple[str, str], waiting.Verdict]:
-    """Poll until every request is answered or ``--timeout`` passes; the last verdicts (see
-    :class:`Display` for ``progress`` and ``report``)."""
-    deadline = time.monotonic() + selectors.duration(session.args.timeout, 300.0)
-    verdicts = {(r.namespace, r.name): waiting.Verdict(note="not read yet") for r in requests}
-    display = Display(session.printer, singular(plural), progress=progress, report=report)
-    with display:
-        while True:
-            pending = [r for r in requests if not verdicts[(r.namespace, r.name)].over]
-            for key, obj in (await fetch(session, plural, pending)).items():
-                request = next(r for r in pending if (r.namespace, r.name) == key)
-                verdict = verdicts[key] = judge(obj, request)
-                display.show(
-                    key, obj, verdict.failure or ("done" if verdict.done else verdict.note)
-                )
-            if all(v.over for v in verdicts.values()) or time.monotonic() > deadline:
-                return verdicts
-            await asyncio.sleep(POLL)
-
-
-def exit_status(
-    session: Session, plural: str, verdicts: Mapping[tuple[str, str], waiting.Verdict]
-) -> int:
-    """Name every request that failed or timed out (on stderr); the exit status."""
-    code = 0
-    for (_, name), verdict in verdicts.items():
-        if verdict.failure:
-            session.printer.error(f"{singular(plural)}/{name}: {verdict.failure}")
-            code = max(code, EXIT_FAILED)
-        elif not verdict.done:
-            waited = session.args.timeout
-            session.printer.error(
-                f"{singular(plural)}/{name}: timed out after {waited}: {verdict.note}"
-            )
-            code = EXIT_TIMEOUT
-    return code
 
 
 # -- arguments --------------------------------------------------------------------------------
