@@ -115,21 +115,29 @@ RESTORE = waiting.Request(
 )
 
 
-def test_a_restore_wait_ends_when_the_pinset_stops_reconciling() -> None:
-    working = obj([("Reconciling", "True", "Restoring")], restoreRequestedAt="R")
-    assert not waiting.restore(working, RESTORE).over
-    echoed = obj([("Ready", "True", "Synced")], restoreRequestedAt="R")
-    assert not waiting.restore(echoed, RESTORE).over  # no restore counted yet
-    restored = obj([("Ready", "True", "Synced")], restoreRequestedAt="R", counts={"restored": 2})
-    assert waiting.restore(restored, RESTORE).done
-    failed = obj(
-        [("Ready", "False", "RestoreFailed")],
-        restoreRequestedAt="R",
+def test_a_restore_wait_ends_when_the_pinset_echoes_the_finished_request() -> None:
+    working = obj(
+        [
+            (
+                "Reconciling",
+                "True",
+                "Syncing",
+            )
+        ],
         counts={"restored": 1},
-        failures=[{"cid": "bafy1", "reason": "NotOnAnyBackend"}],
+    )
+    verdict = waiting.restore(working, RESTORE)
+    assert not verdict.over and verdict.note == "Syncing message"
+    done = waiting.restore(obj(restoreRequestedAt="R", counts={"restored": 2}), RESTORE)
+    assert done.done and done.note == "2 pin(s) restored so far"
+    failed = obj(
+        [("Reconciling", "True", "RestoreFailed")],
+        restoreRequestedAt="R",
+        counts={"restored": 1, "restoreFailed": 1},
+        restoreFailures=[{"cid": "bafy1", "reason": "NotOnAnyBackend"}],
     )
     assert waiting.restore(failed, RESTORE).failure == (
-        "Ready=False RestoreFailed (bafy1: NotOnAnyBackend)"
+        "restore failed: 1 pin(s) (bafy1: NotOnAnyBackend)"
     )
 
 

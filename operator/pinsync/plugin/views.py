@@ -138,14 +138,17 @@ def pinset_summary(obj: Mapping[str, Any]) -> Summary:
         "synced": status.get("synced") or f"0/{counts.get('backends', 0)}",
         "failed": counts.get("failed", 0),
         "restored": counts.get("restored"),
+        "restoreFailed": counts.get("restoreFailed"),
         "restoreRequestedAt": status.get("restoreRequestedAt"),
         "ready": {"status": ready.get("status"), "reason": ready.get("reason")},
         "perBackend": [dict(b) for b in status.get("backends") or ()],
-        "failures": [
-            {"cid": f.get("cid"), "reason": f.get("reason"), "message": f.get("message")}
-            for f in status.get("failures") or ()
-        ],
+        "failures": _failures(status.get("failures")),
+        "restoreFailures": _failures(status.get("restoreFailures")),
     }
+
+
+def _failures(listed: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    return [{k: f.get(k) for k in ("cid", "reason", "message")} for f in listed or ()]
 
 
 def targets_backend(pinset: Summary, backend: str) -> bool:

@@ -133,21 +133,21 @@ def health(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
 
 
 def restore(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
+    """The PinSet echoes the request once its restore finished: every lost pin restored, or
+    its failure recorded (``counts.restoreFailed``, ``restoreFailures``)."""
     if obj is None:
         return Verdict(failure="deleted")
     if stalled := _stalled(obj):
         return Verdict(failure=stalled)
+    status = obj.get("status") or {}
     if not _echoed(obj, request):
-        return Verdict(note="waiting for the operator to take the request")
-    if views.is_true(obj, "Reconciling"):
-        return Verdict(note=views.condition(obj, "Reconciling").get("message", "restoring"))
-    if ((obj.get("status") or {}).get("counts") or {}).get("restored") is None:
-        return Verdict(note="restoring")  # echoed before the pass that restores has reported
-    if views.is_true(obj, "Ready"):
-        return Verdict(done=True)
-    summary = views.pinset_summary(obj)
-    named = ", ".join(f"{f['cid']}: {f['reason']}" for f in summary["failures"][:3])
-    ready = summary["ready"]
-    return Verdict(
-        failure=f"Ready={ready['status']} {ready['reason']}" + (f" ({named})" if named else "")
-    )
+        working = views.condition(obj, "Reconciling")
+        note = working.get("message") if working.get("status") == "True" else None
+        return Verdict(note=note or "waiting for the operator to take the request")
+    counts = status.get("counts") or {}
+    failures = status.get("restoreFailures") or ()
+    failed = int(counts.get("restoreFailed") or len(failures))
+    if failed:
+        named = ", ".join(f"{f.get('cid')}: {f.get('reason')}" for f in failures[:3])
+        return Verdict(failure=f"restore failed: {failed} pin(s) ({named})")
+    return Verdict(done=True, note=f"{counts.get('restored', 0)} pin(s) restored so far")
