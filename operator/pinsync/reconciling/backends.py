@@ -36,14 +36,6 @@ PROGRESS_INTERVAL = 2.0
 """Seconds between status writes while a sync runs."""
 
 
-def health_conditions(error: errors.BackendError | None) -> list[conditions.Condition]:
-    if error is None:
-        return [
-            conditions.condition("Healthy", True, reasons.REACHABLE.name, "health check passed")
-        ]
-    return [conditions.condition("Healthy", False, error.reason, error.message)]
-
-
 def health_check(latency: float | None, requested: str | None) -> dict[str, Any]:
     """Status fields recording a health check that took ``latency`` seconds (None: unknown).
 
@@ -59,6 +51,14 @@ def health_check(latency: float | None, requested: str | None) -> dict[str, Any]
     if requested is not None:
         fields["lastHandledHealthRequest"] = requested
     return fields
+
+
+def health_conditions(error: errors.BackendError | None) -> list[conditions.Condition]:
+    if error is None:
+        return [
+            conditions.condition("Healthy", True, reasons.REACHABLE.name, "health check passed")
+        ]
+    return [conditions.condition("Healthy", False, error.reason, error.message)]
 
 
 class Pass:
