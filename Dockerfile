@@ -1,7 +1,14 @@
-FROM python:3.11-slim
-WORKDIR /app
+# The image holds the operator and its runtime dependencies only. The wheel is built without
+# pinsync.devenv (the servers the test suite starts) and installed without the `test` extra
+# (pytest, pyftpdlib, ...). tests/e2e/test_deploy.py runs these same steps in a fresh venv.
+FROM python:3.11-slim AS wheel
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN pip install --no-cache-dir . && useradd -u 65532 -r pinsync
+RUN rm -rf operator/pinsync/devenv && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:3.11-slim
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels && useradd -u 65532 -r pinsync
 USER 65532
 ENTRYPOINT ["pinsync"]

@@ -1,10 +1,10 @@
 PYTHON ?= python3
-TOOLS := etcd kube-apiserver ipfs minio ipfs-cluster-service
+TOOLS := etcd kube-apiserver ipfs minio ipfs-cluster-service helm kstatus servicemonitor-crd
 
-.PHONY: install system-deps tools test unit e2e lint typecheck demo bench helm-crds
+.PHONY: install system-deps tools node-deps test unit e2e lint typecheck demo bench helm-crds
 
 install:  ## pip install -e .[test], unless this checkout is what Python already imports
-	@$(PYTHON) -c "import sys, pinsync, pytest, ruff, mypy, importlinter; \
+	@$(PYTHON) -c "import sys, pinsync, pytest, ruff, mypy, importlinter, lupa; \
 	  sys.exit(not pinsync.__file__.startswith('$(CURDIR)/'))" 2>/dev/null \
 	  || $(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 
@@ -13,6 +13,12 @@ system-deps:  ## kubectl and OpenSSH (apt-get, when missing)
 
 tools:  ## build (or reuse from ~/.cache/pinsync) the real servers the tests run
 	@for t in $(TOOLS); do hack/build-tool.sh $$t >/dev/null; done
+
+NODE_DIR := operator/pinsync/devenv/node
+
+node-deps: system-deps  ## the Node.js servers some tests run: npm ci from the committed lockfile
+	@[ $(NODE_DIR)/node_modules/.package-lock.json -nt $(NODE_DIR)/package-lock.json ] \
+	  || npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
 
 lint: install  ## ruff, and the import-linter contracts in pyproject.toml (layers, independence)
 	$(PYTHON) -m ruff format --check operator tests
@@ -25,10 +31,10 @@ typecheck: install
 unit: install
 	$(PYTHON) -m pytest tests/unit -q
 
-e2e: install system-deps tools
+e2e: install system-deps tools node-deps
 	$(PYTHON) -m pytest tests/e2e -q
 
-test: install system-deps tools lint typecheck  ## the whole suite, as CI runs it
+test: install system-deps tools node-deps lint typecheck  ## the whole suite, as CI runs it
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
 demo: install system-deps tools
@@ -37,5 +43,6 @@ demo: install system-deps tools
 bench: install tools
 	$(PYTHON) -m tests.bench
 
-helm-crds:  ## copy crds/ into the chart (a unit test fails when they drift)
+helm-crds:  ## copy crds/ and the Grafana dashboard into the chart (a unit test fails on drift)
 	cp crds/*.yaml helm/pinsync/crds/
+	cp manifests/grafana-dashboard.json helm/pinsync/dashboards/pinsync.json

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build one real server from the Go module proxy into the version-keyed cache and print its path.
-#   hack/build-tool.sh <kube-apiserver|etcd|ipfs|minio|ipfs-cluster-service>
+# Build one real server or tool from the Go module proxy into the version-keyed cache and print
+# its path.
+#   hack/build-tool.sh <kube-apiserver|etcd|ipfs|minio|ipfs-cluster-service|helm|kstatus
+#                       |servicemonitor-crd>
 # Reuses a cached binary when present. On failure prints the tool, the version and the log tail.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,11 +17,19 @@ case "$tool" in
   ipfs) version=$KUBO_VERSION ;;
   minio) version=$MINIO_VERSION ;;
   ipfs-cluster-service) version=$IPFS_CLUSTER_VERSION ;;
+  helm) version=$HELM_VERSION ;;
+  servicemonitor-crd) version=$PROMETHEUS_OPERATOR_VERSION ;;
+  kstatus)
+    # Our own program (hack/kstatus): the cache key is the library version plus a hash of the
+    # source, so an edit to main.go or go.sum rebuilds it.
+    grep -q "sigs.k8s.io/cli-utils $CLI_UTILS_VERSION\$" "$here/kstatus/go.mod" || {
+      echo "hack/kstatus/go.mod does not require sigs.k8s.io/cli-utils $CLI_UTILS_VERSION" >&2; exit 2; }
+    version="$CLI_UTILS_VERSION-$(cat "$here"/kstatus/go.mod "$here"/kstatus/go.sum "$here"/kstatus/*.go | sha256sum | cut -c1-10)" ;;
   *) echo "unknown tool: $tool" >&2; exit 2 ;;
 esac
 
 out="$cache/bin/$tool-$version"
-if [ -x "$out" ]; then echo "$out"; exit 0; fi
+if [ -f "$out" ]; then echo "$out"; exit 0; fi
 mkdir -p "$cache/bin" "$cache/logs"
 log="$cache/logs/$tool-$version.log"
 work=$(mktemp -d "$cache/build-$tool.XXXXXX")
@@ -93,6 +103,20 @@ func main() { etcdmain.Main(os.Args) }' ""
     minio) GOBIN="$work/bin" go install -trimpath -ldflags "-s -w" "github.com/minio/minio@$version" && mv "$work/bin/minio" "$work/tool.bin" ;;
     ipfs-cluster-service)
       dep_build github.com/ipfs-cluster/ipfs-cluster github.com/ipfs-cluster/ipfs-cluster/cmd/ipfs-cluster-service ;;
+    # helm's go.mod has no replace directives; its version string is a linker variable.
+    helm) GOBIN="$work/bin" go install -trimpath \
+        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version" \
+        "helm.sh/helm/v3/cmd/helm@$version" && mv "$work/bin/helm" "$work/tool.bin" ;;
+    # Not a program: the Prometheus Operator's ServiceMonitor CRD, read from its Go module, so
+    # that the chart's optional ServiceMonitor is checked by a real API server too.
+    servicemonitor-crd)
+      local dir
+      dir=$(cd "$work" && go mod download -json "github.com/prometheus-operator/prometheus-operator@$version" |
+        sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+      cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$work/tool.bin" ;;
+    # go.sum is committed: -mod=readonly builds exactly what was reviewed.
+    kstatus) cp "$here"/kstatus/go.mod "$here"/kstatus/go.sum "$here"/kstatus/*.go "$work/" &&
+      (cd "$work" && go build -mod=readonly -trimpath -ldflags "-s -w" -o "$work/tool.bin" .) ;;
   esac
 }
 

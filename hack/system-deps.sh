@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system programs the demo and the tests run (kubectl; OpenSSH's sshd for the SFTP
-# backend's server; git and lighttpd for the github backend's git smart-HTTP server) when they
+# backend's server; git and lighttpd for the github backend's git smart-HTTP server; Node.js and
+# npm for the Node servers under operator/pinsync/devenv/node) when they
 # are missing. A no-op on a machine that has them; on one without, it needs apt-get and root,
 # and otherwise says what to install.
 set -euo pipefail
@@ -10,6 +11,8 @@ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v git >/dev/null || need+=(git)
 command -v lighttpd >/dev/null || [ -x /usr/sbin/lighttpd ] || need+=(lighttpd)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null || [ "$(id -u)" -ne 0 ]; then
   echo "system-deps: please install: ${need[*]}" >&2

@@ -43,6 +43,8 @@ for scale 1.0. What is measured, in one run:
    same CARs exported beforehand into a clone (the peer a user would write):
    10. 2,000 pins of 4 KiB: pins/s, commits made and bytes fetched; the peer's pins/s; the ratio;
    11. 16 x 64 MiB: MiB/s of both.
+12. The huggingface backend into the Hub contract fake (see :mod:`tests.bench_huggingface`):
+   2,000 pins of 4 KiB, pins/s and commits made.
 
 ``PINSYNC_BENCH_ONLY`` selects rows: a comma-separated list of row numbers (``2b`` included) and
 ranges, e.g. ``5-9`` or ``2b,5`` (a range includes the lettered rows within it). Rows a selected
@@ -103,7 +105,7 @@ BUCKET = "bench"
 REGION = "us-east-1"
 SCALE_ENV = "PINSYNC_BENCH_SCALE"
 ONLY_ENV = "PINSYNC_BENCH_ONLY"
-UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11")
+UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12")
 """The rows ``PINSYNC_BENCH_ONLY`` can select."""
 CHILD_FLAG = "--child-sync"
 CHILD_ENV = "PINSYNC_BENCH_CHILD"
@@ -1068,7 +1070,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     plan = Plan.from_scale(scale_from_env())
     only = selection_from_env()
-    from tests import bench_github, bench_operator  # import this module: load them after it
+    # Import this module first: they import from it.
+    from tests import bench_github, bench_huggingface, bench_operator
 
     report = Report()
     with contextlib.ExitStack() as cleanup:
@@ -1105,6 +1108,12 @@ def main() -> int:
                 lambda: bench_operator.run(bench),
             ),
             ("10-11", "the github backend", bench_github.UNITS, lambda: bench_github.run(bench)),
+            (
+                "12",
+                "the huggingface backend",
+                bench_huggingface.UNITS,
+                lambda: bench_huggingface.run(bench),
+            ),
         ]
         for key, what, units, run in sections:
             if bench.wants(*units):

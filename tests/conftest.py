@@ -7,6 +7,7 @@ when tests fail. ``PINSYNC_TEST_KUBECONFIG`` points the suite at an existing clu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import shutil
@@ -40,7 +41,14 @@ def kubeconfig(workdir: pathlib.Path) -> Iterator[pathlib.Path]:
         controlplane.install_crds(path, ROOT / "crds")
         yield path
         return
-    plane = controlplane.ControlPlane(workdir / "controlplane")
+    with control_plane(workdir / "controlplane") as path:
+        yield path
+
+
+@contextlib.contextmanager
+def control_plane(workdir: pathlib.Path) -> Iterator[pathlib.Path]:
+    """A kube-apiserver + etcd of its own, with pinsync's CRDs; its kubeconfig. Stopped on exit."""
+    plane = controlplane.ControlPlane(workdir)
     try:
         plane.start()
         controlplane.install_crds(plane.kubeconfig, ROOT / "crds")

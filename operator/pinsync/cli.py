@@ -27,7 +27,17 @@ def run(args: argparse.Namespace) -> None:
     )
     # Client libraries log request details (headers, signatures, bodies) at DEBUG; they stay
     # at WARNING even with -v so that nothing credential-derived reaches the operator's log.
-    for noisy in ("botocore", "aiobotocore", "urllib3", "asyncssh", "aioftp", "httpx", "httpcore"):
+    for noisy in (
+        "botocore",
+        "aiobotocore",
+        "urllib3",
+        "asyncssh",
+        "aioftp",
+        "httpx",
+        "httpcore",
+        "httpx2",
+        "huggingface_hub",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import pinsync.handlers  # noqa: F401  (registers the handlers)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -39,6 +40,11 @@ import aiohttp
 import yarl
 
 from pinsync import reasons
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds one ``swarm/connect`` may take (a pinning service's delegate that never answers)."""
 
 _MISSING_MARKERS = ("not found locally", "could not find", "block not found")
 
@@ -119,6 +125,8 @@ class Kubo:
             self._password = ""
         self._timeouts = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._addresses: list[str] | None = None
+        self._peer = ""
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -214,6 +222,33 @@ class Kubo:
         if not isinstance(answer, dict):
             raise IpfsError("id: unexpected answer from Kubo")
         return answer
+
+    async def addresses(self) -> list[str]:
+        """The node's own multiaddrs, each with ``/p2p/<peer id>`` (what ``id`` lists): where a
+        pinning service may fetch content from. Asked once per client, as they rarely change."""
+        if self._addresses is None:
+            ident = await self.id()
+            peer = str(ident.get("ID") or "")
+            found = [str(a) for a in ident.get("Addresses") or () if isinstance(a, str)]
+            self._peer = peer
+            self._addresses = [a if "/p2p/" in a else f"{a}/p2p/{peer}" for a in found]
+        return list(self._addresses)
+
+    async def connect(self, addresses: Sequence[str]) -> None:
+        """``swarm/connect`` to each address, best effort: a peer that cannot be dialled (or is
+        this node itself) is logged and skipped, since the caller only wants to help a fetch."""
+        await self.addresses()  # learns our own peer id, so we never dial ourselves
+
+        async def dial(address: str) -> None:
+            # Kubo's own timeout bounds a dial to an address that never answers.
+            params = [("arg", address), ("timeout", f"{CONNECT_TIMEOUT:g}s")]
+            try:
+                await self._post("/api/v0/swarm/connect", params, what="swarm/connect")
+            except IpfsError as exc:
+                logger.debug("could not connect to %s: %s", address, exc)
+
+        others = [a for a in addresses if not (self._peer and a.endswith(f"/p2p/{self._peer}"))]
+        await asyncio.gather(*(dial(address) for address in others))
 
     async def pins(self) -> dict[str, str]:
         """All recursive pins: CID (as Kubo prints it) -> pin name ("" if unnamed).

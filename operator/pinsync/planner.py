@@ -81,10 +81,12 @@ def failed(
     *,
     now: datetime.datetime,
     rng: random.Random | None = None,
+    at_least: float = 0.0,
 ) -> Failure:
-    """The failure record after one more failed attempt."""
+    """The failure record after one more failed attempt; ``at_least``: seconds the service
+    asked to wait (a Retry-After), which the backoff never undercuts."""
     attempts = (previous.attempts if previous else 0) + 1
-    delay = datetime.timedelta(seconds=backoff(attempts, rng=rng))
+    delay = datetime.timedelta(seconds=max(at_least, backoff(attempts, rng=rng)))
     return Failure(
         cid=cid, reason=reason, message=message, attempts=attempts, next_retry_at=now + delay
     )

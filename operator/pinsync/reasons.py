@@ -93,6 +93,9 @@ LOCATION_NOT_FOUND = _reason("LocationNotFound", "Stalled", "the configured loca
 BUCKET_NOT_FOUND = _reason("BucketNotFound", "Stalled", "S3: the bucket does not exist")
 PATH_NOT_FOUND = _reason("PathNotFound", "Stalled", "SFTP/FTP: the base path does not exist")
 STORAGE_FULL = _reason("StorageFull", "Reconciling", "quota exceeded or no space left")
+RATE_LIMITED = _reason(
+    "RateLimited", "Reconciling", "the service asked to wait (HTTP 429); retried after Retry-After"
+)
 UNSUPPORTED = _reason("Unsupported", "Stalled", "the operation has no meaning for this type")
 
 # -- storage: one pin -----------------------------------------------------------------------------
@@ -133,9 +136,17 @@ FILE_TOO_LARGE = _reason(
     "FileTooLarge", "failures", "git: the host refused a file as too large", retryable=False
 )
 
+# -- Hugging Face Hub -----------------------------------------------------------------------------
+
+REPOSITORY_FULL = _reason(
+    "RepositoryFull", "Reconciling", "hf: the repository holds maxFiles files; prune or add one"
+)
+
 # -- IPFS Cluster ---------------------------------------------------------------------------------
 
-PINNING = _reason("Pinning", "failures", "the cluster is still fetching the pin; checked later")
+PINNING = _reason(
+    "Pinning", "failures", "the cluster or pinning service is still fetching the pin; checked later"
+)
 CLUSTER_PIN_ERROR = _reason("ClusterPinError", "failures", "peers failed to pin; recovery asked")
 CLUSTER_REJECTED = _reason("ClusterRejected", "Stalled", "the cluster refused a request as invalid")
 CLUSTER_ERROR = _reason("ClusterError", "Reconciling", "the cluster answered an error")
@@ -146,6 +157,13 @@ CLUSTER_IPFS_UNAVAILABLE = _reason(
 NOT_ENOUGH_PEERS = _reason(
     "NotEnoughPeers", "Reconciling", "fewer peers answer than replicationFactorMin"
 )
+
+# -- pinning service ------------------------------------------------------------------------------
+
+SERVICE_PIN_FAILED = _reason("ServicePinFailed", "failures", "the service says the pin failed")
+SERVICE_REJECTED = _reason("ServiceRejected", "Stalled", "the service refused a request (HTTP 400)")
+SERVICE_ERROR = _reason("ServiceError", "Reconciling", "the pinning service answered an error")
+QUOTA_EXCEEDED = _reason("QuotaExceeded", "Reconciling", "the service refused: no funds or quota")
 
 # -- Kubo -----------------------------------------------------------------------------------------
 

@@ -186,9 +186,14 @@ async def run(
     # them), and a pinned one needs no dag/stat to count its blocks.
     transfers = sorted(the_plan.transfer, key=lambda cid: cid not in node_pins)
 
-    def fail(cid: str, reason: str, message: str) -> None:
+    def fail(cid: str, reason: str, message: str, *, retry_after: float = 0.0) -> None:
         progress.failures[cid] = planner.failed(
-            progress.failures.get(cid), names.get(cid, cid), reason, message, now=now()
+            progress.failures.get(cid),
+            names.get(cid, cid),
+            reason,
+            message,
+            now=now(),
+            at_least=retry_after,
         )
         progress.new_failures[reason] = progress.new_failures.get(reason, 0) + 1
 
@@ -204,7 +209,7 @@ async def run(
                 if exc.retryable and not isinstance(exc, errors.PinNotFound | errors.Damaged):
                     # Still in progress (a cluster fetching) or a hiccup: retry later, don't
                     # re-send content that may well be fine.
-                    fail(cid, exc.reason, str(exc))
+                    fail(cid, exc.reason, str(exc), retry_after=getattr(exc, "retry_after", 0.0))
                     return
                 transfers.append(cid)
         await report(progress)
@@ -224,7 +229,9 @@ async def run(
             outgoing = [
                 Outgoing(
                     meta=base.PinMeta(
-                        cid=stored.get(cid) or names.get(cid, cid), pinsets=desired[cid]
+                        cid=stored.get(cid) or names.get(cid, cid),
+                        pinsets=desired[cid],
+                        node=kubo_for(cid),
                     ),
                     kubo=kubo_for(cid),
                     pinned_on_node=cid in node_pins,
@@ -243,7 +250,7 @@ async def run(
                 if streak >= STOP_AFTER_STORAGE_ERRORS and not progress.stopped:
                     logger.warning("%d storage errors in a row: stopping this pass", streak)
                     progress.stopped = True
-                fail(cid, reason, message)
+                fail(cid, reason, message, retry_after=getattr(result, "retry_after", 0.0))
             else:
                 streak = 0
                 progress.failures.pop(cid, None)

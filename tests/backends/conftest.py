@@ -125,20 +125,24 @@ class Kit(abc.ABC):
         raise NotImplementedError
 
 
-class FileTreeKit(Kit):
-    """A kit for file servers on this machine: raw access is plain filesystem access."""
+class ServerKit(Kit):
+    """A kit whose server is one devenv server (``running``, ``stop()``, ``start()`` again on
+    the same port, with the same data)."""
 
     server: Any
-    """The devenv server (``running``, ``stop()``, ``start()`` on the same port)."""
 
     def server_running(self) -> bool:
-        return self.server.running
+        return bool(self.server.running)
 
     def stop_server(self) -> None:
         self.server.stop()
 
     def start_server(self) -> None:
         self.server.start()
+
+
+class FileTreeKit(ServerKit):
+    """A kit for file servers on this machine: raw access is plain filesystem access."""
 
     @abc.abstractmethod
     def directory(self, backend: base.Backend) -> pathlib.Path:

@@ -22,7 +22,7 @@ from pinsync.backends import base, github
 from pinsync.devenv import gitserver
 from pinsync.devenv.processes import free_port
 
-from .conftest import Kit
+from .conftest import ServerKit
 
 
 def cid_of(name: str) -> str:
@@ -32,7 +32,7 @@ def cid_of(name: str) -> str:
     return name
 
 
-class GithubKit(Kit):
+class GithubKit(ServerKit):
     """Username + password logins against the session's git server; a fresh repo per location."""
 
     type_ = "github"
@@ -134,15 +134,6 @@ class GithubKit(Kit):
         spool = getattr(backend, "_spool_dir", None)
         left = os.listdir(spool.name) if spool is not None else []
         return list(names) if left else []
-
-    def server_running(self) -> bool:
-        return self.server.running
-
-    def stop_server(self) -> None:
-        self.server.stop()
-
-    def start_server(self) -> None:
-        self.server.start()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ where no REST API answers. The REST API wants basic auth, so wrong credentials a
 from __future__ import annotations
 
 import pathlib
-import secrets
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -89,13 +88,5 @@ class IpfsclusterKit(Kit):
 
 @pytest.fixture(scope="session")
 def ipfscluster_kit(workdir: pathlib.Path, ipfs: kubo.Kubo) -> Iterator[IpfsclusterKit]:
-    peer = cluster.IpfsCluster(
-        workdir / "ipfscluster",
-        ipfs.api_url,
-        username="pinsync",
-        password=secrets.token_urlsafe(18),
-    )
-    try:
-        yield IpfsclusterKit(peer.start(), ipfs)
-    finally:
-        peer.stop()
+    with cluster.running(workdir / "ipfscluster", ipfs.api_url) as peer:
+        yield IpfsclusterKit(peer, ipfs)

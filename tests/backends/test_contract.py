@@ -227,10 +227,11 @@ async def test_putting_the_same_pin_twice_leaves_one_pin(
 ) -> None:
     blob = Blob(SMALL, kit=backend_kit)
     await put(backend, blob)
+    once = await backend.usage()
     await put(backend, blob)
     assert list(await pins(backend)) == [blob.cid]
     if backend.stores_content:
-        assert (await backend.usage()).objects == 2
+        assert (await backend.usage()).objects == once.objects  # a CAR (+ its sidecar), once
         assert await fetch(backend, blob.cid) == blob.data
 
 
@@ -293,6 +294,7 @@ async def test_remove_pin_removes_a_present_pin_and_only_that_one(
     gone, kept = Blob(SMALL, kit=backend_kit), Blob(SMALL, kit=backend_kit)
     await put(backend, gone)
     await put(backend, kept)
+    both = await backend.usage()
     await backend.remove_pin(gone.cid)
     assert list(await pins(backend)) == [kept.cid]
     with pytest.raises(errors.PinNotFound):
@@ -301,9 +303,7 @@ async def test_remove_pin_removes_a_present_pin_and_only_that_one(
     if backend.stores_content:
         with pytest.raises(errors.PinNotFound):
             await fetch(backend, gone.cid)
-        assert (await backend.usage()).objects == 2
-    else:
-        assert (await backend.usage()).objects == 1
+    assert (await backend.usage()).objects == both.objects // 2  # every object of gone, only
     await backend.remove_pin(gone.cid)  # and again: still not an error
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from pinsync.devenv import kubo, minio
+from pinsync.devenv import cluster, kubo, minio
 from tests.conftest import Operator
 from tests.kubetools import Objects, create_secret, wait_synced
 
@@ -111,3 +112,11 @@ def world(
     operator: Operator,
 ) -> Iterator[World]:
     yield World(k8s, namespace, s3server, ipfs, operator)
+
+
+@pytest.fixture(scope="module")
+def ipfs_cluster(workdir: pathlib.Path, ipfs: kubo.Kubo) -> Iterator[cluster.IpfsCluster]:
+    """A single-peer IPFS Cluster on the session's Kubo (basic auth on), one per module: its
+    REST API for ``ipfsCluster`` backends, its ``pinsvcapi`` for ``pinningService`` ones."""
+    with cluster.running(workdir / f"e2e-cluster-{uuid.uuid4().hex[:8]}", ipfs.api_url) as peer:
+        yield peer

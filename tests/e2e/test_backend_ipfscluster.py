@@ -7,9 +7,6 @@ the credentials Secret part of the path under test.
 from __future__ import annotations
 
 import os
-import pathlib
-import secrets
-from collections.abc import Iterator
 
 import kubernetes
 import pytest
@@ -19,20 +16,6 @@ from tests.conftest import Operator
 from tests.kubetools import Objects, create_secret, eventually
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def ipfs_cluster(workdir: pathlib.Path, ipfs: kubo.Kubo) -> Iterator[cluster.IpfsCluster]:
-    peer = cluster.IpfsCluster(
-        workdir / "e2e-ipfscluster",
-        ipfs.api_url,
-        username="pinsync",
-        password=secrets.token_urlsafe(18),
-    )
-    try:
-        yield peer.start()
-    finally:
-        peer.stop()
 
 
 def test_pinset_cids_are_pinned_on_the_cluster_and_the_backend_is_synced(

@@ -1,10 +1,9 @@
-"""Deployable artefacts agree with the single source of truth in ``crds/``."""
+"""Deployable artefacts agree with their single sources: ``crds/`` and the dashboard in
+``manifests/``. (The chart is rendered, linted and applied in ``tests/e2e/test_deploy.py``.)"""
 
 from __future__ import annotations
 
 import pathlib
-
-import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -15,9 +14,7 @@ def test_helm_chart_crds_do_not_drift_from_crds_dir() -> None:
         assert copy.read_bytes() == source.read_bytes(), f"run `make helm-crds` ({source.name})"
 
 
-def test_manifest_rbac_matches_the_chart_rbac() -> None:
-    manifest = [d for d in yaml.safe_load_all((ROOT / "manifests" / "rbac.yaml").read_text())]
-    role = next(d for d in manifest if d["kind"] == "ClusterRole")
-    chart = (ROOT / "helm" / "pinsync" / "templates" / "operator.yaml").read_text()
-    rules = chart.split("rules:", 1)[1].split("---", 1)[0]
-    assert yaml.safe_load(rules) == role["rules"]
+def test_helm_chart_dashboard_does_not_drift_from_manifests() -> None:
+    source = ROOT / "manifests" / "grafana-dashboard.json"
+    copy = ROOT / "helm" / "pinsync" / "dashboards" / "pinsync.json"
+    assert copy.read_bytes() == source.read_bytes(), "run `make helm-crds`"

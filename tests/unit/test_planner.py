@@ -56,6 +56,16 @@ def test_failure_counts_attempts_and_round_trips_through_status() -> None:
     assert restored.next_retry_at == second.next_retry_at.replace(microsecond=0)
 
 
+def test_a_wait_the_server_asked_for_is_never_undercut_by_the_backoff() -> None:
+    asked = planner.failed(None, "a", "RateLimited", "429", now=NOW, at_least=900.0)
+    assert asked.next_retry_at == NOW + datetime.timedelta(seconds=900)
+    # A backoff already longer than the server's wait stays as it is.
+    late = planner.Failure(cid="a", reason="R", attempts=20)
+    longer = planner.failed(late, "a", "RateLimited", "429", now=NOW, at_least=1.0)
+    assert longer.next_retry_at is not None
+    assert longer.next_retry_at >= NOW + datetime.timedelta(seconds=planner.BACKOFF_CAP / 2)
+
+
 def test_every_failure_survives_the_compact_form_with_its_backoff() -> None:
     failures = {
         f"k{i}": planner.failed(None, f"cid{i}", "ContentUnavailable", "gone", now=NOW)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pinsync import reasons
 from pinsync.backends import errors
@@ -36,6 +36,20 @@ class PinInfo:
     """``put_pin`` already read the stored size back: the engine needs no ``verify_pin``."""
 
 
+class Node(Protocol):
+    """The IPFS node a pin's content is on, as a service that fetches by CID needs it: where to
+    fetch from (its ``origins``) and a way to dial the peers it will fetch with (``delegates``).
+    The engine hands a Kubo client; a backend never imports :mod:`pinsync.ipfs` itself."""
+
+    async def addresses(self) -> list[str]:
+        """The node's own multiaddrs, each ending in ``/p2p/<peer id>``."""
+        ...
+
+    async def connect(self, addresses: Sequence[str]) -> None:
+        """Dial these peers (best effort: an address that cannot be dialled is skipped)."""
+        ...
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PinMeta:
     """What the engine tells a backend about a pin it is about to store."""
@@ -44,6 +58,8 @@ class PinMeta:
     pinsets: tuple[str, ...] = ()
     """``namespace/name`` of every PinSet that wants this pin (for attribution)."""
     name: str = ""
+    node: Node | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The IPFS node holding the content (None where the caller has none, e.g. tests)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -186,6 +202,14 @@ class Source:
             yield chunk
 
 
+async def close_unread(content: AsyncIterator[bytes]) -> None:
+    """Close a content stream without reading it: a service that fetches by CID needs no
+    bytes, and an export behind the stream (if the caller made one) then never starts."""
+    closer = getattr(content, "aclose", None)
+    if closer is not None:
+        await closer()
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Upload:
     """One pin of a batch handed to :meth:`Backend.put_pins`."""
@@ -194,6 +218,20 @@ class Upload:
     content: Callable[[], AsyncIterator[bytes]]
     """Opens the pin's CAR stream; called when the backend is ready to read it, so a batch
     does not start every pin's export at once."""
+
+
+class Staged(Protocol):
+    """A pin read into local storage for a commit-based store (see :meth:`Backend.commit_batch`)."""
+
+    size: int
+
+    def discard(self) -> None:
+        """Remove the local copy (after the commit, or instead of it)."""
+
+
+S = TypeVar("S", bound=Staged)
+Results = list[PinInfo | Exception | None]
+"""Per pin of a batch, its result once known."""
 
 
 class Backend(abc.ABC):
@@ -275,6 +313,58 @@ class Backend(abc.ABC):
             except Exception as exc:
                 results.append(exc)
         return results
+
+    async def put_one(self, meta: PinMeta, content: AsyncIterator[bytes]) -> PinInfo:
+        """``put_pin`` for a store whose primitive is :meth:`put_pins` (a commit)."""
+        result = (await self.put_pins([Upload(meta=meta, content=lambda: content)]))[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def commit_batch(
+        self,
+        uploads: Sequence[Upload],
+        *,
+        stage: Callable[[PinMeta, Source], Awaitable[S]],
+        commit: Callable[[list[tuple[int, S]], Results], Awaitable[None]],
+        max_bytes: int,
+    ) -> list[PinInfo | Exception]:
+        """``put_pins`` for a store whose write is a commit: stage each pin (its stream's
+        error is that pin's alone), then ``commit`` the staged ones -- one commit per
+        ``max_bytes`` of them, normally one. ``commit`` fills in the result of every pin it is
+        given; staged copies are discarded whatever happens."""
+        results: Results = [None] * len(uploads)
+        staged: list[tuple[int, S]] = []
+        staged_bytes = 0
+
+        async def flush() -> None:
+            nonlocal staged, staged_bytes
+            batch, staged, staged_bytes = staged, [], 0
+            try:
+                await commit(batch, results)
+            finally:
+                for _, pin in batch:
+                    pin.discard()
+
+        try:
+            for index, upload in enumerate(uploads):
+                source = Source(upload.content())
+                try:
+                    with self.translating(f"stage {upload.meta.cid}", source=source):
+                        pin = await stage(upload.meta, source)
+                except Exception as exc:
+                    results[index] = exc
+                    continue
+                if staged and staged_bytes + pin.size > max_bytes:
+                    await flush()
+                staged.append((index, pin))
+                staged_bytes += pin.size
+            if staged:
+                await flush()
+        finally:
+            for _, pin in staged:
+                pin.discard()
+        return [r if r is not None else errors.BackendError("not stored") for r in results]
 
     @abc.abstractmethod
     async def verify_pin(

@@ -9,6 +9,9 @@ the reason. ``message`` must never contain credentials.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+
 from pinsync import reasons
 
 
@@ -46,6 +49,17 @@ class StorageFull(BackendError):
     """Quota exceeded or no space left on the server."""
 
     reason = reasons.STORAGE_FULL.name
+
+
+class RateLimited(BackendError):
+    """The service refused the request for now (HTTP 429, or a limit the backend keeps itself)
+    and said how long to wait: ``retry_after`` seconds, which the pin's backoff honours."""
+
+    reason = reasons.RATE_LIMITED.name
+
+    def __init__(self, message: str, *, retry_after: float = 60.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Damaged(BackendError):
@@ -86,3 +100,25 @@ class InvalidConfig(BackendError):
     ) -> None:
         super().__init__(message, reason=reason)
         self.field = field
+
+
+RETRY_AFTER_CAP = 86400.0
+"""A longer Retry-After is taken as this: a day is the most a pass is ever put off by one."""
+
+
+def retry_after(value: str | None, *, now: datetime.datetime | None = None) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` value (delay-seconds or an HTTP date; RFC 9110
+    10.2.3); None when absent or unreadable, so the caller's own backoff applies."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    now = now or datetime.datetime.now(datetime.UTC)
+    return min(max(0.0, (when - now).total_seconds()), RETRY_AFTER_CAP)

@@ -170,6 +170,11 @@ class Staged:
     sha256: str
     sidecar: Blob
 
+    def discard(self) -> None:
+        for part in self.parts:
+            with contextlib.suppress(OSError):
+                os.unlink(part.spool)
+
 
 @dataclasses.dataclass(kw_only=True)
 class Entry:
@@ -868,50 +873,17 @@ class GithubBackend(base.Backend):
         return Staged(meta=meta, parts=parts, size=total, sha256=sha256, sidecar=blob)
 
     async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
-        result = (await self.put_pins([base.Upload(meta=meta, content=lambda: content)]))[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return await self.put_one(meta, content)
 
     async def put_pins(self, uploads: Sequence[base.Upload]) -> list[base.PinInfo | Exception]:
         """Spool the batch, then commit it: one commit per ``maxBytes`` of it (normally one)."""
-        results: list[base.PinInfo | Exception | None] = [None] * len(uploads)
-        staged: list[tuple[int, Staged]] = []
-        staged_bytes = 0
-        try:
-            for index, upload in enumerate(uploads):
-                source = base.Source(upload.content())
-                try:
-                    with self.translating(f"stage {upload.meta.cid}", source=source):
-                        pin = await self._stage(upload.meta, source)
-                except Exception as exc:
-                    results[index] = exc
-                    continue
-                if staged and staged_bytes + pin.size > self.conf.max_bytes:
-                    await self._commit_staged(staged, results)
-                    staged, staged_bytes = [], 0
-                staged.append((index, pin))
-                staged_bytes += pin.size
-            if staged:
-                await self._commit_staged(staged, results)
-                staged = []
-        finally:
-            for _, pin in staged:
-                self._discard(pin)
-        return [r if r is not None else errors.BackendError("not stored") for r in results]
+        return await self.commit_batch(
+            uploads, stage=self._stage, commit=self._commit_staged, max_bytes=self.conf.max_bytes
+        )
 
-    @staticmethod
-    def _discard(pin: Staged) -> None:
-        for part in pin.parts:
-            with contextlib.suppress(OSError):
-                os.unlink(part.spool)
-
-    async def _commit_staged(
-        self, staged: list[tuple[int, Staged]], results: list[base.PinInfo | Exception | None]
-    ) -> None:
-        pins = [pin for _, pin in staged]
+    async def _commit_staged(self, staged: list[tuple[int, Staged]], results: base.Results) -> None:
         try:
-            await self._commit(pins)
+            await self._commit([pin for _, pin in staged])
         except Exception as exc:
             for index, _ in staged:
                 results[index] = exc
@@ -920,9 +892,6 @@ class GithubBackend(base.Backend):
                 results[index] = base.PinInfo(
                     cid=pin.meta.cid, size=pin.size, sha256=pin.sha256, verified=True
                 )
-        finally:
-            for pin in pins:
-                self._discard(pin)
 
     async def _commit(self, pins: list[Staged]) -> None:
         def blobs() -> Iterator[UnpackedObject]:

@@ -261,11 +261,7 @@ class IpfsClusterBackend(base.Backend):
                 yield base.PinInfo(cid=cid_of(pin))
 
     async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
-        # The cluster fetches by CID: the stream is closed unread, so an export behind it (if
-        # the caller made one) never starts or stops early.
-        closer = getattr(content, "aclose", None)
-        if closer is not None:
-            await closer()
+        await base.close_unread(content)  # the cluster fetches by CID
         params = {"name": self.prefix + (meta.name or meta.cid)}
         if self.replication_min != 0:
             params["replication-min"] = str(self.replication_min)

@@ -16,6 +16,8 @@ KNOWN: dict[str, str] = {
     "ftp": "pinsync.backends.ftp:FtpBackend",
     "ipfsCluster": "pinsync.backends.ipfscluster:IpfsClusterBackend",
     "github": "pinsync.backends.github:GithubBackend",
+    "huggingface": "pinsync.backends.huggingface:HuggingfaceBackend",
+    "pinningService": "pinsync.backends.pinningservice:PinningServiceBackend",
 }
 ALIASES: dict[str, str] = {"sshfs": "sftp"}
 """Accepted spellings of a type; the reference called SFTP ``sshfs``."""

@@ -6,15 +6,19 @@ the docs, not the cluster. So the harness runs the real daemon: ``init`` (CRDT c
 single peer needs no Raft bootstrap) in a temporary directory, then every listener is moved to a
 free loopback port (the defaults, 9094-9097, would collide with a second cluster or with a
 developer's own), the IPFS connector pointed at the given Kubo API, and optionally basic-auth
-credentials put on the REST API so that authentication failures can be tested for real.
+credentials put on the REST API and the Pinning Service API (``pinsvcapi``, which the
+``pinningService`` backend is tested against; both also take the JWT of :meth:`token`) so
+that authentication failures can be tested for real.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import secrets
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,8 +42,11 @@ class IpfsCluster:
         *,
         username: str | None = None,
         password: str | None = None,
+        pin_timeout: str = "2m0s",
     ) -> None:
         self.workdir = workdir
+        self.pin_timeout = pin_timeout
+        """How long a CID nobody provides stays "pinning" before it turns "pin_error"."""
         self.config_dir = workdir / "config"
         kubo = urlsplit(kubo_api_url)
         if kubo.hostname is None or kubo.port is None:
@@ -52,6 +59,9 @@ class IpfsCluster:
         """The cluster secret (private network key); random so no two test clusters peer."""
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.pinsvc_port = free_port()
+        self.pinsvc_url = f"http://127.0.0.1:{self.pinsvc_port}"
+        """The cluster's IPFS Pinning Service API (``pinsvcapi``), with the same credentials."""
         self.process: Process | None = None
 
     @property
@@ -84,7 +94,7 @@ class IpfsCluster:
         cluster["monitor_ping_interval"] = "2s"  # metrics (freespace, peers) fresh quickly
         apis = config["api"]
         apis["restapi"]["http_listen_multiaddress"] = loopback(self.api_port)
-        apis["pinsvcapi"]["http_listen_multiaddress"] = loopback(free_port())
+        apis["pinsvcapi"]["http_listen_multiaddress"] = loopback(self.pinsvc_port)
         apis["ipfsproxy"]["listen_multiaddress"] = loopback(free_port())
         apis["ipfsproxy"]["node_multiaddress"] = self.kubo_multiaddr
         credentials = None if self.auth is None else {self.auth[0]: self.auth[1]}
@@ -92,8 +102,7 @@ class IpfsCluster:
         apis["pinsvcapi"]["basic_auth_credentials"] = credentials
         connector = config["ipfs_connector"]["ipfshttp"]
         connector["node_multiaddress"] = self.kubo_multiaddr
-        # A CID nobody provides stays "pinning" this long before it turns "pin_error".
-        connector["pin_timeout"] = "2m0s"
+        connector["pin_timeout"] = self.pin_timeout
         for informer in config["informer"].values():
             informer["metric_ttl"] = "10s"
         pebble = config.get("datastore", {}).get("pebble", {}).get("pebble_options")
@@ -129,6 +138,14 @@ class IpfsCluster:
         ipfs = response.json().get("ipfs") or {}
         return not ipfs.get("error")
 
+    def token(self) -> str:
+        """A bearer token for both APIs: the JWT that ``POST /token`` issues for the basic-auth
+        user (HS256, signed with its password), as a Pinning Service API client sends it."""
+        response = httpx.post(f"{self.api_url}/token", auth=self.auth, timeout=10)
+        response.raise_for_status()
+        token: str = response.json()["token"]
+        return token
+
     def get(self, path: str, **params: str) -> httpx.Response:
         """A GET on the REST API with the peer's own credentials (for tests to look behind)."""
         return httpx.get(f"{self.api_url}{path}", params=params, auth=self.auth, timeout=30)
@@ -153,3 +170,22 @@ class IpfsCluster:
         if self.process is not None:
             self.process.stop(timeout=20)
             self.process = None
+
+
+@contextlib.contextmanager
+def running(
+    workdir: pathlib.Path, kubo_api_url: str, *, pin_timeout: str = "2m0s"
+) -> Iterator[IpfsCluster]:
+    """A started peer whose APIs want basic auth (user ``pinsync``, a random password), stopped
+    when the block ends."""
+    peer = IpfsCluster(
+        workdir,
+        kubo_api_url,
+        username="pinsync",
+        password=secrets.token_urlsafe(18),
+        pin_timeout=pin_timeout,
+    )
+    try:
+        yield peer.start()
+    finally:
+        peer.stop()

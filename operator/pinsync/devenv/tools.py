@@ -1,4 +1,4 @@
-"""Locating the server binaries: an environment override, else the project's cached build."""
+"""Locating server and tool binaries: an environment override, else the cached build."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ ENV = {
     "ipfs": "PINSYNC_IPFS",
     "minio": "PINSYNC_MINIO",
     "ipfs-cluster-service": "PINSYNC_IPFS_CLUSTER_SERVICE",
+    "helm": "PINSYNC_HELM",
+    "kstatus": "PINSYNC_KSTATUS",
+    "servicemonitor-crd": "PINSYNC_SERVICEMONITOR_CRD",
 }
 
 

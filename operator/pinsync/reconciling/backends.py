@@ -61,6 +61,14 @@ def health_conditions(error: errors.BackendError | None) -> list[conditions.Cond
     return [conditions.condition("Healthy", False, error.reason, error.message)]
 
 
+def unhealthy_delay(error: errors.BackendError, *, every: float, retry_interval: float) -> float:
+    """Seconds until the pass after a failed health check: soon if retrying may help, at the
+    health interval if not; never sooner than a server asked (a 429's Retry-After)."""
+    if not error.retryable:
+        return every
+    return max(min(every, retry_interval), getattr(error, "retry_after", 0.0))
+
+
 class Pass:
     """One reconcile pass over one backend (holds what the steps share)."""
 
@@ -214,7 +222,7 @@ class Pass:
         trio = conditions.reconciling if error.retryable else conditions.stalled
         updates = health_conditions(error) + trio(error.reason, error.message)
         await self.write(updates, phase="Error", **(checked or health_check(None, None)))
-        return min(every, self.ctx.settings.retry_interval) if error.retryable else every
+        return unhealthy_delay(error, every=every, retry_interval=self.ctx.settings.retry_interval)
 
     async def settle(self) -> None:
         """Nothing to sync: report readiness from the recorded counts."""

@@ -1,0 +1,615 @@
+"""A *contract fake* of the Hugging Face Hub: exactly the endpoints the huggingface backend uses.
+
+No Hub server can be installed here (KohakuHub needs LakeFS, ``olah`` is a read-only mirror),
+so the huggingface backend is tested against this small aiohttp server instead. It is not a
+Hub: it implements the documented HTTP contract that ``huggingface_hub`` speaks for the calls
+the backend makes, with the status codes and ``X-Error-Code`` / ``X-Error-Message`` headers the
+library's ``hf_raise_for_status`` parses, and it refuses what the Hub refuses:
+
+* ``GET /api/whoami-v2`` -- the token's user and role (401 for an unknown token);
+* ``POST /api/repos/create`` -- 409 if the repository exists; a new one has a first commit
+  holding ``.gitattributes``, as on the Hub;
+* ``GET /api/{type}s/{repo}[/revision/{rev}]`` -- repo info with the head ``sha``;
+* ``GET /api/{type}s/{repo}/auth-check[/write]`` -- 403 for a read-only token;
+* ``POST /api/{type}s/{repo}/branch/{rev}`` -- 409 if it exists;
+* ``POST /api/{type}s/{repo}/preupload/{rev}`` -- ``uploadMode`` per file: ``lfs`` for binary
+  samples, files of 10 MiB or more and ``.gitattributes`` LFS patterns (at most 256 files);
+* ``POST /{prefix}{repo}.git/info/lfs/objects/batch`` + ``PUT`` + verify -- the LFS batch API
+  (basic transfer); a PUT whose bytes do not hash to the announced oid is refused;
+* ``POST /api/{type}s/{repo}/commit/{rev}`` -- the NDJSON commit: a stale ``parentCommit``
+  is 412 "A commit has happened since", an ``lfsFile`` whose object was never uploaded is 422,
+  more than ``max_commit_files`` operations is 400;
+* ``GET /api/{type}s/{repo}/tree/{rev}[/{path}]`` -- paged with a ``Link: rel="next"`` header;
+* ``POST /api/{type}s/{repo}/paths-info/{rev}`` -- at most 1,000 paths;
+* ``GET /{prefix}{repo}/resolve/{rev}/{path}`` -- the file's bytes.
+
+401/403/404/409/412/429 carry the Hub's header shapes. A commit-rate limit (``commits_per_hour``)
+answers 429 with ``Retry-After``, as the Hub's commit limit does. Not implemented: Xet storage,
+pull requests, multipart LFS uploads, copies. Tests look behind the backend through
+``/_fake/*`` endpoints, which belong to the fake, not to the contract: the state of a repo,
+injected 429s, and corrupting a stored LFS object.
+
+Run as ``python -m pinsync.devenv.hubfake <config.json>``; :class:`HubFake` writes the config
+(tokens included, so in a file of mode 0600 rather than on the command line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import fnmatch
+import hashlib
+import itertools
+import json
+import pathlib
+import pickle
+import secrets
+import sys
+import time
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from pinsync.devenv.processes import Process, Server, free_port, http_ok
+
+PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+LFS_THRESHOLD = 10 * 1024 * 1024
+GITATTRIBUTES = (
+    b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.tar filter=lfs diff=lfs merge=lfs -text\n"
+)
+
+
+def git_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclasses.dataclass
+class File:
+    size: int
+    oid: str
+    """The git blob id (of the content, or of the LFS pointer)."""
+    sha256: str | None = None
+    """LFS files: the object's sha256."""
+    content: bytes | None = None
+    """Regular files: the bytes."""
+
+    def entry(self, path: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "file", "oid": self.oid, "size": self.size, "path": path}
+        if self.sha256 is not None:
+            out["lfs"] = {"oid": self.sha256, "size": self.size, "pointerSize": 134}
+        return out
+
+
+@dataclasses.dataclass
+class Commit:
+    oid: str
+    parent: str | None
+    files: dict[str, File]
+    summary: str
+
+
+@dataclasses.dataclass
+class Repo:
+    type_: str
+    id: str
+    private: bool
+    branches: dict[str, str] = dataclasses.field(default_factory=dict)
+    commits: dict[str, Commit] = dataclasses.field(default_factory=dict)
+    commit_times: list[float] = dataclasses.field(default_factory=list)
+    stats: dict[str, int] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(
+            ("commits", "lfs_files", "regular_files", "regular_bytes", "stale_parents"), 0
+        )
+    )
+
+    def head(self, rev: str) -> Commit | None:
+        oid = self.branches.get(rev, rev)
+        return self.commits.get(oid)
+
+
+def error(status: int, message: str, code: str | None = None, **headers: str) -> web.Response:
+    """An error as the Hub answers it: JSON body and the headers the client library parses."""
+    hdrs = {"X-Error-Message": message, **headers}
+    if code:
+        hdrs["X-Error-Code"] = code
+    return web.json_response({"error": message}, status=status, headers=hdrs)
+
+
+class Hub:
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.tokens: dict[str, dict[str, str]] = dict(config["tokens"])
+        self.objects = pathlib.Path(config["objects"])
+        self.objects.mkdir(parents=True, exist_ok=True)
+        self.page_size = int(config.get("page_size", 1000))
+        self.max_commit_files = int(config.get("max_commit_files", 100))
+        self.commits_per_hour = int(config.get("commits_per_hour", 0))
+        self.state = self.objects.parent / "state.pickle"
+        self.repos: dict[str, Repo] = {}
+        if self.state.exists():  # a restarted server keeps its repositories, like a real one
+            self.repos = pickle.loads(self.state.read_bytes())
+        self.injected_429: list[int] = []
+        """Retry-After values of the next answers to API calls (test control)."""
+        self.counter = itertools.count(1)
+        self.requests = 0
+        """API requests answered (test control: whether a client waited as asked)."""
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def user(self, request: web.Request) -> dict[str, str] | None:
+        auth = request.headers.get("Authorization", "")
+        return self.tokens.get(auth.removeprefix("Bearer ").strip()) if auth else None
+
+    def repo(self, request: web.Request, *, write: bool = False) -> Repo | web.Response:
+        auth = request.headers.get("Authorization")
+        user = self.user(request)
+        if auth and user is None:
+            return error(401, "Invalid credentials in Authorization header")
+        kind = request.match_info.get("type") or request.match_info.get("kind", "").rstrip("/")
+        type_ = kind.removesuffix("s") or "model"
+        repo_id = f"{request.match_info['owner']}/{request.match_info['name']}"
+        repo = self.repos.get(f"{type_}/{repo_id}")
+        if repo is None or (repo.private and user is None):
+            return error(404 if user else 401, "Repository not found", "RepoNotFound")
+        if write and (user is None or user.get("role") != "write"):
+            return error(403, "You don't have the rights to write to this repository")
+        return repo
+
+    def commit(self, repo: Repo, parent: Commit | None, files: dict[str, File], msg: str) -> str:
+        oid = hashlib.sha1(f"{repo.id}:{next(self.counter)}:{msg}".encode()).hexdigest()
+        repo.commits[oid] = Commit(
+            oid=oid, parent=parent.oid if parent else None, files=files, summary=msg
+        )
+        repo.commit_times.append(time.monotonic())
+        repo.stats["commits"] += 1
+        return oid
+
+    def object_path(self, sha256: str) -> pathlib.Path:
+        return self.objects / sha256
+
+    # -- middleware: injected rate limits --------------------------------------------------------
+
+    @web.middleware
+    async def limits(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.path.startswith("/_fake/"):
+            self.requests += 1
+        if self.injected_429 and not request.path.startswith("/_fake/"):
+            wait = self.injected_429.pop(0)
+            return error(429, "Too many requests", **{"Retry-After": str(wait)})
+        response: web.StreamResponse = await handler(request)
+        if request.method != "GET" and response.status < 300:
+            partial = self.state.with_suffix(".partial")
+            partial.write_bytes(pickle.dumps(self.repos))
+            partial.replace(self.state)
+        return response
+
+    # -- account and repositories ----------------------------------------------------------------
+
+    async def whoami(self, request: web.Request) -> web.Response:
+        user = self.user(request)
+        if user is None:
+            return error(401, "Invalid credentials in Authorization header")
+        token = {"displayName": "pinsync-test", "role": user.get("role", "read")}
+        body = {"type": "user", "name": user["name"], "auth": {"accessToken": token}}
+        return web.json_response(body)
+
+    async def create_repo(self, request: web.Request) -> web.Response:
+        user = self.user(request)
+        if user is None:
+            return error(401, "Invalid credentials in Authorization header")
+        body = await request.json()
+        owner = body.get("organization") or user["name"]
+        if owner != user["name"] or user.get("role") != "write":
+            return error(403, "You don't have the rights to create a repository here")
+        type_ = body.get("type") or "model"
+        key = f"{type_}/{owner}/{body['name']}"
+        if key in self.repos:
+            return error(409, "You already created this repo")
+        private = body.get("private") or body.get("visibility") == "private"
+        repo = Repo(type_=type_, id=f"{owner}/{body['name']}", private=bool(private))
+        self.repos[key] = repo
+        attrs = File(size=len(GITATTRIBUTES), oid=git_oid(GITATTRIBUTES), content=GITATTRIBUTES)
+        repo.branches["main"] = self.commit(repo, None, {".gitattributes": attrs}, "initial commit")
+        url = f"{request.url.origin()}/{PREFIXES[type_]}{repo.id}"
+        return web.json_response({"url": url, "name": repo.id})
+
+    async def repo_info(self, request: web.Request) -> web.Response:
+        repo = self.repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        rev = request.match_info.get("rev", "main")
+        head = repo.head(rev)
+        if head is None:
+            return error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+        siblings = [{"rfilename": p} for p in sorted(head.files)]
+        body = {"id": repo.id, "sha": head.oid, "private": repo.private, "siblings": siblings}
+        return web.json_response(body)
+
+    async def auth_check(self, request: web.Request) -> web.Response:
+        repo = self.repo(request, write=request.path.endswith("/write"))
+        return repo if isinstance(repo, web.Response) else web.json_response({})
+
+    async def create_branch(self, request: web.Request) -> web.Response:
+        repo = self.repo(request, write=True)
+        if isinstance(repo, web.Response):
+            return repo
+        branch = urllib.parse.unquote(request.match_info["rev"])
+        if branch in repo.branches:
+            return error(409, "Reference already exists")
+        body = await request.json() if request.can_read_body else {}
+        start = repo.head(body.get("startingPoint") or "main")
+        if start is None:
+            return error(404, "Invalid starting point", "RevisionNotFound")
+        repo.branches[branch] = start.oid
+        return web.json_response({})
+
+    # -- uploads ---------------------------------------------------------------------------------
+
+    async def preupload(self, request: web.Request) -> web.Response:
+        repo = self.repo(request, write=True)
+        if isinstance(repo, web.Response):
+            return repo
+        head = repo.head(urllib.parse.unquote(request.match_info["rev"]))
+        if head is None:
+            return error(404, "Invalid rev id", "RevisionNotFound")
+        files = (await request.json())["files"]
+        if len(files) > 256:
+            return error(400, "At most 256 files per preupload request")
+        attrs = head.files.get(".gitattributes")
+        lines = (attrs.content or b"").decode().splitlines() if attrs else []
+        patterns = [line.split()[0] for line in lines if "filter=lfs" in line]
+        answers = []
+        for f in files:
+            sample = base64.b64decode(f.get("sample", ""))
+            binary = b"\0" in sample or not _is_text(sample)
+            lfs = (
+                binary
+                or int(f.get("size", 0)) >= LFS_THRESHOLD
+                or any(fnmatch.fnmatch(f["path"].rsplit("/", 1)[-1], p) for p in patterns)
+            )
+            old = head.files.get(f["path"])
+            answers.append(
+                {
+                    "path": f["path"],
+                    "uploadMode": "lfs" if lfs else "regular",
+                    "shouldIgnore": False,
+                    "oid": (old.sha256 or old.oid) if old else None,
+                }
+            )
+        return web.json_response({"files": answers})
+
+    async def lfs_batch(self, request: web.Request) -> web.Response:
+        repo = self.repo(request, write=True)
+        if isinstance(repo, web.Response):
+            return repo
+        body = await request.json()
+        if body.get("operation") != "upload":
+            return error(400, "Only uploads are implemented by this fake")
+        origin = request.url.origin()
+        objects = []
+        for obj in body["objects"]:
+            oid, size = obj["oid"], int(obj["size"])
+            entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
+            if not self.object_path(oid).exists():
+                entry["actions"] = {
+                    "upload": {"href": f"{origin}/_lfs/{oid}", "header": {}},
+                    "verify": {"href": f"{origin}/_lfs/{oid}/verify", "header": {}},
+                }
+            objects.append(entry)
+        return web.json_response({"transfer": "basic", "objects": objects})
+
+    async def lfs_put(self, request: web.Request) -> web.Response:
+        oid = request.match_info["oid"]
+        target = self.object_path(oid)
+        partial = target.with_suffix(".partial")
+        digest = hashlib.sha256()
+        with partial.open("wb") as out:
+            async for chunk in request.content.iter_chunked(1024 * 1024):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != oid:
+            partial.unlink()
+            return error(400, "The uploaded content does not match its oid")
+        partial.replace(target)
+        return web.Response(status=200)
+
+    async def lfs_verify(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        path = self.object_path(request.match_info["oid"])
+        if not path.exists() or path.stat().st_size != int(body.get("size", -1)):
+            return error(404, "Object not found or of another size")
+        return web.json_response({})
+
+    async def commit_api(self, request: web.Request) -> web.Response:
+        repo = self.repo(request, write=True)
+        if isinstance(repo, web.Response):
+            return repo
+        rev = urllib.parse.unquote(request.match_info["rev"])
+        head = repo.head(rev)
+        if head is None or rev not in repo.branches:
+            return error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+        if self.commits_per_hour:
+            hour_ago = time.monotonic() - 3600
+            repo.commit_times = [t for t in repo.commit_times if t > hour_ago]
+            if len(repo.commit_times) >= self.commits_per_hour:
+                wait = int(repo.commit_times[0] - hour_ago) + 1
+                return error(
+                    429,
+                    f"You have exceeded the rate limit of {self.commits_per_hour} commits per hour",
+                    **{"Retry-After": str(wait)},
+                )
+        lines = [json.loads(line) for line in (await request.read()).splitlines() if line.strip()]
+        if not lines or lines[0].get("key") != "header":
+            return error(400, "The first line must be the commit header")
+        header = lines[0]["value"]
+        operations = lines[1:]
+        if len(operations) > self.max_commit_files:
+            return error(400, f"Too many files in one commit (at most {self.max_commit_files})")
+        parent = header.get("parentCommit")
+        if parent is not None and parent != head.oid:
+            repo.stats["stale_parents"] += 1
+            return error(412, "A commit has happened since. Please refresh and try again.")
+        files = dict(head.files)
+        for op in operations:
+            key, value = op["key"], op["value"]
+            path = value["path"]
+            if key == "file":
+                data = base64.b64decode(value["content"])
+                files[path] = File(size=len(data), oid=git_oid(data), content=data)
+                repo.stats["regular_files"] += 1
+                repo.stats["regular_bytes"] += len(data)
+            elif key == "lfsFile":
+                stored = self.object_path(value["oid"])
+                if not stored.exists() or stored.stat().st_size != int(value["size"]):
+                    return error(422, f"LFS object of {path} was not uploaded")
+                pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{value['oid']}"
+                files[path] = File(
+                    size=int(value["size"]), oid=git_oid(pointer.encode()), sha256=value["oid"]
+                )
+                repo.stats["lfs_files"] += 1
+            elif key == "deletedFile":
+                if path not in files:
+                    return error(404, "A file with this name doesn't exist", "EntryNotFound")
+                del files[path]
+            elif key == "deletedFolder":
+                files = {p: f for p, f in files.items() if not p.startswith(path.rstrip("/") + "/")}
+            else:
+                return error(400, f"Unknown commit operation {key!r}")
+        oid = self.commit(repo, head, files, str(header.get("summary", "")))
+        repo.branches[rev] = oid
+        url = f"{request.url.origin()}/{PREFIXES[repo.type_]}{repo.id}/commit/{oid}"
+        return web.json_response({"commitUrl": url, "commitOid": oid, "success": True})
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _head_or_error(self, request: web.Request) -> tuple[Repo, Commit] | web.Response:
+        repo = self.repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        head = repo.head(urllib.parse.unquote(request.match_info["rev"]))
+        if head is None:
+            return error(404, "Invalid rev id", "RevisionNotFound")
+        return repo, head
+
+    async def tree(self, request: web.Request) -> web.Response:
+        found = self._head_or_error(request)
+        if isinstance(found, web.Response):
+            return found
+        _, head = found
+        prefix = urllib.parse.unquote(request.match_info.get("path", "")).strip("/")
+        recursive = request.query.get("recursive", "").lower() in ("1", "true")
+        base = f"{prefix}/" if prefix else ""
+        entries: dict[str, dict[str, Any]] = {}
+        for path, file in head.files.items():
+            if not path.startswith(base):
+                continue
+            rest = path[len(base) :].split("/")
+            for depth in range(1, len(rest)):  # the directories on the way
+                directory = base + "/".join(rest[:depth])
+                if recursive or depth == 1:
+                    entries.setdefault(
+                        directory, {"type": "directory", "oid": "", "path": directory}
+                    )
+            if recursive or len(rest) == 1:
+                entries[path] = file.entry(path)
+        if prefix and not entries and prefix not in head.files:
+            return error(404, f"{prefix} does not exist", "EntryNotFound")
+        ordered = [entries[k] for k in sorted(entries)]
+        start = int(request.query.get("cursor", "0"))
+        page = ordered[start : start + self.page_size]
+        headers = {}
+        if start + self.page_size < len(ordered):
+            query = {**request.query, "cursor": str(start + self.page_size)}
+            headers["Link"] = f'<{request.url.with_query(query)}>; rel="next"'
+        return web.json_response(page, headers=headers)
+
+    async def paths_info(self, request: web.Request) -> web.Response:
+        found = self._head_or_error(request)
+        if isinstance(found, web.Response):
+            return found
+        _, head = found
+        form = await request.post()
+        paths = [str(p) for p in form.getall("paths", [])]
+        if len(paths) > 1000:
+            return error(400, "At most 1000 paths per request")
+        out = [head.files[p].entry(p) for p in paths if p in head.files]
+        return web.json_response(out)
+
+    async def resolve(self, request: web.Request) -> web.StreamResponse:
+        found = self._head_or_error(request)
+        if isinstance(found, web.Response):
+            return found
+        _, head = found
+        path = urllib.parse.unquote(request.match_info["path"])
+        file = head.files.get(path)
+        if file is None:
+            return error(404, "Entry not found", "EntryNotFound")
+        if file.content is not None:
+            return web.Response(body=file.content, headers={"X-Repo-Commit": head.oid})
+        return web.FileResponse(self.object_path(file.sha256 or ""))
+
+    # -- test controls (not part of the contract) ------------------------------------------------
+
+    async def fake_state(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        key = f"{info['type']}/{info['owner']}/{info['name']}"
+        repo = self.repos.get(key)
+        if repo is None:
+            return web.json_response({}, status=404)
+        branch = request.query.get("branch", "main")
+        head = repo.head(branch)
+        files = {p: f.entry(p) for p, f in (head.files if head else {}).items()}
+        return web.json_response(
+            {"stats": repo.stats, "head": head.oid if head else None, "files": files}
+        )
+
+    async def fake_rate_limit(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.injected_429 += [int(body.get("retryAfter", 1))] * int(body.get("count", 1))
+        return web.json_response({})
+
+    async def fake_corrupt(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.object_path(body["sha256"]).write_bytes(base64.b64decode(body["content"]))
+        return web.json_response({})
+
+    async def fake_commit(self, request: web.Request) -> web.Response:
+        """Another writer: add a regular file on a branch, moving its head."""
+        body = await request.json()
+        repo = self.repos[body["repo"]]
+        head = repo.head(body.get("branch", "main"))
+        data = base64.b64decode(body["content"])
+        files = {
+            **(head.files if head else {}),
+            body["path"]: File(len(data), git_oid(data), content=data),
+        }
+        repo.branches[body.get("branch", "main")] = self.commit(repo, head, files, "another writer")
+        return web.json_response({})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "requests": self.requests})
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.limits], client_max_size=1024**3)
+        api = "/api/{type:models|datasets|spaces}/{owner}/{name}"
+        prefix = "/{kind:datasets/|spaces/|}{owner}/{name}"
+        app.add_routes(
+            [
+                web.get("/_fake/health", self.health),
+                web.get("/_fake/state/{type}/{owner}/{name}", self.fake_state),
+                web.post("/_fake/rate-limit", self.fake_rate_limit),
+                web.post("/_fake/corrupt", self.fake_corrupt),
+                web.post("/_fake/commit", self.fake_commit),
+                web.get("/api/whoami-v2", self.whoami),
+                web.post("/api/repos/create", self.create_repo),
+                web.get(api, self.repo_info),
+                web.get(api + "/revision/{rev}", self.repo_info),
+                web.get(api + "/auth-check", self.auth_check),
+                web.get(api + "/auth-check/write", self.auth_check),
+                web.post(api + "/branch/{rev}", self.create_branch),
+                web.post(api + "/preupload/{rev}", self.preupload),
+                web.post(api + "/commit/{rev}", self.commit_api),
+                web.get(api + "/tree/{rev}", self.tree),
+                web.get(api + "/tree/{rev}/{path:.+}", self.tree),
+                web.post(api + "/paths-info/{rev}", self.paths_info),
+                web.post(prefix + ".git/info/lfs/objects/batch", self.lfs_batch),
+                web.put("/_lfs/{oid}", self.lfs_put),
+                web.post("/_lfs/{oid}/verify", self.lfs_verify),
+                web.get(prefix + "/resolve/{rev}/{path:.+}", self.resolve),
+            ]
+        )
+        return app
+
+
+def _is_text(sample: bytes) -> bool:
+    try:
+        sample.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class HubFake(Server):
+    """The contract fake in a subprocess on a free loopback port, with a write and a read token."""
+
+    user = "pinsync-test"
+
+    def __init__(self, workdir: pathlib.Path, **options: Any) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.token = f"hf_{secrets.token_hex(16)}"
+        self.read_token = f"hf_{secrets.token_hex(16)}"
+        self.options = options
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> HubFake:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "hubfake.json"
+        tokens = {
+            self.token: {"name": self.user, "role": "write"},
+            self.read_token: {"name": self.user, "role": "read"},
+        }
+        body = {"tokens": tokens, "objects": str(self.workdir / "objects"), **self.options}
+        config.touch(mode=0o600)
+        config.write_text(json.dumps(body))
+        argv = [sys.executable, "-m", "pinsync.devenv.hubfake", str(config), str(self.port)]
+        self.process = Process("hubfake", argv, workdir=self.workdir).start()
+        self.process.wait_until(
+            http_ok(f"{self.endpoint}/_fake/health"), timeout=30, what="HTTP answers"
+        )
+        return self
+
+    def make_repo(self, repo: str, *, type_: str = "dataset", private: bool = True) -> None:
+        import httpx
+
+        owner, name = repo.split("/")
+        body = {"name": name, "organization": owner, "type": type_, "private": private}
+        headers = {"Authorization": f"Bearer {self.token}"}
+        httpx.post(
+            f"{self.endpoint}/api/repos/create", json=body, headers=headers
+        ).raise_for_status()
+
+    def control(self, what: str, body: Mapping[str, Any]) -> None:
+        import httpx
+
+        httpx.post(f"{self.endpoint}/_fake/{what}", json=dict(body)).raise_for_status()
+
+    def requests(self) -> int:
+        """API requests the fake answered so far."""
+        import httpx
+
+        count: int = httpx.get(f"{self.endpoint}/_fake/health").json()["requests"]
+        return count
+
+    def state(self, repo: str, *, type_: str = "dataset", branch: str = "main") -> dict[str, Any]:
+        import httpx
+
+        url = f"{self.endpoint}/_fake/state/{type_}/{repo}"
+        response = httpx.get(url, params={"branch": branch})
+        if response.status_code == 404:
+            return {}
+        state: dict[str, Any] = response.json()
+        return state
+
+
+def main() -> None:
+    config = json.loads(pathlib.Path(sys.argv[1]).read_text())
+    port = int(sys.argv[2])
+    hub = Hub(config)
+    asyncio.run(_serve(hub, port))
+
+
+async def _serve(hub: Hub, port: int) -> None:
+    runner = web.AppRunner(hub.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
