@@ -12,7 +12,6 @@ import kopf
 import prometheus_client
 
 from pinsync import kube
-from pinsync.plugin import commands as commands_module
 from pinsync.settings import Settings
 
 
@@ -71,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     run_cmd.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
     run_cmd.add_argument("-v", "--verbose", action="store_true")
     run_cmd.set_defaults(func=run)
-    commands_module.register(commands)
+    # kubectl pinsync's subcommands, imported here: `pinsync run` never needs rich and the rest.
+    from pinsync.plugin import commands as plugin_commands
+
+    plugin_commands.register(commands)
     args = parser.parse_args(argv)
     args.func(args)
 
