@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 
 import kopf
 import prometheus_client
@@ -54,7 +55,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="pinsync", description=__doc__)
+    # Run as kubectl-pinsync, kubectl's plugin: usage lines then read "kubectl pinsync ...".
+    plugin = os.path.basename(sys.argv[0]).startswith("kubectl-")
+    prog = "kubectl pinsync" if plugin else "pinsync"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run_cmd = commands.add_parser("run", help="run the operator against a cluster")
     run_cmd.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
@@ -66,6 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     run_cmd.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
     run_cmd.add_argument("-v", "--verbose", action="store_true")
     run_cmd.set_defaults(func=run)
+    # kubectl pinsync's subcommands, imported here: `pinsync run` never needs rich and the rest.
+    from pinsync.plugin import commands as plugin_commands
+
+    plugin_commands.register(commands)
     args = parser.parse_args(argv)
     args.func(args)
 

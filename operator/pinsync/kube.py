@@ -30,16 +30,41 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
+ApiError = ApiException
+"""What a failed call raises (``status``, ``reason``): for callers that report it."""
+
+
 class Conflict(Exception):
     """An optimistic-concurrency write lost the race; re-read and decide again."""
 
 
-def load_config(kubeconfig: str | None = None) -> None:
+def load_config(kubeconfig: str | None = None, context: str | None = None) -> None:
     """Configure the client from a kubeconfig, the in-cluster service account, or the default."""
     try:
-        kubernetes.config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        kubernetes.config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
+        if context is not None or kubeconfig is not None:
+            raise  # asked for by name: falling back would talk to another cluster, or fail vaguely
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+
+
+ConfigError = kubernetes.config.ConfigException
+IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def default_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace kubectl would use: the context's, the pod's (in-cluster), or ``default``."""
+    try:
+        contexts, active = kubernetes.config.list_kube_config_contexts(kubeconfig)  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        try:
+            with open(IN_CLUSTER_NAMESPACE) as file:
+                return file.read().strip() or "default"
+        except OSError:
+            return "default"
+    chosen = next((c for c in contexts if c["name"] == context), None) if context else active
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace or "default")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,28 +84,47 @@ class Api:
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
 
-    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """The object, or None if it is gone."""
+    async def _object(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
+        """A call on one custom object: the object it answers, or None if it is gone (409s
+        become :class:`Conflict`)."""
         try:
-            obj: dict[str, Any] = await _call(
-                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-            )
+            obj: dict[str, Any] = await _call(fn, GROUP, VERSION, *args)
         except ApiException as exc:
             if exc.status == 404:
                 return None
+            if exc.status == 409:
+                raise Conflict(f"{args[1]}/{args[0]}/{args[2]} changed since it was read") from None
             raise
         return obj
 
-    async def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
-        result = await _call(
-            self.custom.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-        )
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None if it is gone."""
+        return await self._object(self.custom.get_namespaced_custom_object, namespace, plural, name)
+
+    async def select(
+        self, plural: str, namespace: str | None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects in ``namespace`` (None: every namespace) matching ``label_selector``."""
+        selector = {"label_selector": label_selector} if label_selector else {}
+        if namespace is None:
+            fn: Callable[..., Any] = self.custom.list_cluster_custom_object
+            result = await _call(fn, GROUP, VERSION, plural, **selector)
+        else:
+            fn = self.custom.list_namespaced_custom_object
+            result = await _call(fn, GROUP, VERSION, namespace, plural, **selector)
         items: list[dict[str, Any]] = result.get("items", [])
         return items
+
+    async def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        return await self.select(plural, namespace)
+
+    async def annotate(
+        self, plural: str, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        """Merge ``annotations`` into the object's metadata; None if it does not exist."""
+        body = {"metadata": {"annotations": dict(annotations)}}
+        patch = self.custom.patch_namespaced_custom_object
+        return await self._object(patch, namespace, plural, name, body)
 
     async def patch_status(
         self,
@@ -99,23 +143,8 @@ class Api:
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
-        try:
-            obj: dict[str, Any] = await _call(
-                self.custom.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                body,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            if exc.status == 409:
-                raise Conflict(f"{plural}/{namespace}/{name} changed since it was read") from None
-            raise
-        return obj
+        patch = self.custom.patch_namespaced_custom_object_status
+        return await self._object(patch, namespace, plural, name, body)
 
     async def read_secret(self, namespace: str, name: str) -> Secret | None:
         """The Secret's data, decoded; None if it does not exist. Values must never be logged."""

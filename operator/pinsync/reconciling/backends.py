@@ -36,6 +36,23 @@ PROGRESS_INTERVAL = 2.0
 """Seconds between status writes while a sync runs."""
 
 
+def health_check(latency: float | None, requested: str | None) -> dict[str, Any]:
+    """Status fields recording a health check that took ``latency`` seconds (None: unknown).
+
+    ``latencyMs`` is written as null when unknown: the status is merge-patched, and an absent
+    key would leave the previous check's latency beside this check's time.
+    """
+    fields: dict[str, Any] = {
+        "lastHealthCheck": {
+            "finishedAt": conditions.now(),
+            "latencyMs": None if latency is None else round(latency * 1000, 1),
+        }
+    }
+    if requested is not None:
+        fields["lastHandledHealthRequest"] = requested
+    return fields
+
+
 def health_conditions(error: errors.BackendError | None) -> list[conditions.Condition]:
     if error is None:
         return [
@@ -149,8 +166,9 @@ class Pass:
         backend = await self.client()
         health_every = self.interval("healthCheck", 300.0)
         healthy = conditions.is_true(self.status.get("conditions"), "Healthy")
-        if not healthy or self.due("lastHealthCheck", health_every):
-            delay = await self.health(backend, health_every)
+        requested = marking.health_request(self.obj)
+        if requested is not None or not healthy or self.due("lastHealthCheck", health_every):
+            delay = await self.health(backend, health_every, requested=requested)
             if delay is not None:
                 return delay
 
@@ -187,25 +205,34 @@ class Pass:
         await self.settle()
         return self.idle_delay()
 
-    async def health(self, backend: base.Backend, every: float) -> float | None:
-        """Check health and record it; the delay until the next pass if unhealthy, else None."""
+    async def health(
+        self, backend: base.Backend, every: float, *, requested: str | None = None
+    ) -> float | None:
+        """Check health and record it (answering a ``health-requested-at`` value, if given);
+        the delay until the next pass if unhealthy, else None."""
+        started = time.monotonic()
         try:
             await backend.health()
         except errors.BackendError as error:
-            return await self.unhealthy(error, every)
+            checked = health_check(time.monotonic() - started, requested)
+            return await self.unhealthy(error, every, checked=checked)
+        checked = health_check(time.monotonic() - started, requested)
         learned = self.status.get("learned") or {}
         facts = {**learned, **backend.learned()}
         extra = {"learned": facts} if facts != learned else {}
-        await self.write(health_conditions(None), lastHealthCheck=conditions.now(), **extra)
+        await self.write(health_conditions(None), **checked, **extra)
         return None
 
-    async def unhealthy(self, error: errors.BackendError, every: float) -> float:
-        """Record a failed health check; the delay until the next pass."""
+    async def unhealthy(
+        self, error: errors.BackendError, every: float, *, checked: dict[str, Any] | None = None
+    ) -> float:
+        """Record a failed health check (``checked``: its fields; without, the storage failed
+        outside a check, whose latency is then unknown); the delay until the next pass."""
         if conditions.is_true(self.status.get("conditions"), "Healthy"):
             await self.event("Warning", "Unhealthy", error.message)
         trio = conditions.reconciling if error.retryable else conditions.stalled
         updates = health_conditions(error) + trio(error.reason, error.message)
-        await self.write(updates, phase="Error", lastHealthCheck=conditions.now())
+        await self.write(updates, phase="Error", **(checked or health_check(None, None)))
         return unhealthy_delay(error, every=every, retry_interval=self.ctx.settings.retry_interval)
 
     async def settle(self) -> None:

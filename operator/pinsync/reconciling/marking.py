@@ -18,6 +18,9 @@ from pinsync.reconciling.context import Context
 
 MARK_DIRTY = "pinsync.io/mark-dirty"
 SYNC_REQUESTED_AT = "pinsync.io/sync-requested-at"
+HEALTH_REQUESTED_AT = "pinsync.io/health-requested-at"
+"""Any new value asks for a health check now; echoed in ``status.lastHandledHealthRequest``.
+Not a mark: the backend's own loop answers it (see :mod:`pinsync.reconciling.backends`)."""
 
 
 def state_of(obj: dict[str, Any]) -> dirty.DirtyState:
@@ -69,6 +72,13 @@ def annotation_marks(obj: dict[str, Any]) -> dict[str, Any] | None:
         fields |= marked(base, [f"full sync requested at {requested}"], full=True)
         fields["lastHandledSyncRequest"] = requested
     return fields or None
+
+
+def health_request(obj: dict[str, Any]) -> str | None:
+    """The ``health-requested-at`` value not yet answered, if any."""
+    requested = (obj["metadata"].get("annotations") or {}).get(HEALTH_REQUESTED_AT)
+    handled = (obj.get("status") or {}).get("lastHandledHealthRequest")
+    return requested if requested is not None and requested != handled else None
 
 
 async def consume_annotations(ctx: Context, obj: dict[str, Any]) -> dict[str, Any]:
