@@ -30,3 +30,9 @@ DIRTY = Gauge(
 MISSING = Gauge(
     "pinsync_backend_missing_pins", "Desired pins not on the backend", ["namespace", "backend"]
 )
+
+
+def forget_backend(namespace: str, backend: str) -> None:
+    """Stop exporting a backend's gauges (its loop ended: deleted, or this replica paused)."""
+    for gauge in (DIRTY, MISSING):
+        gauge.remove(namespace, backend)

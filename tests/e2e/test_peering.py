@@ -1,0 +1,240 @@
+"""Two replicas with kopf peering, on the real API server: one works, the other takes over.
+
+The session's standalone operator is stopped for these tests (it would work beside the peers)
+and started again afterwards. Each test has a peering object of its own and a short peering
+lifetime, so that a killed peer counts as gone after seconds rather than a minute.
+
+What is checked, besides "the sync finishes": every CAR is written exactly once (the bucket is
+versioned, so a second write of a key would be a second version), the standby or paused
+replica holds no connection to the storage while the other works, and the dirty mark goes from
+set to cleared exactly once (a watch on the StorageBackend sees every write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pathlib
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import kubernetes
+import kubernetes.watch
+import pytest
+
+from pinsync import GROUP, VERSION, peering
+from tests.conftest import Operator
+from tests.e2e.conftest import World
+from tests.kubetools import eventually
+
+pytestmark = pytest.mark.e2e
+
+LIFETIME = 8
+"""Seconds (``--peering-lifetime``) after which a silent peer counts as gone."""
+PINS, PIN_SIZE = 40, 2_000_000
+"""A sync long enough (80 MB at concurrency 1) to be interrupted in its middle."""
+
+Peer = Callable[..., Operator]
+
+
+@pytest.fixture
+def peers(world: World, tmp_path: pathlib.Path) -> Iterator[Peer]:
+    """Starts operators in one peering (``peer(pod_name, *args)``); stops them afterwards."""
+    name = f"ha-{uuid.uuid4().hex[:8]}"
+    started: list[Operator] = []
+
+    def peer(pod: str, *args: str) -> Operator:
+        workdir = tmp_path / pod
+        workdir.mkdir()
+        flags = [f"--peering={name}", f"--peering-lifetime={LIFETIME}", *args]
+        env = {**world.operator.env, peering.POD_NAME: pod}
+        started.append(Operator(workdir, world.operator.kubeconfig, env, flags).start())
+        return started[-1]
+
+    world.operator.stop()
+    try:
+        yield peer
+    finally:
+        for operator in started:
+            operator.stop()
+        world.operator.start()
+        with contextlib.suppress(kubernetes.client.ApiException):
+            kubernetes.client.CustomObjectsApi(world.k8s).delete_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", name
+            )
+
+
+class DirtyHistory(threading.Thread):
+    """Every value of ``status.dirty.dirty`` the StorageBackend has had, from a watch."""
+
+    def __init__(self, world: World, name: str = "minio") -> None:
+        super().__init__(daemon=True)
+        self.world, self.name = world, name
+        self.values: list[bool] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        api = kubernetes.client.CustomObjectsApi(self.world.k8s)
+        version = None
+        while not self.done.is_set():
+            watch = kubernetes.watch.Watch()
+            stream = watch.stream(
+                api.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.world.namespace,
+                "storagebackends",
+                field_selector=f"metadata.name={self.name}",
+                resource_version=version,
+                timeout_seconds=2,
+            )
+            for event in stream:
+                obj = event["object"]
+                version = obj["metadata"]["resourceVersion"]
+                dirty = ((obj.get("status") or {}).get("dirty") or {}).get("dirty")
+                if dirty is not None and (not self.values or self.values[-1] != dirty):
+                    self.values.append(bool(dirty))
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=10)
+
+    def clearings(self) -> int:
+        """Times the backend went from dirty to clean, so far."""
+        values = list(self.values)
+        return sum(1 for a, b in itertools.pairwise(values) if a and not b)
+
+
+@pytest.fixture
+def history(world: World) -> Iterator[DirtyHistory]:
+    watching = DirtyHistory(world)
+    watching.start()
+    try:
+        yield watching
+    finally:
+        watching.stop()
+
+
+def versioned(world: World) -> None:
+    world.bucket.client.put_bucket_versioning(
+        Bucket=world.bucket.name, VersioningConfiguration={"Status": "Enabled"}
+    )
+
+
+def writes_per_car(world: World) -> dict[str, int]:
+    """How many times each CAR was written (versions of its key; deletions not counted)."""
+    pages = world.bucket.client.get_paginator("list_object_versions").paginate(
+        Bucket=world.bucket.name
+    )
+    writes: dict[str, int] = {}
+    for page in pages:
+        for version in page.get("Versions", ()):
+            if version["Key"].endswith(".car"):
+                writes[version["Key"]] = writes.get(version["Key"], 0) + 1
+    return writes
+
+
+def cars(world: World) -> set[str]:
+    return {key for key in world.bucket.keys() if key.endswith(".car")}
+
+
+def storage_connections(world: World, operator: Operator) -> int:
+    """The operator process's established TCP connections to MinIO (from /proc)."""
+    port = urllib.parse.urlsplit(world.s3server.endpoint).port
+    inodes = set()
+    for fd in pathlib.Path(f"/proc/{operator.pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in pathlib.Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if fields[3] == "01" and remote_port == port and fields[9] in inodes:
+                count += 1
+    return count
+
+
+def start_syncing(world: World) -> list[str]:
+    """A backend and a PinSet whose sync is under way (some CARs written, most not) on return."""
+    versioned(world)
+    cids = world.add(PINS, PIN_SIZE)
+    world.backend(sync={"concurrency": 1})
+    world.pinsets.create("p", {"cids": cids, "backends": ["minio"]})
+    eventually(lambda: 3 <= len(cars(world)) < PINS - 10, timeout=120, interval=0.05)
+    return cids
+
+
+def events(world: World, reason: str) -> list[Any]:
+    return [e for e in world.events() if e.reason == reason]
+
+
+def test_the_standby_finishes_the_sync_of_a_killed_operator_and_writes_each_pin_once(
+    world: World, peers: Peer, history: DirtyHistory
+) -> None:
+    # Priorities derived from the pod names, as in a Deployment; the lower one starts first
+    # and hands over when the higher one appears.
+    pods = ["pinsync-6f7d8-q2x4k", "pinsync-6f7d8-b7n9z"]
+    standby_pod, active_pod = sorted(pods, key=peering.priority_of)
+    standby = peers(standby_pod)
+    standby.wait_for_log("Resuming operations")
+    active = peers(active_pod)
+    standby.wait_for_log("Pausing operations in favour of")
+
+    cids = start_syncing(world)
+    assert f"{world.namespace}/minio: SyncStarted" in active.log()
+    assert "SyncStarted" not in standby.log()
+    assert storage_connections(world, standby) == 0, "the standby talks to the storage"
+
+    active.kill()
+    killed_at = time.monotonic()
+    time.sleep(1)  # a request MinIO had received whole may still complete
+    written_before = cars(world)
+    assert world.status()["dirty"]["dirty"]
+
+    standby.wait_for_log(f"{world.namespace}/minio: SyncStarted", timeout=LIFETIME + 30)
+    takeover = time.monotonic() - killed_at
+    print(f"takeover after SIGKILL: {takeover:.1f}s (peering lifetime {LIFETIME}s)")
+    assert takeover <= LIFETIME + 10
+
+    status = world.wait_synced(present=PINS, timeout=240)
+    world.assert_objects_match_kubo(cids)
+    assert status["lastSync"]["uploaded"] == PINS - len(written_before)
+    assert writes_per_car(world) == {f"pins/{cid}.car": 1 for cid in cids}
+    assert history.clearings() == 1
+    assert len(events(world, "Synced")) == 1
+    assert f"{world.namespace}/minio: Synced" not in active.log()
+
+
+def test_a_paused_operator_stops_uploading_and_its_successor_writes_each_pin_once(
+    world: World, peers: Peer, history: DirtyHistory
+) -> None:
+    low = peers("pinsync-low", "--priority=1")
+    low.wait_for_log("Resuming operations")
+    cids = start_syncing(world)
+
+    high = peers("pinsync-high", "--priority=2")
+    low.wait_for_log("Pausing operations in favour of")
+    # The paused replica's loops were cancelled mid-transfer and its storage client closed,
+    # while it keeps running (renewing its peering entry) to take over again.
+    eventually(lambda: storage_connections(world, low) == 0, timeout=5, interval=0.1)
+    written_before = cars(world)
+    for _ in range(10):
+        time.sleep(0.3)
+        assert storage_connections(world, low) == 0, "the paused replica talks to the storage"
+    assert low.process is not None and low.process.running
+
+    status = world.wait_synced(present=PINS, timeout=240)
+    world.assert_objects_match_kubo(cids)
+    assert status["lastSync"]["uploaded"] == PINS - len(written_before) > 0
+    assert writes_per_car(world) == {f"pins/{cid}.car": 1 for cid in cids}
+    assert history.clearings() == 1
+    assert f"{world.namespace}/minio: Synced" in high.log()
+    assert f"{world.namespace}/minio: Synced" not in low.log()
