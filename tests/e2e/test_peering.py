@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
@@ -30,43 +30,63 @@ import pytest
 from pinsync import GROUP, VERSION, peering
 from tests.conftest import Operator
 from tests.e2e.conftest import World
+from tests.e2e.test_rbac import rbac, service_account_kubeconfig
 from tests.kubetools import eventually
 
 pytestmark = pytest.mark.e2e
+__all__ = ["rbac"]  # the fixture, shared with test_rbac
 
 LIFETIME = 8
 """Seconds (``--peering-lifetime``) after which a silent peer counts as gone."""
 PINS, PIN_SIZE = 40, 2_000_000
-"""A sync long enough (80 MB at concurrency 1) to be interrupted in its middle."""
+"""A sync long enough (80 MB at concurrency 1, ~3 s here) to be killed in its middle."""
+SLOW_PINS = 150
+"""A sync that outlasts the start of another operator (~4 s) by far: 300 MB, ~11 s here."""
 
-Peer = Callable[..., Operator]
+
+class Peers:
+    """Operators in one peering of their own, started by a test and stopped after it."""
+
+    def __init__(self, world: World, workdir: pathlib.Path) -> None:
+        self.world, self.workdir = world, workdir
+        self.name = f"ha-{uuid.uuid4().hex[:8]}"
+        self.started: list[Operator] = []
+
+    def start(self, pod: str, *args: str, kubeconfig: pathlib.Path | None = None) -> Operator:
+        """An operator as pod ``pod`` (its POD_NAME), with extra ``args``."""
+        workdir = self.workdir / pod
+        workdir.mkdir()
+        flags = [f"--peering={self.name}", f"--peering-lifetime={LIFETIME}", *args]
+        env = {**self.world.operator.env, peering.POD_NAME: pod}
+        config = kubeconfig or self.world.operator.kubeconfig
+        self.started.append(Operator(workdir, config, env, flags).start())
+        return self.started[-1]
+
+    def entries(self) -> dict[str, Any]:
+        """The peering object's status: identity -> priority, lifetime, lastseen."""
+        api = kubernetes.client.CustomObjectsApi(self.world.k8s)
+        obj = api.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", self.name)
+        entries: dict[str, Any] = obj.get("status") or {}
+        return entries
+
+    def stop(self) -> None:
+        for operator in self.started:
+            operator.stop()
+        with contextlib.suppress(kubernetes.client.ApiException):
+            kubernetes.client.CustomObjectsApi(self.world.k8s).delete_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", self.name
+            )
 
 
 @pytest.fixture
-def peers(world: World, tmp_path: pathlib.Path) -> Iterator[Peer]:
-    """Starts operators in one peering (``peer(pod_name, *args)``); stops them afterwards."""
-    name = f"ha-{uuid.uuid4().hex[:8]}"
-    started: list[Operator] = []
-
-    def peer(pod: str, *args: str) -> Operator:
-        workdir = tmp_path / pod
-        workdir.mkdir()
-        flags = [f"--peering={name}", f"--peering-lifetime={LIFETIME}", *args]
-        env = {**world.operator.env, peering.POD_NAME: pod}
-        started.append(Operator(workdir, world.operator.kubeconfig, env, flags).start())
-        return started[-1]
-
+def peers(world: World, tmp_path: pathlib.Path) -> Iterator[Peers]:
     world.operator.stop()
+    group = Peers(world, tmp_path)
     try:
-        yield peer
+        yield group
     finally:
-        for operator in started:
-            operator.stop()
+        group.stop()
         world.operator.start()
-        with contextlib.suppress(kubernetes.client.ApiException):
-            kubernetes.client.CustomObjectsApi(world.k8s).delete_cluster_custom_object(
-                "kopf.dev", "v1", "clusterkopfpeerings", name
-            )
 
 
 class DirtyHistory(threading.Thread):
@@ -162,13 +182,12 @@ def storage_connections(world: World, operator: Operator) -> int:
     return count
 
 
-def start_syncing(world: World) -> list[str]:
-    """A backend and a PinSet whose sync is under way (some CARs written, most not) on return."""
+def start_syncing(world: World, pins: int) -> list[str]:
+    """A backend and a PinSet of ``pins`` pins (2 MB each), synced at concurrency 1."""
     versioned(world)
-    cids = world.add(PINS, PIN_SIZE)
+    cids = world.add(pins, PIN_SIZE)
     world.backend(sync={"concurrency": 1})
     world.pinsets.create("p", {"cids": cids, "backends": ["minio"]})
-    eventually(lambda: 3 <= len(cars(world)) < PINS - 10, timeout=120, interval=0.05)
     return cids
 
 
@@ -177,18 +196,19 @@ def events(world: World, reason: str) -> list[Any]:
 
 
 def test_the_standby_finishes_the_sync_of_a_killed_operator_and_writes_each_pin_once(
-    world: World, peers: Peer, history: DirtyHistory
+    world: World, peers: Peers, history: DirtyHistory
 ) -> None:
     # Priorities derived from the pod names, as in a Deployment; the lower one starts first
     # and hands over when the higher one appears.
     pods = ["pinsync-6f7d8-q2x4k", "pinsync-6f7d8-b7n9z"]
     standby_pod, active_pod = sorted(pods, key=peering.priority_of)
-    standby = peers(standby_pod)
+    standby = peers.start(standby_pod)
     standby.wait_for_log("Resuming operations")
-    active = peers(active_pod)
+    active = peers.start(active_pod)
     standby.wait_for_log("Pausing operations in favour of")
 
-    cids = start_syncing(world)
+    cids = start_syncing(world, PINS)
+    eventually(lambda: 3 <= len(cars(world)) < PINS - 10, timeout=120, interval=0.05)
     assert f"{world.namespace}/minio: SyncStarted" in active.log()
     assert "SyncStarted" not in standby.log()
     assert storage_connections(world, standby) == 0, "the standby talks to the storage"
@@ -214,13 +234,14 @@ def test_the_standby_finishes_the_sync_of_a_killed_operator_and_writes_each_pin_
 
 
 def test_a_paused_operator_stops_uploading_and_its_successor_writes_each_pin_once(
-    world: World, peers: Peer, history: DirtyHistory
+    world: World, peers: Peers, history: DirtyHistory
 ) -> None:
-    low = peers("pinsync-low", "--priority=1")
+    low = peers.start("pinsync-low", "--priority=1")
     low.wait_for_log("Resuming operations")
-    cids = start_syncing(world)
+    cids = start_syncing(world, SLOW_PINS)
+    low.wait_for_log(f"{world.namespace}/minio: SyncStarted")
 
-    high = peers("pinsync-high", "--priority=2")
+    high = peers.start("pinsync-high", "--priority=2")
     low.wait_for_log("Pausing operations in favour of")
     # The paused replica's loops were cancelled mid-transfer and its storage client closed,
     # while it keeps running (renewing its peering entry) to take over again.
@@ -231,10 +252,33 @@ def test_a_paused_operator_stops_uploading_and_its_successor_writes_each_pin_onc
         assert storage_connections(world, low) == 0, "the paused replica talks to the storage"
     assert low.process is not None and low.process.running
 
-    status = world.wait_synced(present=PINS, timeout=240)
+    status = world.wait_synced(present=SLOW_PINS, timeout=240)
     world.assert_objects_match_kubo(cids)
-    assert status["lastSync"]["uploaded"] == PINS - len(written_before) > 0
+    assert 0 < len(written_before) < SLOW_PINS, "the pause came before or after the sync"
+    assert status["lastSync"]["uploaded"] == SLOW_PINS - len(written_before)
     assert writes_per_car(world) == {f"pins/{cid}.car": 1 for cid in cids}
     assert history.clearings() == 1
     assert f"{world.namespace}/minio: Synced" in high.log()
     assert f"{world.namespace}/minio: Synced" not in low.log()
+
+
+def test_the_manifests_rbac_lets_a_replica_create_and_renew_its_peering(
+    world: World, peers: Peers, rbac: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    kubeconfig = service_account_kubeconfig(rbac, tmp_path / "service-account.kubeconfig")
+    replica = peers.start("pinsync-sa", kubeconfig=kubeconfig)
+    replica.wait_for_log("Resuming operations")
+
+    def entry() -> dict[str, Any]:
+        found: dict[str, Any] = peers.entries()["pinsync-sa"]
+        return found
+
+    first = eventually(entry)
+    assert first["priority"] == peering.priority_of("pinsync-sa")
+    assert first["lifetime"] == LIFETIME
+    cid = world.ipfs.add(os.urandom(10_000))
+    world.backend()
+    world.pinsets.create("p", {"cids": [cid], "backends": ["minio"]})
+    world.wait_synced(present=1)
+    eventually(lambda: entry()["lastseen"] > first["lastseen"], timeout=LIFETIME + 5)
+    assert "Forbidden" not in replica.log() and " 403" not in replica.log()
