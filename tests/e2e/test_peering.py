@@ -282,3 +282,39 @@ def test_the_manifests_rbac_lets_a_replica_create_and_renew_its_peering(
     world.wait_synced(present=1)
     eventually(lambda: entry()["lastseen"] > first["lastseen"], timeout=LIFETIME + 5)
     assert "Forbidden" not in replica.log() and " 403" not in replica.log()
+
+
+def test_a_namespaced_replica_peers_through_a_kopfpeering_in_its_namespace(
+    world: World, peers: Peers
+) -> None:
+    replica = peers.start("pinsync-ns", f"--namespace={world.namespace}")
+    replica.wait_for_log("Resuming operations")
+    api = kubernetes.client.CustomObjectsApi(world.k8s)
+
+    def entry() -> dict[str, Any]:
+        obj = api.get_namespaced_custom_object(
+            "kopf.dev", "v1", world.namespace, "kopfpeerings", peers.name
+        )
+        found: dict[str, Any] = (obj.get("status") or {})["pinsync-ns"]
+        return found
+
+    assert eventually(entry)["priority"] == peering.priority_of("pinsync-ns")
+    cid = world.ipfs.add(os.urandom(10_000))
+    world.backend()
+    world.pinsets.create("p", {"cids": [cid], "backends": ["minio"]})
+    world.wait_synced(present=1)
+
+
+def test_a_replica_that_may_not_use_its_peering_says_so_and_exits(
+    world: World, peers: Peers, tmp_path: pathlib.Path
+) -> None:
+    core = kubernetes.client.CoreV1Api(world.k8s)
+    core.create_namespaced_service_account(world.namespace, {"metadata": {"name": "nobody"}})
+    kubeconfig = service_account_kubeconfig(
+        world.operator.kubeconfig, tmp_path / "nobody.kubeconfig", "nobody", world.namespace
+    )
+    replica = peers.start("pinsync-nobody", kubeconfig=kubeconfig)
+    assert replica.process is not None and replica.process.popen is not None
+    assert replica.process.popen.wait(timeout=60) != 0
+    assert f"pinsync: peering {peers.name!r}: cannot read clusterkopfpeerings" in replica.log()
+    assert "403 Forbidden" in replica.log()
