@@ -66,7 +66,9 @@ async def loop(
     ctx = context()
     key = (plural, namespace, name)
     try:
-        while True:
+        # Cancelled by kopf when stopped; the flag also ends the loop should some library
+        # swallow that cancellation (see Wakeups.sleep), rather than let it run on, orphaned.
+        while not stopped:
             try:
                 delay = await reconcile(ctx, namespace, name)
                 if delay is None:
