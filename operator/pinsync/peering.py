@@ -18,10 +18,11 @@ a larger ``--priority`` pauses the deployed ones (kopf's own use of peering: deb
 
 There are no per-object locks, so the hand-over has edges this operator is built to survive: a
 new pod whose hash is higher than the working one's takes over at once (the paused one's
-daemons are cancelled within a second, mid-transfer), and a status write or git push already
-running in a worker thread still completes. Both are safe because dirty marks are cleared
-under a resourceVersion precondition only for the token their sync started from, and uploads
-are idempotent (an object is written whole, under its final name, or not at all).
+daemons are cancelled as soon as it sees the newcomer, mid-transfer: within 50 ms in the e2e
+test), and a status write or git push already running in a worker thread still completes.
+Both are safe because dirty marks are cleared under a resourceVersion precondition only for the
+token their sync started from, and uploads are idempotent (an object is written whole, under
+its final name, or not at all).
 """
 
 from __future__ import annotations
