@@ -235,7 +235,7 @@ def test_the_standby_finishes_the_sync_of_a_killed_operator_and_writes_each_pin_
     cids = start_syncing(world, PINS)
     eventually(lambda: 3 <= len(cars(world)) < PINS - 10, timeout=120, interval=0.05)
     assert f"{world.namespace}/minio: SyncStarted" in active.log()
-    assert "SyncStarted" not in standby.log()
+    assert f"{world.namespace}/minio: SyncStarted" not in standby.log()
     assert storage_connections(world, standby) == 0, "the standby talks to the storage"
 
     active.kill()
