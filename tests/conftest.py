@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import kubernetes
@@ -84,8 +84,14 @@ def s3server(workdir: pathlib.Path) -> Iterator[minio.MinIO]:
 class Operator:
     """The operator as a subprocess (``python -m pinsync run``), restartable by tests."""
 
-    def __init__(self, workdir: pathlib.Path, kubeconfig: pathlib.Path, env: dict[str, str]):
-        self.workdir, self.kubeconfig, self.env = workdir, kubeconfig, env
+    def __init__(
+        self,
+        workdir: pathlib.Path,
+        kubeconfig: pathlib.Path,
+        env: dict[str, str],
+        args: Sequence[str] = (),
+    ):
+        self.workdir, self.kubeconfig, self.env, self.args = workdir, kubeconfig, env, [*args]
         self.process: processes.Process | None = None
         self.metrics_port = processes.free_port()
 
@@ -105,6 +111,7 @@ class Operator:
                 f"--metrics-port={self.metrics_port}",
                 "--metrics-addr=127.0.0.1",
                 "-v",
+                *self.args,
             ],
             workdir=self.workdir,
             env=self.env,
@@ -122,6 +129,16 @@ class Operator:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None and self.process.popen is not None, "not running"
+        return self.process.popen.pid
+
+    def wait_for_log(self, text: str, timeout: float = 60) -> None:
+        """Until ``text`` is in the log; fails early (with the log's tail) if the process exits."""
+        assert self.process is not None, "not started"
+        self.process.wait_until(lambda: text in self.log(), timeout=timeout, what=repr(text))
 
     def log(self) -> str:
         return self.process.log_path.read_text(errors="replace") if self.process else ""

@@ -11,8 +11,10 @@ import sys
 import kopf
 import prometheus_client
 
-from pinsync import kube
+from pinsync import kube, peering
 from pinsync.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -44,9 +46,27 @@ def run(args: argparse.Namespace) -> None:
         prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_addr)
 
     namespaces = args.namespace or list(Settings.from_env().namespaces)
+    settings = kopf.OperatorSettings()
+    settings.peering.lifetime = args.peering_lifetime
+    name = peering.pod_name()
+    priority = args.priority if args.priority is not None else peering.priority_of(name)
+    if args.peering:
+        try:
+            created = asyncio.run(peering.prepare(kube.Api(), args.peering, namespaces))
+        except kube.PeeringUnavailable as exc:
+            raise SystemExit(f"pinsync: peering {args.peering!r}: {exc}") from None
+        for where in created:
+            logger.info("created peering %r %s", args.peering, where or "cluster-wide")
+        logger.info("peering %r as %s, priority %d", args.peering, name, priority)
+    else:
+        logger.info("standalone (no --peering): run a single replica only")
     asyncio.run(
         kopf.operator(
-            standalone=True,
+            settings=settings,
+            standalone=not args.peering,
+            peering_name=args.peering,
+            priority=priority,
+            identity=peering.identity(),  # type: ignore[arg-type]  # kopf's NewType over str
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=args.liveness,
@@ -68,6 +88,26 @@ def main(argv: list[str] | None = None) -> None:
     run_cmd.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run_cmd.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     run_cmd.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
+    run_cmd.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="run as one of several replicas: the one with the highest priority in the kopf "
+        "peering object NAME works, the others stand by (created if missing; without this "
+        "option the operator runs standalone and must be the only one)",
+    )
+    run_cmd.add_argument(
+        "--priority",
+        type=int,
+        help=f"peering priority (default: derived from ${peering.POD_NAME} or the hostname, "
+        f"1..{peering.MAX_DERIVED}; higher works)",
+    )
+    run_cmd.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="a peer silent this long counts as gone and its standby takes over (default: 60)",
+    )
     run_cmd.add_argument("-v", "--verbose", action="store_true")
     run_cmd.set_defaults(func=run)
     # kubectl pinsync's subcommands, imported here: `pinsync run` never needs rich and the rest.

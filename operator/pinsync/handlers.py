@@ -55,11 +55,20 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)
 
 
-async def loop(reconcile: Reconciler, plural: str, namespace: str, name: str, logger: Any) -> None:
+async def loop(
+    reconcile: Reconciler,
+    plural: str,
+    namespace: str,
+    name: str,
+    logger: Any,
+    stopped: kopf.DaemonStopped,
+) -> None:
     ctx = context()
     key = (plural, namespace, name)
     try:
-        while True:
+        # Cancelled by kopf when stopped; the flag also ends the loop should some library
+        # swallow that cancellation (see Wakeups.sleep), rather than let it run on, orphaned.
+        while not stopped:
             try:
                 delay = await reconcile(ctx, namespace, name)
                 if delay is None:
@@ -69,18 +78,26 @@ async def loop(reconcile: Reconciler, plural: str, namespace: str, name: str, lo
                 delay = ctx.settings.retry_interval
             await ctx.wakeups.sleep(key, delay)
     finally:
+        # kopf cancels the daemon (a sync mid-transfer included) when this replica pauses for a
+        # peer with a higher priority (see pinsync.peering), as when the object is deleted.
         ctx.wakeups.forget(key)
         await ctx.forget(key)
+        if stopped.reason and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
+            ctx.paused()
 
 
 @kopf.daemon(GROUP, VERSION, kube.STORAGEBACKENDS, cancellation_timeout=1.0)
-async def backend_daemon(namespace: str, name: str, logger: Any, **_: Any) -> None:
-    await loop(backends.reconcile, kube.STORAGEBACKENDS, namespace, name, logger)
+async def backend_daemon(
+    namespace: str, name: str, logger: Any, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    await loop(backends.reconcile, kube.STORAGEBACKENDS, namespace, name, logger, stopped)
 
 
 @kopf.daemon(GROUP, VERSION, kube.PINSETS, cancellation_timeout=1.0)
-async def pinset_daemon(namespace: str, name: str, logger: Any, **_: Any) -> None:
-    await loop(pinsets.reconcile, kube.PINSETS, namespace, name, logger)
+async def pinset_daemon(
+    namespace: str, name: str, logger: Any, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    await loop(pinsets.reconcile, kube.PINSETS, namespace, name, logger, stopped)
 
 
 @kopf.index(GROUP, VERSION, kube.STORAGEBACKENDS)

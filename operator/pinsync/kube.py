@@ -10,6 +10,7 @@ import asyncio
 import base64
 import dataclasses
 import datetime
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 STORAGEBACKENDS = "storagebackends"
 PINSETS = "pinsets"
+PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
 
 
 async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -36,6 +38,10 @@ ApiError = ApiException
 
 class Conflict(Exception):
     """An optimistic-concurrency write lost the race; re-read and decide again."""
+
+
+class PeeringUnavailable(Exception):
+    """The peering object can be neither read nor created (CRDs not installed, RBAC)."""
 
 
 def load_config(kubeconfig: str | None = None, context: str | None = None) -> None:
@@ -145,6 +151,41 @@ class Api:
             body["metadata"] = {"resourceVersion": resource_version}
         patch = self.custom.patch_namespaced_custom_object_status
         return await self._object(patch, namespace, plural, name, body)
+
+    async def ensure_peering(self, name: str, namespace: str | None) -> bool:
+        """Create the kopf peering object ``name`` (cluster-wide, or in ``namespace``) unless it
+        exists; True if created. kopf renews its entry there but never creates the object, and
+        without it a peering operator waits, paused, forever and says so only at DEBUG level."""
+        kind = "ClusterKopfPeering" if namespace is None else "KopfPeering"
+        plural = f"{kind.lower()}s"
+        meta = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
+        body = {"apiVersion": f"{PEERING_GROUP}/{PEERING_VERSION}", "kind": kind, "metadata": meta}
+        if namespace is None:
+            get = functools.partial(self.custom.get_cluster_custom_object, name=name)
+            create = functools.partial(self.custom.create_cluster_custom_object, body=body)
+        else:
+            get = functools.partial(
+                self.custom.get_namespaced_custom_object, namespace=namespace, name=name
+            )
+            create = functools.partial(
+                self.custom.create_namespaced_custom_object, namespace=namespace, body=body
+            )
+        what = f"{plural}.{PEERING_GROUP}/{name}" + (f" in {namespace}" if namespace else "")
+        try:
+            await _call(get, group=PEERING_GROUP, version=PEERING_VERSION, plural=plural)
+            return False
+        except ApiException as exc:
+            if exc.status != 404:
+                raise PeeringUnavailable(f"cannot read {what}: {exc.status} {exc.reason}") from None
+        try:
+            await _call(create, group=PEERING_GROUP, version=PEERING_VERSION, plural=plural)
+        except ApiException as exc:
+            if exc.status == 409:  # another replica was quicker
+                return False
+            hint = " (are crds/ applied?)" if exc.status == 404 else ""
+            message = f"cannot create {what}: {exc.status} {exc.reason}{hint}"
+            raise PeeringUnavailable(message) from None
+        return True
 
     async def read_secret(self, namespace: str, name: str) -> Secret | None:
         """The Secret's data, decoded; None if it does not exist. Values must never be logged."""

@@ -45,3 +45,9 @@ RESTORE_FAILURES = Counter(
     "Restores of a lost pin that failed on every usable backend, by reason",
     ["namespace", "reason"],
 )
+
+
+def forget_backend(namespace: str, backend: str) -> None:
+    """Stop exporting a backend's gauges (its loop ended: deleted, or this replica paused)."""
+    for gauge in (DIRTY, MISSING):
+        gauge.remove(namespace, backend)

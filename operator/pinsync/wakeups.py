@@ -25,10 +25,17 @@ class Wakeups:
         self._event(key).set()
 
     async def sleep(self, key: Hashable, timeout: float) -> bool:
-        """Sleep until woken or ``timeout`` seconds pass; True if woken."""
+        """Sleep until woken or ``timeout`` seconds pass; True if woken.
+
+        ``asyncio.timeout``, not ``wait_for``: on Python 3.11, ``wait_for`` returns normally when
+        it is cancelled in the same loop iteration as the event is set, and the loop it sleeps
+        in went on as an orphan of kopf -- a paused replica still syncing, a deleted object
+        still reconciled.
+        """
         event = self._event(key)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
         woken = event.is_set()
         event.clear()
         return woken

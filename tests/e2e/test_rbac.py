@@ -17,10 +17,13 @@ pytestmark = pytest.mark.e2e
 ACCOUNT = "system:serviceaccount:pinsync-system:pinsync"
 
 
-def service_account_kubeconfig(admin: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
-    token = controlplane.kubectl(
-        admin, "create", "token", "pinsync", "-n", "pinsync-system"
-    ).strip()
+def service_account_kubeconfig(
+    admin: pathlib.Path,
+    target: pathlib.Path,
+    account: str = "pinsync",
+    namespace: str = "pinsync-system",
+) -> pathlib.Path:
+    token = controlplane.kubectl(admin, "create", "token", account, "-n", namespace).strip()
     config = yaml.safe_load(admin.read_text())
     config["users"] = [{"name": "admin", "user": {"token": token}}]
     target.write_text(yaml.safe_dump(config))

@@ -3,6 +3,11 @@
 Durable state lives in the objects' status and is read back on every pass; what is kept here is
 only a cache of things that are expensive to rebuild and cheap to invalidate: Kubo clients and
 pin lists, parsed PinSet CIDs (per generation), backend clients (per configuration).
+
+With two replicas (:mod:`pinsync.peering`) a standby keeps its context while paused, and the
+other replica changes the world meanwhile; what it cached is dropped when it pauses, not trusted
+when it resumes: per-object caches when each loop ends (:meth:`Context.forget`), the shared ones
+in :meth:`Context.paused`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from pinsync import cids, conditions, ipfs, kube, settings
+from pinsync import cids, conditions, ipfs, kube, metrics, settings
 from pinsync.backends import base
 from pinsync.wakeups import Echoes, Wakeups
 
@@ -94,9 +99,23 @@ class Context:
         self.parsed.pop((namespace, name), None)
         if plural == kube.STORAGEBACKENDS:
             self.reported.pop((namespace, name), None)
+            # A gauge outliving its loop would be a standby (or a deleted backend) still
+            # reporting the last values it saw, summed with what the working replica reports.
+            metrics.forget_backend(namespace, name)
             cached = self.backends.pop((namespace, name), None)
             if cached is not None:
                 await cached[1].aclose()
+
+    def paused(self) -> None:
+        """This replica paused for another (kopf peering); its loops have ended or are ending.
+
+        The other replica pins, unpins and syncs meanwhile, so the node pin lists are dropped
+        rather than trusted for up to ``node_pins_interval`` after resuming; and ``started`` is
+        emptied, so that ``mark_dirty_on_startup`` applies whenever a replica takes over, the
+        moment its own view of the backends starts.
+        """
+        self._node_pins.clear()
+        self.started.clear()
 
     async def aclose(self) -> None:
         for _, client in self.backends.values():
