@@ -217,8 +217,9 @@ def test_custom_values_render_namespaced_secret_access_and_the_service_monitor(
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert all(r["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
                                "verbs": ["get", "list", "watch"]}] for r in roles)  # fmt: skip
-    env = {e["name"]: e["value"] for e in container(docs)["env"]}
+    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
     assert env["PINSYNC_NAMESPACES"] == "team-a,team-b"
+    assert "POD_NAME" in env  # the peering priority is derived from it
     assert "--metrics-port=9400" in container(docs)["args"]
     assert container(docs)["image"] == "ghcr.io/pinsync/pinsync:0.1.0-test"
     assert one(docs, "Deployment")["spec"]["replicas"] == 0
