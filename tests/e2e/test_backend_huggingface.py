@@ -137,7 +137,7 @@ def test_the_example_is_accepted_by_the_crd_with_its_defaults(
     k8s: kubernetes.client.ApiClient, namespace: str
 ) -> None:
     example = yaml.safe_load(
-        (pathlib.Path(__file__).parents[2] / "examples/storagebackend-huggingface.yaml").read_text()
+        (pathlib.Path(__file__).parents[2] / "examples/backends/huggingface.yaml").read_text()
     )
     backends = Objects(k8s, namespace, "storagebackends")
     backends.create(example["metadata"]["name"], example["spec"])
