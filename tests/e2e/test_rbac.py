@@ -11,7 +11,7 @@ import yaml
 
 from pinsync.devenv import controlplane, kubo, minio
 from tests.conftest import ROOT, Operator
-from tests.kubetools import Objects, create_secret, wait_synced
+from tests.kubetools import Objects, create_secret, eventually, wait_synced
 
 pytestmark = pytest.mark.e2e
 ACCOUNT = "system:serviceaccount:pinsync-system:pinsync"
@@ -98,8 +98,12 @@ def test_the_operator_syncs_with_the_service_accounts_rights_only(
         cid = ipfs.add(os.urandom(10_000))
         Objects(k8s, namespace, "pinsets").create("p", {"cids": [cid], "backends": ["minio"]})
         wait_synced(backends, "minio", present=1)
-        events = kubernetes.client.CoreV1Api(k8s).list_namespaced_event(namespace).items
-        assert "Synced" in {e.reason for e in events}
+        core = kubernetes.client.CoreV1Api(k8s)
+
+        def synced_event() -> bool:  # kopf posts events in the background, after the status
+            return "Synced" in {e.reason for e in core.list_namespaced_event(namespace).items}
+
+        assert eventually(synced_event, timeout=30)
         assert "Forbidden" not in restricted.log() and " 403" not in restricted.log()
     finally:
         restricted.stop()
