@@ -173,7 +173,7 @@ SPACE_NOT_DELEGATED = _reason(
     "SpaceNotDelegated", "Stalled", "the bridge tokens grant nothing on spec.storacha.spaceDid"
 )
 CAR_TOO_LARGE = _reason(
-    "CarTooLarge", "failures", "the CAR is over shardSize (no sharding yet)", retryable=False
+    "CarTooLarge", "failures", "a CAR over shardSize cannot be cut into shards", retryable=False
 )
 STORACHA_ERROR = _reason("StorachaError", "Reconciling", "the Storacha service answered an error")
 

@@ -4,13 +4,17 @@ the kit's local service (npm ``@storacha/upload-api`` behind the bridge contract
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from multiformats import varint
 
+from pinsync import car
 from pinsync.backends import base, errors, storacha
+from pinsync.devenv import kubo
 
 from .conftest import Backends
 from .kit_storacha import StorachaKit
@@ -112,6 +116,41 @@ async def test_a_car_over_the_shard_size_is_refused_and_leaves_nothing(
     assert caught.value.reason == "CarTooLarge" and not caught.value.retryable
     assert await pins(backend) == {}
     assert (await backend.usage()).bytes == 0
+
+
+async def test_a_car_over_the_shard_size_is_uploaded_in_shards_and_read_back_whole(
+    kit: StorachaKit, built: Backends, ipfs: kubo.Kubo
+) -> None:
+    """A 3 MiB file (12 blocks of 256 KiB and a root) in shards of at most 1 MiB: each shard a
+    CARv1 with the CAR's header, cut at block boundaries; the CAR comes back byte for byte."""
+    cid = ipfs.add(os.urandom(3 * 1024 * 1024))
+    data = ipfs.export_car(cid)
+    config, credentials = kit.good()
+    backend = build(built, {**config, "shardSize": 1024 * 1024}, credentials)
+    info = await backend.put_pin(base.PinMeta(cid=cid), chunks(data, 64 * 1024))
+    assert (info.size, info.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    shards = await backend.shards(cid)
+    assert len(shards) == 4
+    sizes = [await backend.shard_size(shard) for shard in shards]
+    assert all(size <= 1024 * 1024 for size in sizes)
+    assert await pins(backend) == {cid: None}  # the listing does not read headers
+    assert (await backend.verify_pin(cid)).size == len(data)
+    deep = await backend.verify_pin(cid, deep=True)
+    assert (deep.size, deep.sha256) == (info.size, info.sha256)
+    assert await fetch(backend, cid) == data
+    # Every shard is a CAR of its own: the pin's root in its header, whole verified blocks.
+    for shard in shards:
+        raw = b"".join([c async for c in backend.read_shard(cid, shard)])
+        length, prefix, _ = varint.decode_raw(raw)
+        assert car.decode_header(raw[prefix : prefix + length]) == [cid]
+        pos = prefix + length
+        while pos < len(raw):
+            length, prefix, _ = varint.decode_raw(raw[pos:])
+            car.verify_block(raw[pos + prefix : pos + prefix + length])
+            pos += prefix + length
+        assert pos == len(raw)
+    await backend.remove_pin(cid)
+    assert await pins(backend) == {} and (await backend.usage()).bytes == 0
 
 
 async def test_listing_pages_through_every_upload(

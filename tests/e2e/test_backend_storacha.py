@@ -2,7 +2,8 @@
 subprocess, and the real Storacha upload service logic (npm ``@storacha/upload-api``) behind the
 bridge contract fake of ``pinsync.devenv.storacha``. The bridge tokens travel through the
 credentials Secret; what the space holds afterwards is read back through the service: each
-pin an upload under its root CID whose one shard is byte-identical to Kubo's ``dag export``.
+pin an upload under its root CID whose shards, read back, are byte-identical to Kubo's ``dag
+export`` (one pin is larger than ``shardSize`` and goes up in several shards).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ async def read_back(
         found = {}
         for cid in cids:
             found[cid] = b"".join([chunk async for chunk in backend.fetch_pin(cid)])
+        assert [len(await backend.shards(cid)) for cid in cids] == [1, 1, 4]
         return found
     finally:
         await backend.aclose()
@@ -75,17 +77,18 @@ def test_pinset_cids_are_uploaded_to_the_space_and_the_backend_is_synced(
                 "spaceDid": space.did,
                 "endpoint": storacha_service.url,
                 "gateway": storacha_service.url,
+                "shardSize": 1024 * 1024,  # the 3 MiB pin goes up in 4 shards
             },
             "credentialsSecretRef": {"name": "storacha"},
         },
     )
     backends.wait_condition("space", "Healthy", "True", timeout=60)
-    cids = [ipfs.add(os.urandom(300_000)) for _ in range(2)]
+    cids = [ipfs.add(os.urandom(size)) for size in (300_000, 300_000, 3 * 1024 * 1024)]
     pinsets = Objects(k8s, namespace, "pinsets")
     pinsets.create("media", {"cids": cids, "backends": ["space"]})
 
-    status = wait_synced(backends, "space", present=2)
-    assert status["counts"] == {"desired": 2, "present": 2, "missing": 0, "failed": 0}
+    status = wait_synced(backends, "space", present=3)
+    assert status["counts"] == {"desired": 3, "present": 3, "missing": 0, "failed": 0}
     assert status["lastSync"]["result"] == "Succeeded"
     backends.wait_condition("space", "Ready", "True", "Synced")
     stored = asyncio.run(read_back(storacha_service, space, cids))

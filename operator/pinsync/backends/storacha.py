@@ -7,17 +7,20 @@ into such invocations, signed by an agent key derived from the ``X-Auth-Secret``
 are what ``storacha bridge generate-tokens`` prints: two opaque strings in a Secret, no key
 management here, no UCAN signing in Python.
 
-One pin is one upload: the exported CAR is spooled to a temporary file (its CID, the CAR
-codec over its sha256, must be known before it is announced), announced with ``store/add``,
-PUT to the presigned URL the answer names (unless the service already has it), then registered
-with ``upload/add`` under the pin's root CID. A pin is present once ``upload/list`` shows it, so
-a put that stops half way leaves no pin. CARs over ``shardSize`` are refused (``CarTooLarge``):
-splitting a CAR into several valid shard CARs is not written yet.
+One pin is one upload: the exported CAR is spooled to a temporary file (a shard's CID, the CAR
+codec over its sha256, must be known before it is announced). A CAR up to ``shardSize`` is one
+shard, unchanged; a larger one is cut at block boundaries into shard CARs, each a CARv1 with
+the CAR's own header (:func:`plan_shards`; shards are ranges of the spool file, nothing is copied).
+Each shard is announced with ``store/add`` and PUT to the presigned URL the answer names (unless
+the service already has it); then ``upload/add`` registers the shards under the pin's root CID.
+A pin is present once ``upload/list`` shows it, so a put that stops half way leaves no pin.
 
-Because the shard's CID is the sha256 of the stored bytes, a shallow verify (``upload/get``,
-then ``store/get`` of the shard for its size) reports size and sha256 without a download; a deep
-verify and ``fetch_pin`` read the shard back from the gateway (``GET {gateway}/ipfs/<shard>``,
-which serves a CAR CID as the CAR's own bytes) and re-hash it.
+The CAR comes back as shard 1 followed by every later shard without its header: a deep verify
+and ``fetch_pin`` read shards from the gateway (``GET {gateway}/ipfs/<shard>``, which serves a
+CAR CID as the CAR's own bytes), check each against its CID and rebuild the CAR byte for byte.
+A shard's CID is the sha256 of its bytes, so a shallow verify of a single-shard pin
+(``upload/get``, ``store/get``) reports size and sha256 without a download; for several shards
+it reads the header length from the first bytes of shard 2.
 
 Before any request, the two headers are checked against each other: the agent the secret
 derives must be the audience of a delegation in the Authorization CAR (else ``AuthFailed``), and
@@ -39,7 +42,7 @@ import httpx
 import libipld
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from multiformats import CID, multibase, multihash
+from multiformats import CID, multibase, multihash, varint
 
 from pinsync import reasons
 from pinsync.backends import base, errors
@@ -127,6 +130,98 @@ def sha256_of(shard: str) -> str | None:
     """The hex sha256 a shard's CID carries (None for another hash)."""
     decoded = CID.decode(shard)
     return decoded.raw_digest.hex() if decoded.hashfun.name == "sha2-256" else None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Shard:
+    """One shard CAR of an upload: ``header`` (empty for the first shard, which starts with the
+    CAR's own), then the bytes ``start``..``end`` of the spooled CAR."""
+
+    start: int
+    end: int
+    header: bytes
+    size: int
+    digest: bytes
+
+    @property
+    def cid(self) -> str:
+        return car_cid(self.digest)
+
+
+def section(spool: Any, pos: int, cid: str) -> int | None:
+    """Length (varint prefix included) of the CAR section at ``pos``; None at the end."""
+    spool.seek(pos)
+    head = spool.read(10)
+    if not head:
+        return None
+    try:
+        value, prefix, _ = varint.decode_raw(head)
+    except ValueError:
+        raise too_large(cid, "it is not a CARv1 that can be split into shards") from None
+    return int(prefix + value)
+
+
+def too_large(cid: str, why: str) -> errors.BackendError:
+    return errors.BackendError(
+        f"{cid}: the CAR is over shardSize and {why}", reason=reasons.CAR_TOO_LARGE
+    )
+
+
+def plan_shards(path: str, limit: int, cid: str) -> list[Shard]:
+    """Cut the spooled CAR at block boundaries into shard CARs of at most ``limit`` bytes, each
+    a CARv1 with the CAR's own header, as Storacha's client shards (blocking: run in a thread)."""
+    shards: list[Shard] = []
+    with open(path, "rb") as spool:
+        header_len = section(spool, 0, cid)
+        if header_len is None or header_len > limit:
+            raise too_large(cid, "its header does not fit a shard")
+        spool.seek(0)
+        header = spool.read(header_len)
+        start, pos, own, size = 0, header_len, b"", header_len
+        digest = hashlib.sha256(header)
+        while (length := section(spool, pos, cid)) is not None:
+            if len(header) + length > limit:
+                raise too_large(cid, f"a block of {length} bytes fits no shard")
+            if size + length > limit:
+                shards.append(
+                    Shard(start=start, end=pos, header=own, size=size, digest=digest.digest())
+                )
+                start, own, size, digest = pos, header, len(header), hashlib.sha256(header)
+            spool.seek(pos)
+            block = spool.read(length)
+            if len(block) != length:
+                raise too_large(cid, "it ends inside a block")
+            digest.update(block)
+            size += length
+            pos += length
+        shards.append(Shard(start=start, end=pos, header=own, size=size, digest=digest.digest()))
+    return shards
+
+
+class HeaderSkip:
+    """Drops the CAR header section at the start of a byte stream (when ``active``)."""
+
+    def __init__(self, active: bool) -> None:
+        self.pending = bytearray()
+        self.length: int | None = None if active else 0
+        self.left = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.length is None:
+            self.pending += chunk
+            try:
+                value, prefix, _ = varint.decode_raw(bytes(self.pending[:10]))
+            except ValueError:
+                if len(self.pending) < 10:
+                    return b""  # the varint is not complete yet
+                raise errors.Damaged("a shard does not start with a CAR header") from None
+            self.length = self.left = int(prefix + value)
+            chunk, self.pending = bytes(self.pending), bytearray()
+        if self.left >= len(chunk):
+            self.left -= len(chunk)
+            return b""
+        rest, self.left = chunk[self.left :], 0
+        return rest
 
 
 class StorachaBackend(base.Backend):
@@ -297,13 +392,14 @@ class StorachaBackend(base.Backend):
         return sizes
 
     async def pins_with_sizes(self) -> AsyncIterator[base.PinInfo]:
-        """Every upload as a pin, its size the sum of its stored shards (None if one is not)."""
+        """Every upload as a pin; size and sha256 those of its shard (None for several shards)."""
         sizes = await self.sizes()
         async for item in self.listing("upload/list"):
             shards = [unlink(shard) for shard in item.get("shards") or ()]
-            known = [sizes.get(shard) for shard in shards]
-            size = None if None in known else sum(k or 0 for k in known)
-            sha256 = sha256_of(shards[0]) if len(shards) == 1 else None
+            if len(shards) == 1:
+                size, sha256 = sizes.get(shards[0]), sha256_of(shards[0])
+            else:  # later shards repeat the header, whose length only their bytes tell
+                size = sha256 = None
             yield base.PinInfo(cid=unlink(item.get("root")), size=size, sha256=sha256)
 
     async def usage(self) -> base.Usage:
@@ -333,35 +429,44 @@ class StorachaBackend(base.Backend):
             with os.fdopen(fd, "wb") as spool:
                 async for chunk in source:
                     size += len(chunk)
-                    if size > self.conf.shard_size:
-                        raise errors.BackendError(
-                            f"{meta.cid}: the CAR is over shardSize ({self.conf.shard_size} "
-                            "bytes); uploads in several shards are not supported yet",
-                            reason=reasons.CAR_TOO_LARGE,
-                        )
                     digest.update(chunk)
                     spool.write(chunk)
-            shard = car_cid(digest.digest())
-            args = {"link": link(shard), "size": size}
-            answer = await self.invoke("store/add", args, f"announce {meta.cid}")
-            if isinstance(answer, Mapping) and answer.get("status") == "upload":
-                await self.send(meta.cid, path, answer)
-            added = {"root": link(meta.cid), "shards": [link(shard)]}
+            if size <= self.conf.shard_size:
+                shards = [Shard(start=0, end=size, header=b"", size=size, digest=digest.digest())]
+            else:
+                shards = await asyncio.to_thread(plan_shards, path, self.conf.shard_size, meta.cid)
+            for shard in shards:
+                args = {"link": link(shard.cid), "size": shard.size}
+                answer = await self.invoke("store/add", args, f"announce {meta.cid}")
+                if isinstance(answer, Mapping) and answer.get("status") == "upload":
+                    await self.send(meta.cid, path, shard, answer)
+            added = {"root": link(meta.cid), "shards": [link(shard.cid) for shard in shards]}
             await self.invoke("upload/add", added, f"register {meta.cid}")
         finally:
             os.unlink(path)
         return base.PinInfo(cid=meta.cid, size=size, sha256=digest.hexdigest())
 
-    async def send(self, cid: str, path: str, target: Mapping[str, Any]) -> None:
-        """PUT the spooled CAR to the presigned URL ``store/add`` answered."""
+    async def send(self, cid: str, path: str, shard: Shard, target: Mapping[str, Any]) -> None:
+        """PUT one shard (its header, then its range of the spooled CAR) to the presigned URL
+        ``store/add`` answered."""
         url, headers = target.get("url"), target.get("headers")
         if not isinstance(url, str) or not isinstance(headers, Mapping):
             raise StorachaError(f"upload {cid}: store/add named no upload URL")
 
         async def body() -> AsyncIterator[bytes]:
+            if shard.header:
+                yield shard.header
             spooled = await asyncio.to_thread(open, path, "rb")
             try:
-                while block := await asyncio.to_thread(spooled.read, 1024 * 1024):
+                spooled.seek(shard.start)
+                left = shard.end - shard.start
+                while left > 0:
+                    block = await asyncio.to_thread(spooled.read, min(left, 1024 * 1024))
+                    if not block:
+                        raise StorachaError(
+                            f"upload {cid}: the spooled CAR is shorter than planned"
+                        )
+                    left -= len(block)
                     yield block
             finally:
                 spooled.close()
@@ -378,18 +483,38 @@ class StorachaBackend(base.Backend):
         self, cid: str, *, deep: bool = False, listed: base.PinInfo | None = None
     ) -> base.PinInfo:
         shards = await self.shards(cid)
-        if len(shards) != 1:
-            raise errors.Damaged(f"{cid}: the upload has {len(shards)} shards, pinsync puts one")
-        size = await self.shard_size(shards[0])
+        if not shards:
+            raise errors.Damaged(f"{cid}: the upload has no shards")
+        sizes = [await self.shard_size(shard) for shard in shards]
         if not deep:
-            return base.PinInfo(cid=cid, size=size, sha256=sha256_of(shards[0]))
+            if len(shards) == 1:
+                return base.PinInfo(cid=cid, size=sizes[0], sha256=sha256_of(shards[0]))
+            # The CAR is shard 0 plus every later shard without its copy of the header.
+            header = await self.header_length(cid, shards[1])
+            return base.PinInfo(cid=cid, size=sizes[0] + sum(n - header for n in sizes[1:]))
         digest, read = hashlib.sha256(), 0
-        async for chunk in self.read_shard(cid, shards[0]):
-            digest.update(chunk)
-            read += len(chunk)
-        if read != size or digest.hexdigest() != sha256_of(shards[0]):
-            raise errors.Damaged(f"{cid}: the gateway's copy of its shard does not hash to its CID")
-        return base.PinInfo(cid=cid, size=size, sha256=digest.hexdigest())
+        for index, shard in enumerate(shards):
+            own = hashlib.sha256()
+            skip = HeaderSkip(index > 0)
+            async for chunk in self.read_shard(cid, shard):
+                own.update(chunk)
+                rest = skip.feed(chunk)
+                digest.update(rest)
+                read += len(rest)
+            if own.hexdigest() != sha256_of(shard):
+                raise errors.Damaged(
+                    f"{cid}: the gateway's copy of shard {shard} does not hash to its CID"
+                )
+        return base.PinInfo(cid=cid, size=read, sha256=digest.hexdigest())
+
+    async def header_length(self, cid: str, shard: str) -> int:
+        """Bytes of the CAR header section a shard begins with (read from its first bytes)."""
+        skip = HeaderSkip(True)
+        async for chunk in self.read_shard(cid, shard):
+            skip.feed(chunk)
+            if skip.length is not None:
+                return skip.length
+        raise errors.Damaged(f"{cid}: shard {shard} holds no CAR header")
 
     async def remove_pin(self, cid: str) -> None:
         try:
@@ -404,10 +529,13 @@ class StorachaBackend(base.Backend):
                 pass  # removed meanwhile
 
     async def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
-        shards = await self.shards(cid)
-        for shard in shards:
+        """The CAR as it was put: shard 0, then each later shard without its header."""
+        for index, shard in enumerate(await self.shards(cid)):
+            skip = HeaderSkip(index > 0)
             async for chunk in self.read_shard(cid, shard):
-                yield chunk
+                rest = skip.feed(chunk)
+                if rest:
+                    yield rest
 
     async def read_shard(self, cid: str, shard: str) -> AsyncIterator[bytes]:
         what = f"fetch {cid}"
