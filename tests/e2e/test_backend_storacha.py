@@ -12,6 +12,7 @@ import asyncio
 import os
 import pathlib
 from collections.abc import Iterator
+from typing import Any
 
 import kubernetes
 import pytest
@@ -20,9 +21,11 @@ from pinsync.backends import base, storacha
 from pinsync.devenv import kubo
 from pinsync.devenv import storacha as service
 from tests.conftest import Operator
+from tests.e2e.conftest import World
+from tests.e2e.test_restore import assert_intact, lose, pinned_as, status_when
 from tests.e2e.test_validation import backends as backend_objects
 from tests.e2e.test_validation import rejection
-from tests.kubetools import Objects, create_secret, wait_synced
+from tests.kubetools import Objects, create_secret, eventually, wait_synced
 
 pytestmark = pytest.mark.e2e
 
@@ -54,6 +57,38 @@ async def read_back(
         await backend.aclose()
 
 
+def space_backend(
+    server: service.StorachaService,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    backends: Objects,
+    **spec: Any,
+) -> service.Space:
+    """A StorageBackend ``space`` on a fresh space, its bridge tokens in a Secret."""
+    space = server.space()
+    create_secret(
+        k8s,
+        namespace,
+        "storacha",
+        {"xAuthSecret": space.x_auth_secret, "authorization": space.authorization},
+    )
+    backends.create(
+        "space",
+        {
+            "type": "storacha",
+            "storacha": {
+                "spaceDid": space.did,
+                "endpoint": server.url,
+                "gateway": server.url,
+                "shardSize": 1024 * 1024,  # a 3 MiB pin goes up in 4 shards
+            },
+            "credentialsSecretRef": {"name": "storacha"},
+            **spec,
+        },
+    )
+    return space
+
+
 def test_pinset_cids_are_uploaded_to_the_space_and_the_backend_is_synced(
     operator: Operator,
     storacha_service: service.StorachaService,
@@ -61,27 +96,8 @@ def test_pinset_cids_are_uploaded_to_the_space_and_the_backend_is_synced(
     k8s: kubernetes.client.ApiClient,
     namespace: str,
 ) -> None:
-    space = storacha_service.space()
-    create_secret(
-        k8s,
-        namespace,
-        "storacha",
-        {"xAuthSecret": space.x_auth_secret, "authorization": space.authorization},
-    )
     backends = Objects(k8s, namespace, "storagebackends")
-    backends.create(
-        "space",
-        {
-            "type": "storacha",
-            "storacha": {
-                "spaceDid": space.did,
-                "endpoint": storacha_service.url,
-                "gateway": storacha_service.url,
-                "shardSize": 1024 * 1024,  # the 3 MiB pin goes up in 4 shards
-            },
-            "credentialsSecretRef": {"name": "storacha"},
-        },
-    )
+    space = space_backend(storacha_service, k8s, namespace, backends)
     backends.wait_condition("space", "Healthy", "True", timeout=60)
     cids = [ipfs.add(os.urandom(size)) for size in (300_000, 300_000, 3 * 1024 * 1024)]
     pinsets = Objects(k8s, namespace, "pinsets")
@@ -97,6 +113,25 @@ def test_pinset_cids_are_uploaded_to_the_space_and_the_backend_is_synced(
     pinsets.wait_condition("media", "Ready", "True")
     log = operator.log()
     assert space.x_auth_secret not in log and space.authorization not in log
+
+
+def test_pins_the_node_lost_come_back_from_the_space_byte_identical(
+    world: World, storacha_service: service.StorachaService
+) -> None:
+    """Restore reads the shards back through the gateway and rebuilds each CAR."""
+    space_backend(storacha_service, world.k8s, world.namespace, world.backends)
+    cids = [world.ipfs.add(os.urandom(size)) for size in (300_000, 3 * 1024 * 1024)]
+    world.pinsets.create("media", {"cids": cids, "backends": ["space"]})
+    world.wait_synced("space", present=len(cids))
+    before = {cid: world.ipfs.export_car(cid) for cid in cids}
+    lose(world, cids)
+
+    eventually(
+        lambda: pinned_as(world, cids, f"pinsync/{world.namespace}/media"), timeout=150, interval=1
+    )
+    assert_intact(world, before)
+    status = status_when(world, "media", lambda s: s["counts"].get("restored") == len(cids))
+    assert status["counts"]["restoreFailed"] == 0
 
 
 def test_tokens_for_another_space_stall_the_backend_with_space_not_delegated(

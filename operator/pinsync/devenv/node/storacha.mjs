@@ -33,6 +33,8 @@ async function registerSpace(audience, context, username) {
     issuer: space,
     audience,
     capabilities: [{ can: '*', with: space.did() }],
+    // ucanto's default is 30 s from now: the tokens would stop working half way into a test.
+    expiration: Infinity,
   })
   const account = Absentee.from({ id: `did:mailto:test.storacha.network:${username}` })
   const provisioned = await provisionProvider({
