@@ -105,6 +105,22 @@ async def test_the_service_itself_refuses_a_space_the_delegation_does_not_cover(
         await backend.health()
 
 
+async def test_the_bridges_http_refusals_map_to_auth_failed_and_location_not_found(
+    kit: StorachaKit, built: Backends
+) -> None:
+    """Past the client-side check: the bridge answers 401 without its headers, 404 elsewhere."""
+    config, credentials = kit.good()
+    headless = build(
+        built, config, base.Credentials(data={"xAuthSecret": " ", "authorization": " "})
+    )
+    headless._checked = True
+    with pytest.raises(errors.AuthFailed, match="HTTP 401"):
+        await headless.health()
+    nowhere = build(built, {**config, "endpoint": f"{config['endpoint']}/elsewhere"}, credentials)
+    with pytest.raises(errors.LocationNotFound, match="no bridge at the endpoint"):
+        await nowhere.health()
+
+
 async def test_a_car_over_the_shard_size_is_refused_and_leaves_nothing(
     kit: StorachaKit, built: Backends
 ) -> None:
