@@ -69,6 +69,16 @@ async def test_the_defaults_are_storachas_service_gateway_and_shard_size() -> No
     )
 
 
+async def test_the_agent_is_derived_from_the_secret_padded_or_not() -> None:
+    secret = storacha.encode_secret(bytes(range(32)))
+    assert (
+        storacha.agent_of(secret)
+        == storacha.agent_of(secret + "=")
+        == storacha.agent_of(f" {secret}\n")
+    )
+    assert storacha.agent_of(secret).startswith("did:key:z6Mk")
+
+
 async def test_tokens_that_do_not_belong_together_fail_before_any_request(
     kit: StorachaKit, built: Backends
 ) -> None:

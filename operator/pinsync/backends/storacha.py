@@ -35,7 +35,7 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -56,8 +56,6 @@ TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 SHOWN = 200
 ED25519_PUB = b"\xed\x01"
 """The multicodec prefix of an ed25519 public key in a did:key."""
-ABILITIES = ("store/add", "upload/add", "upload/list", "upload/get")
-"""What the tokens must grant for a put and a listing (remove needs upload/remove as well)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,10 +76,19 @@ def did_key(public: bytes) -> str:
     return "did:key:" + multibase.encode(ED25519_PUB + public, "base58btc")
 
 
+def unbase(value: str) -> bytes:
+    """A multibase value as the bridge headers carry it; padding tolerated (Storacha's docs show
+    an ``X-Auth-Secret`` ending in ``=``, which strict base64url decoding refuses)."""
+    value = value.strip()
+    if value[:1] in ("u", "m"):
+        value = value.rstrip("=")
+    return bytes(multibase.decode(value))
+
+
 def agent_of(secret: str) -> str:
     """The did:key of the agent the bridge derives from ``X-Auth-Secret``: ed25519 whose seed is
     the sha256 of the multibase-decoded secret (the bridge spec's ``deriveSigner``)."""
-    seed = hashlib.sha256(multibase.decode(secret.strip())).digest()
+    seed = hashlib.sha256(unbase(secret)).digest()
     public = ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key()
     return did_key(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
@@ -96,7 +103,7 @@ def delegated_spaces(authorization: str, agent: str) -> set[str] | None:
     """The resources delegations to ``agent`` in the Authorization CAR name; None when no
     delegation in it is to ``agent``. Raises ValueError if it is no delegation CAR at all."""
     spaces: set[str] | None = None
-    for block in car_blocks(multibase.decode(authorization.strip())):
+    for block in car_blocks(unbase(authorization)):
         ucan = block if isinstance(block, dict) else {}
         audience = ucan.get("aud")
         if not isinstance(audience, bytes) or not audience.startswith(ED25519_PUB):
@@ -553,6 +560,3 @@ class StorachaBackend(base.Backend):
 def encode_secret(secret: bytes) -> str:
     """A secret as ``X-Auth-Secret`` carries it (base64url multibase), for tools and tests."""
     return "u" + base64.urlsafe_b64encode(secret).rstrip(b"=").decode()
-
-
-__all__: Sequence[str] = ("StorachaBackend", "agent_of", "delegated_spaces", "encode_secret")
