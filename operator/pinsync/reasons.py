@@ -167,6 +167,16 @@ SERVICE_REJECTED = _reason("ServiceRejected", "Stalled", "the service refused a 
 SERVICE_ERROR = _reason("ServiceError", "Reconciling", "the pinning service answered an error")
 QUOTA_EXCEEDED = _reason("QuotaExceeded", "Reconciling", "the service refused: no funds or quota")
 
+# -- storacha -------------------------------------------------------------------------------------
+
+SPACE_NOT_DELEGATED = _reason(
+    "SpaceNotDelegated", "Stalled", "the bridge tokens grant nothing on spec.storacha.spaceDid"
+)
+CAR_TOO_LARGE = _reason(
+    "CarTooLarge", "failures", "a CAR over shardSize cannot be cut into shards", retryable=False
+)
+STORACHA_ERROR = _reason("StorachaError", "Reconciling", "the Storacha service answered an error")
+
 # -- Kubo -----------------------------------------------------------------------------------------
 
 IPFS_ERROR = _reason("IpfsError", "Reconciling", "a Kubo RPC call failed")

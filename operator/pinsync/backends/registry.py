@@ -18,6 +18,7 @@ KNOWN: dict[str, str] = {
     "github": "pinsync.backends.github:GithubBackend",
     "huggingface": "pinsync.backends.huggingface:HuggingfaceBackend",
     "pinningService": "pinsync.backends.pinningservice:PinningServiceBackend",
+    "storacha": "pinsync.backends.storacha:StorachaBackend",
 }
 ALIASES: dict[str, str] = {"sshfs": "sftp"}
 """Accepted spellings of a type; the reference called SFTP ``sshfs``."""

@@ -1,0 +1,172 @@
+// The Storacha upload service for the pinsync tests: the real service logic of npm
+// `@storacha/upload-api` (its `./test/context`: in-memory tables, a local HTTP bucket that takes
+// the CAR PUTs, local storage-node servers), with a space provisioned for a test account.
+//
+// In front of it, on 127.0.0.1:<port>, an HTTP bridge as the w3-ucan-bridge spec describes it
+// (POST /bridge, headers X-Auth-Secret + Authorization, JSON body {tasks: [[ability, with, nb]]},
+// JSON receipts {data, sig} back). That bridge is a CONTRACT FAKE: Storacha's own bridge lives in
+// its hosted infrastructure (w3infra) and is on no registry. Each task becomes a real UCAN
+// invocation, signed by the agent the secret derives, with the Authorization delegation as proof,
+// executed by the real service, which checks the delegation chain as in production.
+//
+// Also on that port: a gateway stand-in and a test-control route (see below).
+// Usage: node storacha.mjs <port>. Prints {"url": ...} once listening; runs until killed.
+import http from 'node:http'
+import crypto from 'node:crypto'
+import { createContext } from '@storacha/upload-api/test/context'
+import { provisionProvider } from '@storacha/upload-api/test/utils'
+import { ed25519, Absentee } from '@ucanto/principal'
+import { delegate, invoke, Delegation } from '@ucanto/core'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { base64url } from 'multiformats/bases/base64'
+import * as dagJSON from '@ipld/dag-json'
+
+const port = Number(process.argv[2] || 0)
+const context = await createContext({ http, requirePaymentPlan: false })
+const owner = await ed25519.generate()
+
+// A new space, delegated wholly to `owner` and provisioned for a (did:mailto) account, as
+// `storacha space create` + `provision` do it.
+async function registerSpace(audience, context, username) {
+  const space = await ed25519.generate()
+  const proof = await delegate({
+    issuer: space,
+    audience,
+    capabilities: [{ can: '*', with: space.did() }],
+    // ucanto's default is 30 s from now: the tokens would stop working half way into a test.
+    expiration: Infinity,
+  })
+  const account = Absentee.from({ id: `did:mailto:test.storacha.network:${username}` })
+  const provisioned = await provisionProvider({
+    service: context.id, agent: audience, space, account, connection: context.connection,
+  })
+  if (provisioned.out.error) throw new Error(`provisioning failed: ${provisioned.out.error.message}`)
+  return { proof, spaceDid: space.did() }
+}
+
+// The spec's derivation: agent key = ed25519 from sha256(secret).
+async function deriveAgent(secret) {
+  const { digest } = await sha256.digest(secret)
+  return ed25519.Signer.derive(digest)
+}
+
+// What `storacha bridge generate-tokens <space> --can ...` prints, for a space.
+const abilities = ['store/add', 'store/get', 'store/list', 'store/remove', 'upload/add',
+  'upload/get', 'upload/list', 'upload/remove', 'usage/report']
+async function generateTokens(owner, proof, spaceDid) {
+  const secret = crypto.randomBytes(32)
+  const agent = await deriveAgent(secret)
+  const grant = await delegate({
+    issuer: owner,
+    audience: agent,
+    capabilities: abilities.map((can) => ({ can, with: spaceDid })),
+    proofs: [proof],
+    expiration: Infinity,
+  })
+  const archived = await grant.archive()
+  if (archived.error) throw archived.error
+  return { xAuthSecret: base64url.encode(secret), authorization: base64url.encode(archived.ok) }
+}
+
+// TEST CONTROL (not Storacha's API): a fresh provisioned space and its tokens, so each test
+// has an empty space of its own.
+let spaces = 0
+async function freshSpace() {
+  spaces += 1
+  const { proof, spaceDid } = await registerSpace(owner, context, `pinsync-${spaces}`)
+  return { space: spaceDid, ...(await generateTokens(owner, proof, spaceDid)) }
+}
+
+function answer(response, status, body) {
+  response.writeHead(status, { 'Content-Type': 'application/json' })
+  response.end(typeof body === 'string' ? body : JSON.stringify(body))
+}
+
+async function bridge(request, response) {
+  const chunks = []
+  for await (const chunk of request) chunks.push(chunk)
+  const secretHeader = request.headers['x-auth-secret']
+  const authHeader = request.headers['authorization']
+  if (!secretHeader || !authHeader) {
+    return answer(response, 401, { error: { message: 'X-Auth-Secret and Authorization are required' } })
+  }
+  let signer, delegation
+  try {
+    signer = await deriveAgent(base64url.decode(secretHeader))
+    const extracted = await Delegation.extract(base64url.decode(authHeader))
+    if (extracted.error) throw extracted.error
+    delegation = extracted.ok
+  } catch {
+    return answer(response, 401, { error: { message: 'could not decode the auth headers' } })
+  }
+  let tasks
+  try {
+    // dag-json: {"/": "<cid>"} in the arguments are links, as the service's schemas want.
+    tasks = dagJSON.decode(Buffer.concat(chunks)).tasks
+    if (!Array.isArray(tasks) || !tasks.every((t) => Array.isArray(t) && t.length === 3)) throw new Error()
+  } catch {
+    return answer(response, 400, { error: { message: 'body must be {"tasks": [[ability, with, nb], ...]}' } })
+  }
+  const invocations = tasks.map(([can, resource, nb]) => invoke({
+    issuer: signer,
+    audience: context.id,
+    capability: { can, with: resource, nb },
+    proofs: [delegation],
+    // Unique per request: the service answers a repeated invocation (same CID) from its store
+    // of receipts, so a second upload/list in the same second would see the first's answer.
+    nonce: crypto.randomUUID(),
+  }))
+  const receipts = await context.connection.execute(...invocations)
+  const out = receipts.map((receipt) => {
+    const { ocm, sig } = receipt.root.data
+    return { data: ocm, sig }
+  })
+  return answer(response, 200, dagJSON.stringify(out))
+}
+
+// A gateway stand-in (CONTRACT FAKE of `GET https://w3s.link/ipfs/<CAR CID>`, which serves a
+// stored shard as its bytes): the CARs the service's bucket received, by shard CID.
+function gateway(pathname, response) {
+  const shard = pathname.slice('/ipfs/'.length)
+  for (const [key, bytes] of context.carStoreBucket.content) {
+    if (key.endsWith(`/${shard}.car`)) {
+      response.writeHead(200, { 'Content-Type': 'application/vnd.ipld.car', 'Content-Length': bytes.length })
+      return response.end(Buffer.from(bytes))
+    }
+  }
+  answer(response, 404, { error: { message: 'not found' } })
+}
+
+const sockets = new Set()
+const server = http.createServer((request, response) => {
+  const { pathname } = new URL(request.url, 'http://localhost')
+  const failed = (error) => {
+    process.stderr.write(`storacha: ${error?.stack || error}\n`)
+    answer(response, 500, { error: { message: 'internal error' } })
+  }
+  if (request.method === 'POST' && pathname === '/bridge') {
+    bridge(request, response).catch(failed)
+  } else if (request.method === 'GET' && pathname.startsWith('/ipfs/')) {
+    gateway(pathname, response)
+  } else if (request.method === 'POST' && pathname === '/_test/space') {
+    freshSpace().then((made) => answer(response, 200, made), failed)
+  } else {
+    answer(response, 404, { error: { message: 'not found' } })
+  }
+})
+server.on('connection', (socket) => {
+  sockets.add(socket)
+  socket.on('close', () => sockets.delete(socket))
+})
+// SIGUSR1 closes the listener and every connection (the service "goes down" but keeps its
+// memory); SIGUSR2 listens again on the same port. Tests stop and restart the server this way.
+process.on('SIGUSR1', () => {
+  server.close()
+  for (const socket of sockets) socket.destroy()
+})
+process.on('SIGUSR2', () => server.listen(bound, '127.0.0.1'))
+let bound = port
+server.listen(port, '127.0.0.1', () => {
+  bound = server.address().port
+  process.stdout.write(JSON.stringify({ url: `http://127.0.0.1:${bound}` }) + '\n')
+})
