@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 
-import kopf
 import prometheus_client
 
 from pinsync import kube, peering
@@ -18,6 +17,10 @@ logger = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> None:
+    # Imported here: kopf (and the handlers) take most of a second to import, which every
+    # `kubectl pinsync` command would otherwise pay.
+    import kopf
+
     if args.kubeconfig:
         # kopf's own login reads the same variable, so both clients see one cluster.
         os.environ["KUBECONFIG"] = args.kubeconfig
