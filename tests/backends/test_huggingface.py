@@ -138,6 +138,27 @@ async def test_a_commit_built_on_a_moved_head_is_rebuilt_on_the_new_one(
     assert await pins(backend) == {blob.cid: blob.size}
 
 
+async def test_consecutive_commits_build_on_the_head_the_last_one_made(
+    built: Backends, kit: HuggingfaceKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head is asked for once, not before every commit (the refs call is cheap, but it is
+    still a request per commit against the Hub's rate limit)."""
+    backend = build(built)
+    asked: list[str] = []
+    real_head = backend.head
+
+    async def counted() -> str:
+        asked.append(await real_head())
+        return asked[-1]
+
+    monkeypatch.setattr(backend, "head", counted)
+    for _ in range(3):
+        await put(backend, Blob(1024))
+    assert len(asked) == 1
+    assert state(kit, backend)["stats"]["stale_parents"] == 0
+    assert len(await pins(backend)) == 3
+
+
 async def test_damage_behind_the_backend_fails_deep_verify_and_a_regular_file_any_verify(
     built: Backends, kit: HuggingfaceKit
 ) -> None:

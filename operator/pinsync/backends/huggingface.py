@@ -218,6 +218,8 @@ class HuggingfaceBackend(base.Backend):
         self._lock = asyncio.Lock()
         self._commits: collections.deque[float] = collections.deque()
         self._blocked_until = 0.0
+        self._head: str | None = None
+        """The revision's head as this backend's last commit left it."""
         self._files: int | None = None
         """CARs under the base path, as of the last listing plus what was committed since."""
         self._uploaded: dict[str, tuple[int, str]] = {}
@@ -357,10 +359,14 @@ class HuggingfaceBackend(base.Backend):
         )
 
     async def head(self) -> str:
-        info = await self.call(
-            f"read {self.location}", self.api.repo_info, revision=self.conf.revision, **self._kw()
-        )
-        return str(info.sha)
+        """The revision's head commit, from the refs list: a few hundred bytes, where repo info
+        would also list every file of the repository (tens of thousands)."""
+        what = f"read {self.location}"
+        refs = await self.call(what, self.api.list_repo_refs, **self._kw())
+        for branch in refs.branches:
+            if branch.name == self.conf.revision:
+                return str(branch.target_commit)
+        raise self._no_revision(what)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -590,10 +596,11 @@ class HuggingfaceBackend(base.Backend):
         """One commit on the head it was built on; rebuilt on a moved head (412)."""
         async with self._lock:
             for attempt in range(COMMIT_ATTEMPTS):
-                parent = await self.head()
+                # The head our last commit made, while nobody else moves it: no request.
+                parent = self._head or await self.head()
                 self._rate()
                 try:
-                    await self.call(
+                    made = await self.call(
                         f"commit to {self.location}",
                         self.api.create_commit,
                         operations=ops,
@@ -604,10 +611,12 @@ class HuggingfaceBackend(base.Backend):
                         **self._kw(),
                     )
                 except errors.BackendError as exc:
+                    self._head = None  # ask again: moved, or unknown after a failure
                     if exc.reason != reasons.BRANCH_MOVED.name or attempt == COMMIT_ATTEMPTS - 1:
                         raise
                     await asyncio.sleep(0.1 * (attempt + 1))
                     continue
+                self._head = str(made.oid)
                 self._commits.append(time.monotonic())
                 self.commits_made += 1
                 return

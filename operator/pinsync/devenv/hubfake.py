@@ -10,6 +10,7 @@ library's ``hf_raise_for_status`` parses, and it refuses what the Hub refuses:
 * ``POST /api/repos/create`` -- 409 if the repository exists; a new one has a first commit
   holding ``.gitattributes``, as on the Hub;
 * ``GET /api/{type}s/{repo}[/revision/{rev}]`` -- repo info with the head ``sha``;
+* ``GET /api/{type}s/{repo}/refs`` -- branches and their head commits;
 * ``GET /api/{type}s/{repo}/auth-check[/write]`` -- 403 for a read-only token;
 * ``POST /api/{type}s/{repo}/branch/{rev}`` -- 409 if it exists;
 * ``POST /api/{type}s/{repo}/preupload/{rev}`` -- ``uploadMode`` per file: ``lfs`` for binary
@@ -226,6 +227,16 @@ class Hub:
         siblings = [{"rfilename": p} for p in sorted(head.files)]
         body = {"id": repo.id, "sha": head.oid, "private": repo.private, "siblings": siblings}
         return web.json_response(body)
+
+    async def refs(self, request: web.Request) -> web.Response:
+        repo = self.repo(request)
+        if isinstance(repo, web.Response):
+            return repo
+        branches = [
+            {"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid}
+            for name, oid in sorted(repo.branches.items())
+        ]
+        return web.json_response({"branches": branches, "converts": [], "tags": []})
 
     async def auth_check(self, request: web.Request) -> web.Response:
         repo = self.repo(request, write=request.path.endswith("/write"))
@@ -506,6 +517,7 @@ class Hub:
                 web.post("/api/repos/create", self.create_repo),
                 web.get(api, self.repo_info),
                 web.get(api + "/revision/{rev}", self.repo_info),
+                web.get(api + "/refs", self.refs),
                 web.get(api + "/auth-check", self.auth_check),
                 web.get(api + "/auth-check/write", self.auth_check),
                 web.post(api + "/branch/{rev}", self.create_branch),
