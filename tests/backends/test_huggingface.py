@@ -159,6 +159,20 @@ async def test_consecutive_commits_build_on_the_head_the_last_one_made(
     assert len(await pins(backend)) == 3
 
 
+async def test_listing_an_unchanged_repository_again_costs_one_request(
+    built: Backends, kit: HuggingfaceKit
+) -> None:
+    backend = build(built)
+    blobs = [Blob(1024) for _ in range(3)]
+    await backend.put_pins([upload(blob) for blob in blobs])
+    assert len(await pins(backend)) == 3
+    asked = kit.server.requests()
+    assert (await backend.usage()).objects == 3  # the same head: no walk of the tree
+    assert kit.server.requests() == asked + 1  # the refs list
+    await put(backend, Blob(1024))  # a new head: walked again
+    assert len(await pins(backend)) == 4
+
+
 async def test_damage_behind_the_backend_fails_deep_verify_and_a_regular_file_any_verify(
     built: Backends, kit: HuggingfaceKit
 ) -> None:

@@ -219,6 +219,8 @@ class HuggingfaceBackend(base.Backend):
         self._commits: collections.deque[float] = collections.deque()
         self._blocked_until = 0.0
         self._head: str | None = None
+        self._listed: tuple[str, dict[str, base.PinInfo]] | None = None
+        """(head commit, the pins listed at it)."""
         """The revision's head as this backend's last commit left it."""
         self._files: int | None = None
         """CARs under the base path, as of the last listing plus what was committed since."""
@@ -371,13 +373,19 @@ class HuggingfaceBackend(base.Backend):
     # -- reading ---------------------------------------------------------------------------------
 
     async def _listing(self) -> dict[str, base.PinInfo]:
+        """Every pin under the base path, walked at the head commit -- once per head: a pass
+        over an unchanged repository costs one refs request, not a walk of every file."""
+        head = self._head = await self.head()  # also what the next commit builds on
+        if self._listed is not None and self._listed[0] == head:
+            return self._listed[1]
+
         def walk() -> list[Any]:
             try:
                 return list(
                     self.api.list_repo_tree(
                         path_in_repo=self.conf.base_path or None,
                         recursive=True,
-                        revision=self.conf.revision,
+                        revision=head,
                         **self._kw(),
                     )
                 )
@@ -387,6 +395,7 @@ class HuggingfaceBackend(base.Backend):
         entries = await self.call(f"list {self.location}", walk)
         pins = {pin.cid: pin for pin in map(self._pin, entries) if pin is not None}
         self._files = len(pins)
+        self._listed = (head, pins)
         return pins
 
     def _pin(
