@@ -293,3 +293,33 @@ def test_a_pinset_whose_backend_is_stalled_is_stalled_naming_it(world: World) ->
     cond = world.pinsets.wait_condition("p", "Stalled", "True", "BackendStalled")
     assert "StorageBackend locked" in cond["message"] and "AuthFailed" in cond["message"]
     assert world.pinsets.condition("p", "Reconciling")["status"] == "False"  # type: ignore[index]
+
+
+def test_unfetchable_cids_hold_back_neither_their_pinset_nor_the_others(world: World) -> None:
+    """20 CIDs nobody has, among 300 whose blocks are on the node, with a long pinTimeout: the
+    300 are pinned within seconds (each unfetchable one used to hold a batch of 32 for the
+    whole timeout), and a PinSet sharing the backend stays Ready while those fail."""
+    local = [world.ipfs.add(os.urandom(1000), pin=False) for _ in range(300)]
+    missing = unfetchable(20)
+    [kept] = world.add(1, 2000)
+    world.backend()
+    world.pinsets.create("kept", {"cids": [kept], "backends": ["minio"]})
+    world.pinsets.wait_condition("kept", "Ready", "True")
+    spec = {"cids": local + missing, "backends": ["minio"], "ipfs": {"pinTimeout": "5m"}}
+    world.pinsets.create("mixed", spec)
+    name = f"pinsync/{world.namespace}/mixed"
+
+    def pinned() -> set[str]:
+        listed = world.ipfs.ipfs("pin", "ls", "--type=recursive", "--names").decode().split("\n")
+        return {line.split()[0] for line in listed if line.endswith(f" {name}")}
+
+    eventually(lambda: pinned() >= set(local), timeout=45, interval=1)
+    assert not pinned() & set(missing)
+    # The backend has every local pin and keeps failing the unfetchable ones (SyncFailed,
+    # retried): the PinSet that has nothing to do with them is Ready throughout.
+    world.backends.wait_condition("minio", "Synced", "False", "SyncFailed", timeout=60)
+    status = world.status()
+    assert status["counts"]["present"] == len(local) + 1
+    assert status["counts"]["failed"] == len(missing)
+    ready = world.pinsets.condition("kept", "Ready")
+    assert ready is not None and ready["status"] == "True"

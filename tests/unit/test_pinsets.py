@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
-from pinsync import conditions
-from pinsync.reconciling import pinsets
+from pinsync import conditions, planner
+from pinsync.reconciling import pinning, pinsets, sources
+
+_minute = datetime.timedelta(minutes=1)
 
 
 def backend(**status: Any) -> dict[str, Any]:
@@ -25,3 +28,34 @@ def test_a_stalled_backend_is_named_with_its_reason() -> None:
     message = pinsets.stalled_backend([backend(), stalled])
     assert message is not None and "StorageBackend b" in message and "HostKeyMismatch" in message
     assert pinsets.stalled_backend([backend(conditions=conditions.ready("Synced"))]) is None
+
+
+def summary_of(**status: Any) -> dict[str, Any]:
+    source = sources.Source(name="mine", api_url="http://kubo", pins=("a", "b"))
+    entry = {"name": "mine", "digest": source.digest, "present": 2, "failed": 0}
+    return pinsets.backend_summary(source, backend(sources=[entry], **status))
+
+
+def test_another_pinsets_failing_pins_do_not_make_this_one_unready() -> None:
+    clean = summary_of(dirty={"dirty": False, "token": 3}, lastSync={"token": 3})
+    assert clean["ready"]
+    # The last sync answered token 4 and failed on someone else's pins; it is retried.
+    failing = summary_of(dirty={"dirty": True, "token": 4}, lastSync={"token": 4})
+    assert failing["ready"] and failing["pinned"] == 2
+    # Marked since (an audit found objects missing): no entry counts until it is synced.
+    marked = summary_of(dirty={"dirty": True, "token": 5}, lastSync={"token": 4})
+    assert not marked["ready"]
+    assert not summary_of(dirty={"dirty": True, "token": 1})["ready"]
+
+
+def test_cids_never_tried_come_before_retries_of_failing_ones() -> None:
+    now = conditions.utcnow()
+    source = sources.Source(name="s", api_url="http://kubo", pins=("a", "b", "c", "d", "e"))
+    due_late = planner.Failure(cid="a", reason="PinTimeout", next_retry_at=now)
+    due_early = planner.Failure(cid="b", reason="PinTimeout", next_retry_at=now - _minute)
+    waiting = planner.Failure(cid="c", reason="PinTimeout", next_retry_at=now + _minute)
+    known = {"a": due_late, "b": due_early, "c": waiting}
+    fetches = pinning.Fetches(kubo=None, name="n", timeout=1.0, wake=lambda: None)  # type: ignore[arg-type]
+    fetches.running.add("e")  # being fetched: not tried twice
+    assert pinning.ordered(source, {}, known, fetches) == ["d", "b", "a"]
+    assert pinning.ordered(source, {"d": "x"}, known, fetches) == ["b", "a"]

@@ -50,6 +50,8 @@ class Context:
     backends: dict[Hashable, tuple[Hashable, base.Backend]] = dataclasses.field(
         default_factory=dict
     )
+    fetches: dict[Hashable, Any] = dataclasses.field(default_factory=dict)
+    """Per PinSet: its pool of network fetches (:class:`pinsync.reconciling.pinning.Fetches`)."""
     _node_pins: dict[str, NodePins] = dataclasses.field(default_factory=dict)
     _node_locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
 
@@ -97,6 +99,8 @@ class Context:
         """Drop what is cached for an object whose loop ended (deleted, or shutting down)."""
         plural, namespace, name = key
         self.parsed.pop((namespace, name), None)
+        if plural == kube.PINSETS and (fetches := self.fetches.pop((namespace, name), None)):
+            await fetches.aclose()
         if plural == kube.STORAGEBACKENDS:
             self.reported.pop((namespace, name), None)
             # A gauge outliving its loop would be a standby (or a deleted backend) still
@@ -118,6 +122,8 @@ class Context:
         self.started.clear()
 
     async def aclose(self) -> None:
+        for fetches in self.fetches.values():
+            await fetches.aclose()
         for _, client in self.backends.values():
             await client.aclose()
         for kubo in self.kubos.values():

@@ -1,31 +1,22 @@
 """Reconciling a PinSet: pin its CIDs on the node, resolve its backends, summarise progress.
 
-Pinning on Kubo happens here, in bounded batches per pass, so that a PinSet of thousands of
-CIDs that the network cannot provide never blocks its loop for long: a pass pins batches of
-``PIN_BATCH`` CIDs, goes on to the next batch only while every pin of the last one succeeded and
-``PIN_PASS_BUDGET`` is not used up, records failures with a backoff, and comes back soon for the
-rest. Content already on the node (20,000 local blocks) is so pinned in a few passes, not 625.
+Pinning itself is :mod:`pinning`'s (local content in batches within a time budget per pass,
+restores inline, network fetches in a pool outside the pass); this module reads the PinSet and
+its backends, orders the pinning and writes the report.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from pinsync import conditions, ipfs, kube, planner, reasons, restoreplanner, selectors
-from pinsync.reconciling import restores, sources
+from pinsync import conditions, ipfs, kube, planner, reasons, restoreplanner
+from pinsync.reconciling import pinning, restores, sources
 from pinsync.reconciling.context import Context
 
 MAX_LISTED = 10
 """How many offending CIDs or names a condition message quotes before summarising."""
-PIN_BATCH = 32
-"""CIDs a pass tries to pin on the node; the rest wait for the next pass."""
-PIN_CONCURRENCY = 8
-PIN_PASS_BUDGET = 5.0
-"""Seconds after which a pass starts no further batch."""
 
 
 def quoted(items: list[str] | tuple[str, ...]) -> str:
@@ -41,93 +32,6 @@ def failures_of(
     unpinned = {c: source.spelling(c) for c in source.pins if c not in node_pins}
     listed = [planner.Failure.from_status(f) for f in status.get("failures") or ()]
     return planner.unpack(status.get("retries"), unpinned, listed)
-
-
-async def pin_missing(
-    ctx: Context,
-    obj: dict[str, Any],
-    source: sources.Source,
-    node_pins: dict[str, str],
-    known: dict[str, planner.Failure],
-    restorer: restores.Restorer | None = None,
-) -> tuple[int, bool]:
-    """Pin a batch of the PinSet's CIDs not yet on the node; (pinned now, more to do).
-
-    ``known`` (failures by identity, read from status) is updated in place. With a
-    ``restorer``, a CID whose blocks are not on the node is restored from a backend before
-    the network is asked for it (``pin/add`` waits up to pinTimeout; a backend answers now).
-    """
-    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-    now = conditions.utcnow()
-    todo = [
-        c
-        for c in source.pins
-        if c not in node_pins and (c not in known or (known[c].next_retry_at or now) <= now)
-    ]
-    spec_ipfs = (obj.get("spec") or {}).get("ipfs") or {}
-    timeout = selectors.duration(spec_ipfs.get("pinTimeout"), 120.0)
-    name = f"{sources.OWN_PIN_PREFIX}{key[0]}/{key[1]}"
-    kubo = ctx.kubo(source.api_url)
-    limit = asyncio.Semaphore(PIN_CONCURRENCY)
-    pinned = 0
-
-    async def pin(cid: str) -> None:
-        nonlocal pinned
-        async with limit:
-            spelled = source.spelling(cid)
-            if restorer is not None and restorer.wants(cid) and await restored(cid, spelled):
-                known.pop(cid, None)
-                node_pins[cid] = name
-                pinned += 1
-                return
-            try:
-                await kubo.pin_add(spelled, name=name, timeout=timeout)
-            except ipfs.IpfsError as exc:
-                known[cid] = planner.failed(
-                    known.get(cid), spelled, exc.reason, str(exc), now=conditions.utcnow()
-                )
-                return
-            known.pop(cid, None)
-            if restorer is not None:
-                restorer.failures.pop(cid, None)  # the network had it after all
-            node_pins[cid] = name
-            pinned += 1
-
-    async def restored(cid: str, spelled: str) -> bool:
-        """Pinned from local blocks after all, or restored from a backend.
-
-        Whether the DAG is local is asked with an offline ``dag/stat``, which fails at once
-        when any block is missing; an offline ``pin/add`` does so only when the root is.
-        """
-        assert restorer is not None
-        try:
-            await kubo.dag_stat(spelled, offline=True)
-        except ipfs.ContentUnavailable:
-            return await restorer.restore(kubo, cid, name=name)
-        except ipfs.IpfsError:
-            return False  # the network pin below reports it
-        try:
-            await kubo.pin_local([spelled], name=name)
-        except ipfs.IpfsError:
-            return False
-        return True
-
-    deadline = time.monotonic() + PIN_PASS_BUDGET
-    while todo:
-        batch, todo = todo[:PIN_BATCH], todo[PIN_BATCH:]
-        before = pinned
-        try:
-            await kubo.pin_local([source.spelling(c) for c in batch], name=name)
-        except ipfs.IpfsError:
-            await asyncio.gather(*(pin(c) for c in batch))  # some must be fetched: one by one
-        else:
-            for cid in batch:
-                known.pop(cid, None)
-                node_pins[cid] = name
-            pinned += len(batch)
-        if pinned - before < len(batch) or time.monotonic() > deadline:
-            break
-    return pinned, bool(todo)
 
 
 REPORTED_CONDITIONS = ("Synced", "Stalled")
@@ -154,6 +58,21 @@ def reported(backend: Mapping[str, Any]) -> str:
     return json.dumps(view, sort_keys=True, default=str)
 
 
+def current(status: Mapping[str, Any]) -> bool:
+    """Whether the backend's per-PinSet entries are still what its storage holds.
+
+    They are while it is clean, and also while it stays dirty for the same mark its last sync
+    answered (pins of another PinSet that keep failing): that PinSet's failures must not make
+    every other PinSet of the backend unready. A newer mark (an audit that found objects
+    missing, a forced sync) may concern any PinSet, so none counts its entry until it is synced.
+    """
+    state = status.get("dirty") or {}
+    last = status.get("lastSync") or {}
+    return not state.get("dirty") or (
+        last.get("token") is not None and state.get("token") == last.get("token")
+    )
+
+
 def backend_summary(source: sources.Source, backend: dict[str, Any]) -> dict[str, Any]:
     status = backend.get("status") or {}
     entry = next((s for s in status.get("sources") or () if s["name"] == source.name), None)
@@ -161,10 +80,9 @@ def backend_summary(source: sources.Source, backend: dict[str, Any]) -> dict[str
     if entry is None or entry.get("digest") != source.digest:
         # The backend has not synced this version of the PinSet yet.
         return summary | {"pinned": 0, "missing": len(source.pins), "failed": 0, "ready": False}
-    synced = conditions.is_true(status.get("conditions"), "Synced")
     missing = len(source.pins) - entry["present"] - entry["failed"]
     summary |= {"pinned": entry["present"], "missing": missing, "failed": entry["failed"]}
-    summary["ready"] = synced and entry["present"] == len(source.pins)
+    summary["ready"] = current(status) and entry["present"] == len(source.pins)
     if (status.get("lastSync") or {}).get("finishedAt"):
         summary["lastSyncFinishedAt"] = status["lastSync"]["finishedAt"]
     return summary
@@ -285,10 +203,10 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
 
     await report()  # before pinning, which may take up to pinTimeout
     allowed = restorer if restoreplanner.allowed(obj) else None
-    pinned, more = await pin_missing(ctx, obj, source, node_pins, failures, allowed)
+    pinned, more = await pinning.pin_missing(ctx, obj, source, node_pins, failures, allowed)
     while more and asked is not None:  # a request is answered once all of it is done
         await report()
-        again, more = await pin_missing(ctx, obj, source, node_pins, failures, allowed)
+        again, more = await pinning.pin_missing(ctx, obj, source, node_pins, failures, allowed)
         pinned += again
     if pinned:
         for backend in targeted:  # new content on the node: their desired sets grew
