@@ -142,13 +142,52 @@ def plan(
 #
 # Status lists only MAX_LISTED failures in full, but backoff must hold for every failing pin --
 # 20,000 of them when a whole PinSet is unfetchable -- across passes and operator restarts. The
-# compact form groups failures by (reason, attempts, retry time rounded up to 5 % of the backoff)
-# and names each pin by a 32-bit hash of its identity, sorted and delta-encoded as varints:
-# ~4 bytes a pin (20,000 failing pins ≈ 100 KiB of status). A hash collision can only make one
-# more pin wait with another's backoff; it never loses a failure.
+# compact form groups failures by (reason, attempts, retry time rounded up) and names each pin by
+# a 32-bit hash of its identity, sorted and delta-encoded as varints (base64). A hash collision
+# can only make one more pin wait with another's backoff; it never loses a failure.
+#
+# Size, for any spread of retry times. pack writes at most MAX_GROUPS groups (given at most
+# MAX_GROUPS / 4 distinct reasons; a backend's pins fail for a handful). A group costs at most
+# 130 bytes of JSON besides its pins (reason <= 22 characters, attempts < 1,000); a pin at most
+# 4 varint bytes (5 for at most 15 of a group, as deltas >= 2**28 sum to under 2**32), 5.34
+# base64 characters. So 20,000 failing pins take under 5.34 * 20,000 + 130 * MAX_GROUPS bytes
+# < 125 KiB. Measured (tests/unit/test_planner.py, 20,000 pins, status written before the first
+# retry): retries spread evenly over 10 minutes with attempts 1..8, 114.2 KiB (148 groups);
+# batches of 32 failing 7 s apart, 115.5 KiB (first failures; 114.1 KiB with attempts 1..8);
+# uniformly random over an hour with attempts 1..12, 115.8 KiB (156 groups). One fixed grid per
+# (reason, attempts), as pack had before, wrote 275.6, 405.1 (790.5) and 611.5 KiB for them, in
+# up to 7,333 groups; with every retry at once 106.2 KiB, as it still does.
+#
+# Rounding. Retry times are only ever rounded up -- a pin may wait a little longer than its
+# backoff, never less -- onto grids of a power of two of seconds, so rounding twice (in two
+# passes) is rounding once to the coarser grid: times never drift. While the failures fit
+# MAX_GROUPS groups that way the grid is 1/RETRY_RESOLUTION of the backoff ceiling (as before);
+# when not, pack doubles it, pin by pin, up to max_delay(): a retry is put off by less than
+# max(1 s, ceiling(attempts) / 4, wait / 2), ``wait`` being the time it had left when packed
+# (half the wait: retries far beyond their backoff ceiling are a server's Retry-After). A
+# retry time already past is written as ``now``: due either way. Attempts and reasons are kept.
+# Only if that still leaves more than MAX_GROUPS groups (retries spread over hours with dozens
+# of attempts counts) does pack go further, in this order: attempts past the backoff cap (which
+# all wait the same) become their largest count; the grids keep doubling past max_delay(); every
+# attempts count of a reason becomes its largest (a longer backoff, never a shorter one).
+# unpack reads any such groups, so status written by an older pack still unpacks.
 
 RETRY_RESOLUTION = 20
-"""Retry times are kept to 1/RETRY_RESOLUTION of the backoff ceiling (never finer than 1 s)."""
+"""Retry times are kept to 1/RETRY_RESOLUTION of the backoff ceiling (a power of two of seconds,
+never under 1 s) while the failures fit MAX_GROUPS groups that way."""
+MAX_GROUPS = 160
+"""Most groups pack writes (see the bound above)."""
+CEILING_SHARE = 4
+WAIT_SHARE = 2
+"""Coarser grids put a retry off by less than 1/CEILING_SHARE of its backoff ceiling or
+1/WAIT_SHARE of the wait it had left (see max_delay)."""
+SATURATED = 1 + math.ceil(math.log2(BACKOFF_CAP / BACKOFF_BASE))
+"""The attempts count from which the backoff ceiling is BACKOFF_CAP."""
+
+
+def max_delay(attempts: int, wait: float) -> float:
+    """The longest pack puts off a retry ``wait`` seconds away (bar the last resorts above)."""
+    return max(1.0, ceiling(attempts) / CEILING_SHARE, wait / WAIT_SHARE)
 
 
 def pin_hash(key: str) -> int:
@@ -173,25 +212,87 @@ def _decode_hashes(text: str) -> list[int]:
     return hashes
 
 
-def _rounded_up(at: datetime.datetime, attempts: int) -> datetime.datetime:
-    step = max(1.0, ceiling(attempts) / RETRY_RESOLUTION)
-    stamp = math.ceil(at.timestamp() / step) * step
-    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).replace(microsecond=0)
+def _exponent(seconds: float) -> int:
+    """The largest p with 2**p <= seconds (at least 0)."""
+    return max(1, int(seconds)).bit_length() - 1
 
 
-def pack(failures: Mapping[str, Failure]) -> list[dict[str, object]]:
-    """Every failure (keyed by pin identity) in the compact status form."""
-    groups: dict[tuple[str, int, str], list[int]] = {}
+_Entry = tuple[str, int, int | None, int, int]
+"""(reason, attempts, retry second or None, finest and coarsest grid exponent)."""
+_Level = tuple[int, int, int]
+"""(grid level, attempts merging: 0 none, 1 past the cap, 2 all, grid exponent floor)."""
+
+
+def _key(entry: _Entry, level: _Level) -> tuple[str, int, int | None]:
+    reason, attempts, second, finest, coarsest = entry
+    step, merge, floor = level
+    bucket = (attempts, min(attempts, SATURATED), 0)[merge]
+    if second is None:
+        return reason, bucket, None
+    if coarsest < 0:  # already due: kept as it is
+        return reason, bucket, second
+    size = 1 << max(min(finest + step, coarsest), floor)
+    return reason, bucket, -(-second // size) * size
+
+
+def _levels(entries: Collection[_Entry]) -> list[_Level]:
+    """Ever coarser groupings, from the finest to one that fits MAX_GROUPS (see above)."""
+    timed = [e for e in entries if e[2] is not None and e[4] >= 0]
+    steps = max((coarsest - finest for _, _, _, finest, coarsest in timed), default=0)
+    levels = [(step, 0, 0) for step in range(steps + 1)]
+    levels.append((steps, 1, 0))
+    if timed:
+        first = min(e[2] for e in timed if e[2] is not None)
+        span = max(e[2] for e in timed if e[2] is not None) - first + 1
+        top = max(span.bit_length(), max(e[4] for e in timed))
+        levels += [(steps, 1, floor) for floor in range(1, top + 1)]
+        levels.append((steps, 2, top))
+    else:
+        levels.append((steps, 2, 0))
+    return levels
+
+
+def pack(failures: Mapping[str, Failure], *, now: datetime.datetime) -> list[dict[str, object]]:
+    """Every failure (keyed by pin identity) in the compact status form, written at ``now``."""
+    due = math.ceil(now.timestamp())
+    pins: dict[_Entry, list[int]] = {}
     for key, failure in failures.items():
-        at = failure.next_retry_at
-        when = _rounded_up(at, failure.attempts).strftime("%Y-%m-%dT%H:%M:%SZ") if at else ""
-        groups.setdefault((failure.reason, failure.attempts, when), []).append(pin_hash(key))
+        at, attempts = failure.next_retry_at, failure.attempts
+        entry: _Entry
+        if at is None:
+            entry = (failure.reason, attempts, None, 0, 0)
+        elif at <= now:
+            entry = (failure.reason, attempts, due, 0, -1)
+        else:
+            wait = (at - now).total_seconds()
+            finest = _exponent(ceiling(attempts) / RETRY_RESOLUTION)
+            coarsest = max(finest, _exponent(max_delay(attempts, wait)))
+            entry = (failure.reason, attempts, math.ceil(at.timestamp()), finest, coarsest)
+        pins.setdefault(entry, []).append(pin_hash(key))
+    levels = _levels(pins)
+
+    def fits(level: _Level) -> bool:
+        return len({_key(entry, level) for entry in pins}) <= MAX_GROUPS
+
+    # The first level that fits (binary search: coarser levels make no more groups).
+    low, high = (-1, 0) if fits(levels[0]) else (0, len(levels) - 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(levels[middle]) else (middle, high)
+    groups: dict[tuple[str, int, int | None], list[int]] = {}
+    most: dict[tuple[str, int, int | None], int] = {}
+    for entry, hashes in pins.items():
+        group = _key(entry, levels[high])
+        groups.setdefault(group, []).extend(hashes)
+        most[group] = max(most.get(group, 0), entry[1])
     packed: list[dict[str, object]] = []
-    for (reason, attempts, when), hashes in sorted(groups.items()):
-        group: dict[str, object] = {"reason": reason, "attempts": attempts}
-        if when:
-            group["nextRetryAt"] = when
-        packed.append(group | {"pins": _encode_hashes(hashes)})
+    for group in sorted(groups, key=lambda g: (g[0], most[g], g[2] or 0)):
+        reason, _, second = group
+        out: dict[str, object] = {"reason": reason, "attempts": most[group]}
+        if second is not None:
+            when = datetime.datetime.fromtimestamp(second, datetime.UTC)
+            out["nextRetryAt"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        packed.append(out | {"pins": _encode_hashes(groups[group])})
     return packed
 
 

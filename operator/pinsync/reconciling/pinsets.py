@@ -165,7 +165,7 @@ async def write_report(
         synced=f"{ready_backends}/{len(targeted)}",
         backends=summaries,
         failures=[f.to_status() for f in listed],
-        retries=planner.pack(failures),
+        retries=planner.pack(failures, now=conditions.utcnow()),
         **restores.failures_fields(lost),
         **fields,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pinsync import metrics, planner, syncing
+from pinsync import conditions, metrics, planner, syncing
 from pinsync.reconciling import sources
 
 
@@ -19,7 +19,7 @@ def failures_status(failures: Mapping[str, planner.Failure]) -> dict[str, Any]:
     ordered = sorted(failures.values(), key=lambda f: (-f.attempts, f.cid))
     return {
         "failures": [f.to_status() for f in ordered[: planner.MAX_LISTED]],
-        "retries": planner.pack(failures),
+        "retries": planner.pack(failures, now=conditions.utcnow()),
     }
 
 
