@@ -64,6 +64,18 @@ def test_malformed_cid_is_rejected(k8s: kubernetes.client.ApiClient, namespace: 
     assert "spec.cids[1]" in message and "should match" in message
 
 
+def test_a_pinset_too_large_for_etcd_is_refused_by_the_schema(
+    k8s: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    """30,000 CIDs are 'etcdserver: request is too large' if the schema lets them through."""
+    pinsets = Objects(k8s, namespace, "pinsets")
+    message = rejection(pinsets, {"cids": [CID_V1] * 20_001, "backends": ["b"]})
+    assert "spec.cids" in message and "at most 20000 items" in message
+    long_cid = "b" + "a" * 250  # matches the pattern; 6,000 of them are 1.5 MB of CIDs
+    message = rejection(pinsets, {"cids": [long_cid] * 6_000, "backends": ["b"]})
+    assert "would not fit etcd's 1.5 MiB object limit" in message
+
+
 def test_pinset_without_source_is_rejected(
     k8s: kubernetes.client.ApiClient, namespace: str
 ) -> None:
