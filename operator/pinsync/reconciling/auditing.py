@@ -18,6 +18,13 @@ if TYPE_CHECKING:
     from pinsync.reconciling.backends import Pass
 
 
+async def usage_of(backend: base.Backend) -> dict[str, int]:
+    """``status.usage`` as the backend measures it now."""
+    usage = await backend.usage()
+    measured = {"bytes": usage.bytes, "objects": usage.objects}
+    return measured if usage.free is None else measured | {"freeBytes": usage.free}
+
+
 async def audit(
     run: Pass,
     backend: base.Backend,
@@ -42,9 +49,8 @@ async def audit(
                 await backend.verify_pin(stored[cid], deep=True)
             except errors.BackendError:
                 damaged.append(cid)
-    usage = await backend.usage()
     fields: dict[str, Any] = {
-        "usage": {"bytes": usage.bytes, "objects": usage.objects},
+        "usage": await usage_of(backend),
         "lastAudit": {
             "finishedAt": conditions.now(),
             "missing": len(missing),
@@ -59,8 +65,6 @@ async def audit(
         },
         "phase": "Idle",
     }
-    if usage.free is not None:
-        fields["usage"]["freeBytes"] = usage.free
     drift = len(missing) - len(known)
     if drift or damaged:
         reason = f"audit: {drift} missing, {len(damaged)} damaged"

@@ -195,6 +195,10 @@ class Pass:
                 # Still dirty (a pin that keeps failing): audit and measure anyway. A clean
                 # backend is audited by the next pass, so usage includes what was just synced.
                 await auditing.audit(self, backend, self.found)
+            elif self.state.dirty and progress.uploaded:
+                # Kept dirty by pins that keep failing, but 20,000 others just landed: usage
+                # must not show the bucket as it was before them until the next audit.
+                await self.write([], usage=await auditing.usage_of(backend))
             return 0.0 if self.state.token != token else delay
         if state.dirty or self.due("lastAudit", audit_every):
             # ReadOnly backends answer their marks with an audit: nothing can be uploaded.
