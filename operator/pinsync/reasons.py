@@ -137,6 +137,12 @@ BRANCH_MOVED = _reason(
 FILE_TOO_LARGE = _reason(
     "FileTooLarge", "failures", "git: the host refused a file as too large", retryable=False
 )
+PUSH_TOO_LARGE = _reason(
+    "PushTooLarge",
+    "failures",
+    "git: the host refused a push as too large; lower batch.maxBytes",
+    retryable=False,
+)
 
 # -- Hugging Face Hub -----------------------------------------------------------------------------
 

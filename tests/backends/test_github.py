@@ -11,7 +11,7 @@ import pathlib
 import random
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -101,28 +101,38 @@ async def test_another_writers_push_between_two_batches_is_kept(
     assert readme == b"not pinsync's\n"
 
 
+def after_each_refresh(backend: github.GithubBackend, then: Callable[[int], Any]) -> list[int]:
+    """Another writer racing the backend: ``then(n)`` runs after its n-th refresh of the head,
+    before it pushes; the list returned holds the count."""
+    repo = backend.repo()
+    real = repo.refresh
+    calls = [0]
+
+    def refresh(branch: str) -> bytes | None:
+        head = real(branch)
+        calls[0] += 1
+        then(calls[0])
+        return head
+
+    repo.refresh = refresh  # type: ignore[method-assign]
+    return calls
+
+
 async def test_a_branch_that_moves_during_a_push_gets_the_commit_rebuilt_on_its_new_head(
     built: Backends, kit: GithubKit, clone: Any
 ) -> None:
     backend = build(built, *kit.good())
     await backend.put_pin(Blob(KiB).meta(), chunks(Blob(KiB).data))
-    repo = backend.repo()
-    real = repo.refresh
-    calls = 0
 
-    def refresh_then_someone_pushes(branch: str) -> bytes | None:
-        nonlocal calls
-        head = real(branch)
-        calls += 1
-        if calls == 1:  # after our refresh, before our push
+    def someone_pushes(call: int) -> None:
+        if call == 1:  # after our refresh, before our push
             clone(backend, "other.txt", b"racing\n")
-        return head
 
-    repo.refresh = refresh_then_someone_pushes  # type: ignore[method-assign]
+    calls = after_each_refresh(backend, someone_pushes)
     blob = Blob(4 * KiB)
     info = await backend.put_pin(blob.meta(), chunks(blob.data))
     assert info.sha256 == blob.sha256
-    assert calls == 2  # refused once, rebuilt on the new head, pushed
+    assert calls == [2]  # refused once, rebuilt on the new head, pushed
     subjects = [line.split(" ", 2)[-1] for line in log(kit, backend)]
     assert subjects[:2] == [f"pinsync: add {blob.cid}", "someone else adds other.txt"]
     assert blob.cid in await pins(backend)
@@ -162,6 +172,72 @@ async def test_a_pin_over_the_hosts_file_limit_is_stored_as_parts_and_read_back_
         await backend.verify_pin(blob.cid, deep=True)
     await backend.remove_pin(blob.cid)
     assert kit.list_raw(backend) == {}
+
+
+def files_at(kit: GithubKit, backend: base.Backend, commit: str) -> list[str]:
+    out = gitserver.git("ls-tree", "-r", "--name-only", commit, cwd=kit.repo_dir(backend))
+    return [path.rsplit("/", 1)[-1] for path in out.decode().split()]
+
+
+async def test_a_pin_over_max_bytes_is_pushed_as_several_commits_parts_first_sidecar_last(
+    built: Backends, kit: GithubKit
+) -> None:
+    config, credentials = kit.good()
+    backend = build(built, {**config, "batch": {"maxBytes": 600 * KiB}}, credentials)
+    backend.part_size = 256 * KiB
+    repo_dir = kit.repo_dir(backend)
+    gitserver.git("config", "pinsync.maxpushsize", str(700 * KiB), cwd=repo_dir)
+
+    blob = Blob(2 * MiB)
+    whole = build(built, config, credentials)  # maxBytes 1 GiB: the pin in one push
+    whole.part_size = 256 * KiB
+    with pytest.raises(errors.BackendError) as caught:
+        await whole.put_pin(blob.meta(), chunks(blob.data, 64 * KiB))
+    assert caught.value.reason == reasons.PUSH_TOO_LARGE.name
+    assert "pack exceeds maximum allowed size" in str(caught.value)
+    assert kit.head(backend) is None
+
+    info = await backend.put_pin(blob.meta(), chunks(blob.data, 64 * KiB))
+    assert (info.size, info.sha256) == (blob.size, blob.sha256)
+    history = log(kit, backend)  # newest first
+    assert [line.split(" ", 2)[-1] for line in history] == [f"pinsync: add {blob.cid}"] + [
+        f"pinsync: add {blob.cid}: parts, push {n} of 3" for n in (3, 2, 1)
+    ]
+    parts = [f"{blob.cid}.car.{n:04d}" for n in range(8)]
+    for pushed, line in zip((6, 4, 2), history[1:], strict=True):  # 2 parts (512 KiB) each
+        assert files_at(kit, backend, line.split()[0]) == parts[:pushed]  # no sidecar yet
+    assert files_at(kit, backend, history[0].split()[0]) == [*parts, f"{blob.cid}.json"]
+
+    # The branch as it was before the last push: the parts are there, the pin is not.
+    gitserver.git("update-ref", "refs/heads/partial", history[1].split()[0], cwd=repo_dir)
+    partial = build(built, {**config, "branch": "partial"}, credentials)
+    assert await pins(partial) == {}
+    with pytest.raises(errors.PinNotFound):
+        await partial.verify_pin(blob.cid)
+
+    listed = [p async for p in build(built, config, credentials).list_pins()]
+    assert [(p.cid, p.size, p.sha256) for p in listed] == [(blob.cid, blob.size, blob.sha256)]
+    assert await fetch(backend, blob.cid) == blob.data
+    assert (await backend.verify_pin(blob.cid, deep=True)).sha256 == blob.sha256
+
+
+async def test_a_branch_that_keeps_moving_fails_the_push_as_branch_moved(
+    built: Backends, kit: GithubKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(github, "PUSH_ATTEMPTS", 3)
+    config, credentials = kit.good()
+    backend = build(built, config, credentials)
+    calls = after_each_refresh(
+        backend, lambda call: kit.commit_files(backend, {f"other-{call}.txt": b"racing\n"})
+    )
+    blob = Blob(KiB)
+    with pytest.raises(errors.BranchMoved) as caught:
+        await backend.put_pin(blob.meta(), chunks(blob.data))
+    assert caught.value.reason == reasons.BRANCH_MOVED.name
+    assert caught.value.retryable
+    assert calls == [3]
+    assert [line.split(" ", 2)[-1] for line in log(kit, backend)] == ["another writer"] * 3
+    assert await pins(build(built, config, credentials)) == {}
 
 
 def repo_bytes(path: pathlib.Path) -> int:

@@ -81,6 +81,12 @@ class InProgress(BackendError):
     reason = reasons.PINNING.name
 
 
+class BranchMoved(BackendError):
+    """git hosts: other writers kept moving the branch while a commit was rebuilt on it."""
+
+    reason = reasons.BRANCH_MOVED.name
+
+
 class Unsupported(BackendError):
     """The operation has no meaning for this type of backend."""
 

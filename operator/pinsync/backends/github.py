@@ -17,10 +17,13 @@ but pinsync and ``ipfs dag import`` (``cat <cid>.car.* | ipfs dag import``).
 
 One commit per batch (``batch.maxPins`` pins, split further at ``batch.maxBytes``), pushed as
 a fast-forward of the head it was built on. A pin is present only once its commit is on the
-branch; a batch whose push fails leaves none of its pins. When the branch moved meanwhile
-(another writer), the server refuses the update (its ref lock compares the old value), and the
-commit is rebuilt on the new head and pushed again, up to PUSH_ATTEMPTS times. Never a force
-push: every update names the head it replaces, and the new commit's parent is that head.
+branch; a batch whose push fails leaves none of its pins. A pin over ``maxBytes`` (GitHub
+refuses a push over 2 GiB) goes as several commits: its parts in pushes of at most ``maxBytes``
+without its sidecar (so it is not listed yet), then the last parts with the sidecar. When the
+branch moved meanwhile (another writer), the server refuses the update (its ref lock compares
+the old value), and the commit is rebuilt on the new head and pushed again, up to PUSH_ATTEMPTS
+times. Never a force push: every update names the head it replaces, and the new commit's parent
+is that head.
 
 Never a clone: the backend holds an in-memory object store of *trees, commits and sidecars
 only*. It fetches the branch head with ``depth=1`` and ``filter=blob:none`` (partial clone, as
@@ -494,19 +497,26 @@ class Repo:
             return blob_count + len(trees) + 1, objects()
 
         said: list[bytes] = []  # the server's side-band messages (a hook's refusal is there)
-        result = self.client.send_pack(
-            "",
-            update_refs,  # type: ignore[arg-type]
-            generate,
-            progress=said.append,
-        )
+
+        def told(status: object) -> str:
+            lines = b"".join(said).decode(errors="replace").splitlines()
+            errors_said = [line.strip() for line in lines if re.search("error|fatal", line, re.I)]
+            text = status.decode() if isinstance(status, bytes) else str(status)
+            return "; ".join([text, *errors_said[:3]])
+
+        try:
+            result = self.client.send_pack(
+                "",
+                update_refs,  # type: ignore[arg-type]
+                generate,
+                progress=said.append,
+            )
+        except dulwich.errors.SendPackError as exc:  # not unpacked (GitHub: a pack over 2 GiB)
+            raise Rejected(told(exc)) from exc
         status = dict(result.ref_status or {})
         failure = status.get(ref)
         if failure:
-            text = failure.decode() if isinstance(failure, bytes) else str(failure)
-            lines = b"".join(said).decode(errors="replace").splitlines()
-            errors_said = [line.strip() for line in lines if "error" in line.lower()]
-            text = "; ".join([text, *errors_said[:3]])
+            text = told(failure)
             if any(
                 w in text
                 for w in ("non-fast-forward", "fetch first", "lock", "stale", "failed to update")
@@ -617,11 +627,15 @@ class GithubBackend(base.Backend):
                 return errors.BackendError(
                     f"{what}: refused: {text}", reason=reasons.FILE_TOO_LARGE
                 )
+            if "pack exceeds maximum allowed size" in text:  # GitHub's 2 GiB a push
+                return errors.BackendError(
+                    f"{what}: refused: {text}; lower batch.maxBytes (now {self.conf.max_bytes})",
+                    reason=reasons.PUSH_TOO_LARGE,
+                )
             return errors.PermissionDenied(f"{what}: the server refused the push: {text}")
         if isinstance(exc, Moved):
-            return errors.BackendError(
-                f"{what}: the branch kept moving ({PUSH_ATTEMPTS} attempts); tried again later",
-                reason=reasons.BRANCH_MOVED,
+            return errors.BranchMoved(
+                f"{what}: the branch kept moving ({PUSH_ATTEMPTS} attempts); tried again later"
             )
         cause = exc.__cause__ or exc.__context__
         if isinstance(exc, dulwich.errors.GitProtocolError):
@@ -894,12 +908,39 @@ class GithubBackend(base.Backend):
                 )
 
     async def _commit(self, pins: list[Staged]) -> None:
+        """One commit of the pins; a pin over ``batch.maxBytes`` (alone in its batch) has its
+        parts pushed ahead, in commits of at most maxBytes *without* its sidecar, so it stays
+        absent until the last commit adds the remaining parts and the sidecar. A failure midway
+        leaves sidecar-less parts, which a retry writes again under the same names and ids."""
+        runs: list[list[Part]] = [[]]
+        for part in (part for pin in pins for part in pin.parts):
+            if runs[-1] and sum(p.size for p in runs[-1]) + part.size > self.conf.max_bytes:
+                runs.append([])
+            runs[-1].append(part)
+        subject = (
+            f"pinsync: add {pins[0].meta.cid}"
+            if len(pins) == 1
+            else f"pinsync: add {len(pins)} pins"
+        )
+        for number, run in enumerate(runs[:-1], 1):
+            await self._push(f"{subject}: parts, push {number} of {len(runs) - 1}", pins, run)
+        for pin in pins:  # known already: never fetched back (harmless if the push fails)
+            self._sidecars[pin.sidecar.id] = self._parse(pin.sidecar.as_raw_string())
+            self.repo().store.add_object(pin.sidecar)
+        await self._push(subject, pins, runs[-1], final=True)
+
+    async def _push(
+        self, message: str, pins: list[Staged], sent: list[Part], *, final: bool = False
+    ) -> None:
+        """A commit of the ``sent`` parts (the pack's blobs) and, ``final``, of every part and
+        sidecar of the pins: its tree names the parts pushed ahead too (the server has them)."""
+
         def blobs() -> Iterator[UnpackedObject]:
-            for pin in pins:
-                for part in pin.parts:
-                    entry = UnpackedObject(BLOB, sha=binascii.unhexlify(part.oid))
-                    entry.comp_chunks = _read_chunks(part.spool)  # type: ignore[assignment]
-                    yield entry
+            for part in sent:
+                entry = UnpackedObject(BLOB, sha=binascii.unhexlify(part.oid))
+                entry.comp_chunks = _read_chunks(part.spool)  # type: ignore[assignment]
+                yield entry
+            for pin in pins if final else ():
                 yield full_unpacked_object(pin.sidecar)
 
         def files(existing: Mapping[str, Entry]) -> dict[str, dict[str, bytes | None]]:
@@ -908,23 +949,15 @@ class GithubBackend(base.Backend):
                 cid = pin.meta.cid
                 names = changes.setdefault(shard(cid), {})
                 old = existing.get(cid)
-                for name in old.car if old else ():  # an earlier layout of the same pin
+                for name in old.car if old and final else ():  # an earlier layout of the pin
                     names[name] = None
-                for part in pin.parts:
+                for part in [p for p in pin.parts if final or p in sent]:
                     names[part.name] = part.oid.encode()
-                names[cid + SIDECAR] = pin.sidecar.id
+                if final:
+                    names[cid + SIDECAR] = pin.sidecar.id
             return changes
 
-        count = sum(len(pin.parts) + 1 for pin in pins)
-        message = (
-            f"pinsync: add {pins[0].meta.cid}"
-            if len(pins) == 1
-            else f"pinsync: add {len(pins)} pins"
-        )
-        for pin in pins:  # known already: never fetched back (harmless if the push fails)
-            self._sidecars[pin.sidecar.id] = self._parse(pin.sidecar.as_raw_string())
-            self.repo().store.add_object(pin.sidecar)
-        await self._write(message, files, blobs, count)
+        await self._write(message, files, blobs, len(sent) + (len(pins) if final else 0))
 
     async def _write(
         self,
@@ -952,8 +985,8 @@ class GithubBackend(base.Backend):
                     )
                     await self.git(f"push to {self.location}", push, writing=True)
                     return
-                except errors.BackendError as exc:
-                    if exc.reason != reasons.BRANCH_MOVED.name or attempt == PUSH_ATTEMPTS - 1:
+                except errors.BranchMoved:
+                    if attempt == PUSH_ATTEMPTS - 1:
                         raise
                 await asyncio.sleep(0.1 * (attempt + 1))
 

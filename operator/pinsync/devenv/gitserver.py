@@ -9,6 +9,10 @@ request, as a private GitHub repository does. Repositories are bare repositories
 * a ``pre-receive`` hook refusing any pushed file over 100 MB (GitHub's hard limit), with
   GitHub's wording (``GH001: Large files detected``). The limit is the repository's git config
   ``pinsync.maxfilesize`` (bytes), so a test can lower it instead of pushing 100 MB;
+* the same hook refusing a push that brings more than 2 GiB of blobs (GitHub's push limit; the
+  blobs the pushed commits add, as ``git rev-list --objects old..new`` lists them, not the pack's
+  exact size), with GitHub's wording (``fatal: pack exceeds maximum allowed size``). The limit is
+  the git config ``pinsync.maxpushsize`` (bytes);
 * ``uploadpack.allowFilter`` (partial clone / ``--filter=blob:none``, which GitHub serves) and
   ``uploadpack.allowAnySHA1InWant`` (fetching a blob by id, as a partial clone does lazily);
 * ``receive.denyNonFastForwards``, so a force push would be refused, not silently taken.
@@ -41,24 +45,35 @@ HTTP_BACKEND_CANDIDATES = (
 )
 MAX_FILE_SIZE = 100 * 1024 * 1024
 """GitHub's per-file limit (100 MiB as GitHub counts it)."""
+MAX_PUSH_SIZE = 2 * 1024 * 1024 * 1024
+"""GitHub's per-push limit (2 GiB)."""
 
 PRE_RECEIVE = r"""#!/bin/sh
-# GitHub's file size limit: refuse a push that adds any blob larger than the limit.
+# GitHub's limits: refuse a push that adds a blob larger than the file limit, or more bytes of
+# blobs in all than the push limit.
 limit=$(git config --int pinsync.maxfilesize || echo {default})
+push_limit=$(git config --int pinsync.maxpushsize || echo {default_push})
 zero=0000000000000000000000000000000000000000
 status=0
+pushed=0
 while read old new ref; do
   [ "$new" = "$zero" ] && continue
   if [ "$old" = "$zero" ]; then range="$new --not --all"; else range="$old..$new"; fi
-  big=$(git rev-list --objects $range |
-        git cat-file --batch-check='%(objecttype) %(objectsize) %(rest)' |
+  objects=$(git rev-list --objects $range |
+            git cat-file --batch-check='%(objecttype) %(objectsize) %(rest)')
+  big=$(echo "$objects" |
         awk -v limit="$limit" '$1 == "blob" && $2 > limit {{ print $3 " is " $2 " bytes" }}')
   if [ -n "$big" ]; then
     echo "error: GH001: Large files detected. You may want to try Git Large File Storage."
     echo "$big" | sed "s/^/error: File /; s/\$/; this exceeds the file size limit of $limit bytes/"
     status=1
   fi
+  pushed=$((pushed + $(echo "$objects" | awk '$1 == "blob" {{ n += $2 }} END {{ print n + 0 }}')))
 done
+if [ "$pushed" -gt "$push_limit" ]; then
+  echo "fatal: pack exceeds maximum allowed size ($pushed bytes of blobs; limit $push_limit bytes)"
+  status=1
+fi
 exit $status
 """
 
@@ -178,11 +193,12 @@ $HTTP["url"] =~ "^/git" {{
             "receive.denyNonFastForwards": "true",
             "http.receivepack": "true" if writable else "false",
             "pinsync.maxfilesize": str(MAX_FILE_SIZE),
+            "pinsync.maxpushsize": str(MAX_PUSH_SIZE),
         }
         for key, value in settings.items():
             git("config", key, value, cwd=path)
         hook = path / "hooks" / "pre-receive"
-        hook.write_text(PRE_RECEIVE.format(default=MAX_FILE_SIZE))
+        hook.write_text(PRE_RECEIVE.format(default=MAX_FILE_SIZE, default_push=MAX_PUSH_SIZE))
         hook.chmod(0o755)
         return path
 
