@@ -59,3 +59,16 @@ def test_cids_never_tried_come_before_retries_of_failing_ones() -> None:
     fetches.running.add("e")  # being fetched: not tried twice
     assert pinning.ordered(source, {}, known, fetches) == ["d", "b", "a"]
     assert pinning.ordered(source, {"d": "x"}, known, fetches) == ["b", "a"]
+
+
+def test_a_new_version_of_the_pinset_drops_queued_fetches_it_no_longer_lists() -> None:
+    fetches = pinning.Fetches(kubo=None, name="n", timeout=1.0, wake=lambda: None)  # type: ignore[arg-type]
+    before = sources.Source(name="s", api_url="http://kubo", pins=("a", "b"))
+    fetches.retain(before)
+    fetches.queued.extend(pinning.Fetch(k, k, None) for k in before.pins)
+    fetches.waiting.update(before.pins)
+    fetches.retain(before)  # the same version: kept as it is
+    assert fetches.waiting == {"a", "b"}
+    fetches.retain(sources.Source(name="s", api_url="http://kubo", pins=("b", "c")))
+    assert [f.key for f in fetches.queued] == ["b"] and fetches.waiting == {"b"}
+    assert fetches.busy("b") and not fetches.busy("a")

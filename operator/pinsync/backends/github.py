@@ -913,10 +913,13 @@ class GithubBackend(base.Backend):
         absent until the last commit adds the remaining parts and the sidecar. A failure midway
         leaves sidecar-less parts, which a retry writes again under the same names and ids."""
         runs: list[list[Part]] = [[]]
+        size = 0
         for part in (part for pin in pins for part in pin.parts):
-            if runs[-1] and sum(p.size for p in runs[-1]) + part.size > self.conf.max_bytes:
+            if runs[-1] and size + part.size > self.conf.max_bytes:
                 runs.append([])
+                size = 0
             runs[-1].append(part)
+            size += part.size
         subject = (
             f"pinsync: add {pins[0].meta.cid}"
             if len(pins) == 1

@@ -64,6 +64,8 @@ class Fetches:
     finished: dict[str, planner.Failure | None] = dataclasses.field(default_factory=dict)
     """Identity -> the failure, or None when pinned."""
     workers: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+    digest: str = ""
+    """The PinSet version the queue was built for (:meth:`retain`)."""
     _wake: asyncio.TimerHandle | None = None
 
     def busy(self, key: str) -> bool:
@@ -99,11 +101,9 @@ class Fetches:
         self._wake = None
         self.wake()
 
-    def collect(
-        self, known: dict[str, planner.Failure], node_pins: dict[str, str]
-    ) -> tuple[int, int]:
-        """Move finished fetches into ``known`` and ``node_pins``; (pinned, failed)."""
-        pinned = failed = 0
+    def collect(self, known: dict[str, planner.Failure], node_pins: dict[str, str]) -> int:
+        """Move finished fetches into ``known`` and ``node_pins``; how many were pinned."""
+        pinned = 0
         for key, failure in self.finished.items():
             if failure is None:
                 known.pop(key, None)
@@ -111,14 +111,19 @@ class Fetches:
                 pinned += 1
             else:
                 known[key] = failure
-                failed += 1
         self.finished.clear()
-        return pinned, failed
+        return pinned
 
-    def retain(self, keys: set[str]) -> None:
-        """Drop queued fetches of CIDs the PinSet no longer lists (a new generation)."""
-        self.queued = collections.deque(f for f in self.queued if f.key in keys)
-        self.waiting = {f.key for f in self.queued}
+    def retain(self, source: sources.Source) -> None:
+        """Drop queued fetches of CIDs a new version of the PinSet no longer lists (once per
+        version: a pass of an unchanged 20,000-CID PinSet must not rebuild the queue)."""
+        if source.digest == self.digest:
+            return
+        self.digest = source.digest
+        if self.queued:
+            keys = set(source.pins)
+            self.queued = collections.deque(f for f in self.queued if f.key in keys)
+            self.waiting = {f.key for f in self.queued}
 
     async def aclose(self) -> None:
         if self._wake is not None:
@@ -201,8 +206,8 @@ async def pin_missing(
     with this pass's results and the background fetches finished since the last pass.
     """
     fetches = await fetches_for(ctx, obj, source)
-    fetches.retain(set(source.pins))
-    pinned, _ = fetches.collect(known, node_pins)
+    fetches.retain(source)
+    pinned = fetches.collect(known, node_pins)
     kubo, name = fetches.kubo, fetches.name
     todo = ordered(source, node_pins, known, fetches)
     limit = asyncio.Semaphore(PIN_CONCURRENCY)
@@ -222,9 +227,9 @@ async def pin_missing(
                     return done([key])
         fetches.add(Fetch(key, source.spelling(key), known.get(key)))
 
-    deadline = time.monotonic() + PIN_PASS_BUDGET
-    while todo and time.monotonic() < deadline:
-        batch, todo = todo[:PIN_BATCH], todo[PIN_BATCH:]
+    deadline, start = time.monotonic() + PIN_PASS_BUDGET, 0
+    while start < len(todo) and time.monotonic() < deadline:
+        batch, start = todo[start : start + PIN_BATCH], start + PIN_BATCH
         spelled = [source.spelling(k) for k in batch]
         if not any(k in known for k in batch):  # a retry may hang an offline pin/add
             try:
@@ -245,4 +250,4 @@ async def pin_missing(
             else:
                 done(here)
         await asyncio.gather(*(elsewhere(k) for k in lacking))
-    return pinned, bool(todo)
+    return pinned, start < len(todo)
