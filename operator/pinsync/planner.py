@@ -19,9 +19,11 @@ import datetime
 import hashlib
 import math
 import random
-from collections.abc import Collection, Iterable, Mapping, Set
+from collections.abc import Collection, Iterable, Mapping
 
 from multiformats import varint
+
+from pinsync import pinlists
 
 MAX_LISTED = 50
 """Failures a status lists (the CRDs' maxItems); counts always cover all of them."""
@@ -112,30 +114,33 @@ class Plan:
 
 def plan(
     *,
-    desired: Collection[str],
-    present: Set[str],
+    desired: Collection[str] | pinlists.Keys,
+    present: Collection[str] | pinlists.Keys,
     failures: Mapping[str, Failure],
     now: datetime.datetime,
     full: bool = False,
     prune: bool = False,
 ) -> Plan:
-    missing = [cid for cid in sorted(desired) if cid not in present]
+    wanted, held = _keys(desired), _keys(present)
     due, waiting = [], []
-    for cid in missing:
+    for cid in wanted.minus(held):  # sorted; strings only for the missing pins
         failure = failures.get(cid)
         if failure and failure.next_retry_at and failure.next_retry_at > now:
             waiting.append(cid)
         else:
             due.append(cid)
-    wanted = set(desired)
     retry_times = [f.next_retry_at for c in waiting if (f := failures[c]).next_retry_at]
     return Plan(
         transfer=tuple(due),
         waiting=tuple(waiting),
-        verify=tuple(sorted(c for c in present if c in wanted)) if full else (),
-        prune=tuple(sorted(present - wanted)) if prune else (),
+        verify=tuple(held.common(wanted)) if full else (),
+        prune=tuple(held.minus(wanted)) if prune else (),
         next_retry_at=min(retry_times, default=None),
     )
+
+
+def _keys(values: Collection[str] | pinlists.Keys) -> pinlists.Keys:
+    return values if isinstance(values, pinlists.Keys) else pinlists.Keys.of(values)
 
 
 # -- the compact form ----------------------------------------------------------------------------

@@ -15,9 +15,9 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
 
-from pinsync import car, cids, ipfs, planner, reasons
+from pinsync import car, cids, ipfs, pinlists, planner, reasons
 from pinsync.backends import base, errors
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ class Progress:
     """By pin identity; the ones carried over from earlier passes too."""
     new_failures: dict[str, int] = dataclasses.field(default_factory=dict)
     """Failed attempts made in this pass, by reason (for metrics)."""
-    present_cids: set[str] = dataclasses.field(default_factory=set)
-    """Identities of desired pins present on the backend."""
+    present_cids: pinlists.Keys = dataclasses.field(default_factory=pinlists.Keys.empty)
+    """Identities of desired pins present on the backend (as of the end of the pass)."""
     backend_errors: int = 0
     """Transfers the storage itself refused or dropped (not the content stream)."""
     stopped: bool = False
@@ -128,6 +128,52 @@ async def transfer(
     return results
 
 
+@dataclasses.dataclass(frozen=True)
+class Wanted:
+    """The desired pins of a pass, and per pin (asked only for the pins it transfers) the
+    PinSets that want it and the spelling a new object is named by."""
+
+    keys: pinlists.Keys
+    pinsets_of: Callable[[str], tuple[str, ...]]
+    spelling: Callable[[str], str]
+
+    @classmethod
+    def of(cls, desired: Mapping[str, tuple[str, ...]], names: Mapping[str, str]) -> Wanted:
+        return cls(pinlists.Keys.of(desired), desired.__getitem__, lambda k: names.get(k, k))
+
+
+@dataclasses.dataclass(kw_only=True)
+class Listing:
+    """What a backend holds, by identity."""
+
+    keys: pinlists.Keys
+    renamed: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Identity -> the name the backend holds it under, where that is another spelling."""
+    details: dict[str, base.PinInfo] | None = None
+    """Identity -> what the listing said (only when asked for: a full sync verifies from it)."""
+
+    def name_of(self, key: str) -> str:
+        return self.renamed.get(key, key)
+
+
+async def listing(backend: base.Backend, *, detailed: bool = False) -> Listing:
+    """The backend's listing, kept compactly (strings only for pins stored under another
+    spelling, and the listing's details only when asked for)."""
+    builder = pinlists.Builder()
+    renamed: dict[str, str] = {}
+    details: dict[str, base.PinInfo] | None = {} if detailed else None
+    async for info in backend.list_pins():
+        identity = cids.key(info.cid)
+        if identity is None:
+            continue
+        builder.add(identity)
+        if identity != info.cid:
+            renamed.setdefault(identity, info.cid)
+        if details is not None:
+            details.setdefault(identity, info)
+    return Listing(keys=builder.build(), renamed=renamed, details=details)
+
+
 async def _nothing() -> AsyncIterator[bytes]:
     return
     yield  # pragma: no cover  (makes this an async generator)
@@ -137,8 +183,8 @@ async def run(
     *,
     backend: base.Backend,
     kubo_for: Callable[[str], ipfs.Kubo],
-    desired: Mapping[str, tuple[str, ...]],
-    node_pins: Mapping[str, str],
+    desired: Mapping[str, tuple[str, ...]] | Wanted,
+    node_pins: Container[str],
     failures: Mapping[str, planner.Failure],
     full: bool,
     deep: bool,
@@ -148,32 +194,28 @@ async def run(
     report: Report,
     now: Callable[[], datetime.datetime],
     names: Mapping[str, str] | None = None,
+    held: Listing | None = None,
 ) -> Progress:
     """List, plan, verify (full), transfer, prune. Per-pin errors are recorded, not raised.
 
     Pins are keyed by identity (:func:`pinsync.cids.key`): ``desired``, ``node_pins``,
     ``failures``. ``names`` gives the spelling a new object is stored under (default: the
     identity); a stored pin under another spelling of the same identity counts as present.
+    ``held``: what the backend is known to hold, instead of listing it (an incremental sync).
     ``report`` is called after every pin; the caller throttles its writes.
     """
-    names = names or {}
-    progress = Progress(desired=len(desired), failures=dict(failures))
-    stored: dict[str, str] = {}  # identity -> the name the backend holds it under
-    listed: dict[str, base.PinInfo] = {}
-    async for info in backend.list_pins():
-        identity = cids.key(info.cid)
-        if identity is not None and identity not in stored:
-            stored[identity] = info.cid
-            listed[identity] = info
-    progress.present_cids = stored.keys() & desired.keys()
-    progress.present = len(progress.present_cids)
+    wanted = desired if isinstance(desired, Wanted) else Wanted.of(desired, names or {})
+    progress = Progress(desired=len(wanted.keys), failures=dict(failures))
+    stored = held if held is not None else await listing(backend, detailed=full)
+    present = wanted.keys.common(stored.keys)
+    progress.present = len(present)
     # Failures of pins that are no longer wanted, or are present now, are history.
     progress.failures = {
-        c: f for c, f in progress.failures.items() if c in desired and c not in stored
+        c: f for c, f in progress.failures.items() if c in wanted.keys and c not in stored.keys
     }
     the_plan = planner.plan(
-        desired=desired.keys(),
-        present=stored.keys(),
+        desired=wanted.keys,
+        present=stored.keys,
         failures=progress.failures,
         now=now(),
         # A pinning service lists a pin as soon as it accepted it; only verification says
@@ -181,6 +223,8 @@ async def run(
         full=full or not backend.stores_content,
         prune=prune,
     )
+    gained: list[str] = []
+    lost: list[str] = []
     limit = asyncio.Semaphore(concurrency)
     # Pins the node already holds first: the rest may get pinned meanwhile (a PinSet pinning
     # them), and a pinned one needs no dag/stat to count its blocks.
@@ -189,7 +233,7 @@ async def run(
     def fail(cid: str, reason: str, message: str, *, retry_after: float = 0.0) -> None:
         progress.failures[cid] = planner.failed(
             progress.failures.get(cid),
-            names.get(cid, cid),
+            wanted.spelling(cid),
             reason,
             message,
             now=now(),
@@ -200,11 +244,12 @@ async def run(
     async def verify_one(cid: str) -> None:
         async with limit:
             try:
-                await backend.verify_pin(stored[cid], deep=deep, listed=listed[cid])
+                details = stored.details or {}
+                await backend.verify_pin(stored.name_of(cid), deep=deep, listed=details.get(cid))
                 progress.verified += 1
             except errors.BackendError as exc:
                 logger.warning("pin %s failed verification: %s", cid, exc)
-                progress.present_cids.discard(cid)
+                lost.append(cid)
                 progress.present -= 1
                 if exc.retryable and not isinstance(exc, errors.PinNotFound | errors.Damaged):
                     # Still in progress (a cluster fetching) or a hiccup: retry later, don't
@@ -229,8 +274,8 @@ async def run(
             outgoing = [
                 Outgoing(
                     meta=base.PinMeta(
-                        cid=stored.get(cid) or names.get(cid, cid),
-                        pinsets=desired[cid],
+                        cid=stored.renamed.get(cid) or wanted.spelling(cid),
+                        pinsets=wanted.pinsets_of(cid),
                         node=kubo_for(cid),
                     ),
                     kubo=kubo_for(cid),
@@ -254,7 +299,7 @@ async def run(
             else:
                 streak = 0
                 progress.failures.pop(cid, None)
-                progress.present_cids.add(cid)
+                gained.append(cid)
                 progress.present += 1
                 progress.uploaded += 1
         await report(progress)
@@ -267,10 +312,11 @@ async def run(
 
     for cid in the_plan.prune:
         try:
-            await backend.remove_pin(stored[cid])
+            await backend.remove_pin(stored.name_of(cid))
             progress.pruned += 1
         except errors.BackendError as exc:
-            logger.warning("could not prune %s: %s", stored[cid], exc)
+            logger.warning("could not prune %s: %s", stored.name_of(cid), exc)
+    progress.present_cids = present.minus(pinlists.Keys.of(lost)).union(pinlists.Keys.of(gained))
     progress.failed = len(progress.failures)
     progress.phase = "Idle"
     return progress

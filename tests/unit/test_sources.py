@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from pinsync.reconciling import sources
-from pinsync.reconciling.context import Context
+from pinsync.reconciling.context import Context, NodePins
 from pinsync.settings import Settings
 
 CID_A = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
@@ -30,33 +30,33 @@ def test_a_pinset_targets_named_and_selected_backends() -> None:
 
 
 def test_resolution_unions_explicit_cids_and_prefixed_node_pins() -> None:
-    node = {CID_B: "media/x", "bafkqaaa": "other/y"}
+    node = NodePins.of({CID_B: "media/x", "bafkqaaa": "other/y"})
     source = sources.resolve(
         ctx(), pinset({"cids": [CID_A, CID_A, "zzz"], "fromNode": {"namePrefix": "media/"}}), node
     )
-    assert source.pins == tuple(sorted([CID_A, CID_B]))
+    assert list(source.pins) == sorted([CID_A, sources.cids.key(CID_B)])
     assert source.invalid == ("zzz",)
     assert source.api_url == Settings().ipfs_api_url
 
 
 def test_the_digest_changes_with_the_pins_only() -> None:
-    one = sources.resolve(ctx(), pinset({"cids": [CID_A]}), {})
-    same = sources.resolve(ctx(), pinset({"cids": [CID_A], "backends": ["x"]}), {})
-    more = sources.resolve(ctx(), pinset({"cids": [CID_A, CID_B]}), {})
+    one = sources.resolve(ctx(), pinset({"cids": [CID_A]}), None)
+    same = sources.resolve(ctx(), pinset({"cids": [CID_A], "backends": ["x"]}), None)
+    more = sources.resolve(ctx(), pinset({"cids": [CID_A, CID_B]}), None)
     assert one.digest == same.digest != more.digest
 
 
 def test_from_node_without_a_prefix_leaves_pins_made_for_other_namespaces() -> None:
-    node = {CID_A: "", CID_B: "pinsync/other/media", "bafkqaaa": "pinsync/ns/mine"}
+    node = NodePins.of({CID_A: "", CID_B: "pinsync/other/media", "bafkqaaa": "pinsync/ns/mine"})
     source = sources.resolve(ctx(), pinset({"fromNode": {}}), node)
-    assert CID_B not in source.pins and "bafkqaaa" in source.pins and CID_A in source.pins
+    assert sources.cids.key(CID_B) not in source.pins and "bafkqaaa" in source.pins and CID_A in source.pins
 
 
 def test_a_cidv0_and_its_cidv1_are_one_pin_spelled_as_written() -> None:
     v1 = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
     v0 = "QmbWqxBEKC3P8tqsKc98xmWNzrzDtRLMiMPL8wBuTGsMnR"
-    source = sources.resolve(ctx(), pinset({"cids": [v0, v1]}), {})
-    assert source.pins == (v1,)
+    source = sources.resolve(ctx(), pinset({"cids": [v0, v1]}), None)
+    assert list(source.pins) == [v1]
     assert source.spelling(v1) == v0
 
 
@@ -68,3 +68,25 @@ def test_cids_are_parsed_once_per_generation() -> None:
     assert sources.explicit(context, obj) is first
     obj["metadata"]["generation"] = 2
     assert sources.explicit(context, obj) is not first
+
+
+def test_a_source_is_resolved_once_per_generation_and_node_version() -> None:
+    context = ctx()
+    node = NodePins.of({CID_A: "media/a"})
+    obj = pinset({"fromNode": {"namePrefix": "media/"}})
+    obj["metadata"] |= {"uid": "u", "generation": 1}
+    first = sources.resolve(context, obj, node)
+    assert sources.resolve(context, obj, node) is first
+    node.record([sources.cids.key(CID_B) or ""], "media/b")  # the operator pinned one more
+    second = sources.resolve(context, obj, node)
+    assert second is not first and len(second.pins) == 2 and second.digest != first.digest
+    node.record(["bafkqaaa"], "other/c")  # not under the prefix: same pins, same digest
+    assert sources.resolve(context, obj, node).digest == second.digest
+
+
+def test_a_fromnode_pin_is_neither_pinned_nor_restored_by_its_pinset() -> None:
+    node = NodePins.of({CID_B: "media/x"})
+    source = sources.resolve(
+        ctx(), pinset({"cids": [CID_A], "fromNode": {"namePrefix": "media/"}}), node
+    )
+    assert dict(source.listed) == {CID_A: CID_A}

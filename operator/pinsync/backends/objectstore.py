@@ -156,17 +156,27 @@ class ObjectStoreBackend(base.Backend):
         return base.Usage(bytes=total, objects=count)
 
     async def list_pins(self) -> AsyncIterator[base.PinInfo]:
+        # A pin is yielded as soon as both its objects were seen, and forgotten: stores that
+        # list in key order (S3) put ``<cid>.car`` right before ``<cid>.json``, so only one
+        # half-seen pin is held at a time, not a million-entry dict of the whole listing.
         cars: dict[str, int] = {}
         sidecars: set[str] = set()
         async for key, size in self.list_objects():
             if "/" in key:
                 continue
             if key.endswith(CAR):
-                cars[key[: -len(CAR)]] = size
+                cid = key[: -len(CAR)]
+                if cid in sidecars:
+                    sidecars.discard(cid)
+                    yield base.PinInfo(cid=cid, size=size)
+                else:
+                    cars[cid] = size
             elif key.endswith(SIDECAR):
-                sidecars.add(key[: -len(SIDECAR)])
-        for cid in sorted(cars.keys() & sidecars):
-            yield base.PinInfo(cid=cid, size=cars[cid])
+                cid = key[: -len(SIDECAR)]
+                if cid in cars:
+                    yield base.PinInfo(cid=cid, size=cars.pop(cid))
+                else:
+                    sidecars.add(cid)
 
     async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
         hashed = Hashing(content)

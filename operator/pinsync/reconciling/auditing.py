@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pinsync import cids, conditions, dirty
+from pinsync import conditions, dirty, syncing
 from pinsync.backends import base, errors
 from pinsync.reconciling import marking, reporting, sources
 
@@ -34,19 +34,15 @@ async def audit(
 ) -> None:
     deep = bool((run.spec.get("audit") or {}).get("deep"))
     await run.write([], phase="Auditing")
-    stored: dict[str, str] = {}
-    async for info in backend.list_pins():
-        identity = cids.key(info.cid)
-        if identity is not None:
-            stored.setdefault(identity, info.cid)
-    desired, names, _ = run.desired(found)
-    missing = desired.keys() - stored.keys()
-    known = reporting.failures_of(run.status, {c: names[c] for c in missing})
+    stored = await syncing.listing(backend)
+    desired = sources.Desired.of(run.key[0], found)
+    missing = desired.keys.minus(stored.keys)
+    known = reporting.failures_of(run.status, desired.spellings(missing))
     damaged = []
     if deep:
-        for cid in sorted(desired.keys() & stored.keys()):
+        for cid in desired.keys.common(stored.keys):
             try:
-                await backend.verify_pin(stored[cid], deep=True)
+                await backend.verify_pin(stored.name_of(cid), deep=True)
             except errors.BackendError:
                 damaged.append(cid)
     fields: dict[str, Any] = {
@@ -58,8 +54,8 @@ async def audit(
             "deep": deep,
         },
         "counts": {
-            "desired": len(desired),
-            "present": len(desired) - len(missing),
+            "desired": len(desired.keys),
+            "present": len(desired.keys) - len(missing),
             "missing": len(missing),
             "failed": len(known),
         },

@@ -27,13 +27,16 @@ from typing import Any
 from pinsync import conditions, dirty, ipfs, kube, metrics, reasons, selectors, syncing
 from pinsync.backends import base, errors, registry
 from pinsync.reconciling import auditing, marking, reporting, sources
-from pinsync.reconciling.context import Context, Decide
+from pinsync.reconciling.context import Context, Decide, OnAnyNode
 from pinsync.reconciling.validation import Verdict, validate
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 2.0
 """Seconds between status writes while a sync runs."""
+INCREMENTAL_LIMIT = 5_000
+"""New pins an incremental sync uploads without listing the backend first (or a tenth of what
+it holds, if more): beyond that, a listing is cheaper than re-uploading pins it may hold."""
 
 
 def health_check(latency: float | None, requested: str | None) -> dict[str, Any]:
@@ -159,9 +162,11 @@ class Pass:
         self.found = found = await sources.for_backend(ctx, self.obj)
         on_start = ctx.settings.mark_dirty_on_startup and self.key not in ctx.started
         ctx.started.add(self.key)
+        before = self.state
         self.obj = await marking.mark_from_level(
             ctx, self.obj, self.verdict.credentials_version, found, on_start
         )
+        self.remember_marks(before, self.state)
         self.gauge()
         backend = await self.client()
         health_every = self.interval("healthCheck", 300.0)
@@ -252,31 +257,45 @@ class Pass:
             updates.append(conditions.synced(True, reasons.SYNCED.name, updates[0]["message"]))
         await self.write(updates, phase="Idle")
 
-    def desired(
-        self, found: list[sources.Source]
-    ) -> tuple[dict[str, tuple[str, ...]], dict[str, str], dict[str, str]]:
-        """(identity -> attributions, identity -> spelling, identity -> Kubo API URL)."""
-        desired: dict[str, tuple[str, ...]] = {}
-        names: dict[str, str] = {}
-        url_of: dict[str, str] = {}
-        for source in found:
-            attribution = f"{self.key[0]}/{source.name}"
-            for cid in source.pins:
-                desired[cid] = (*desired.get(cid, ()), attribution)
-                names.setdefault(cid, source.spelling(cid))
-                url_of.setdefault(cid, source.api_url)
-        return desired, names, url_of
+    def incremental(
+        self, desired: sources.Desired, state: dirty.DirtyState
+    ) -> syncing.Listing | None:
+        """What the backend holds without listing it, when this replica knows: its last sync
+        found every pin of a set present, and nothing but its PinSets' pins changed since (the
+        marks since then were all level marks of sources, :meth:`remember_marks`). Then only
+        the new pins are candidates: at a million pins, one new pin costs one upload, not a
+        listing of two million objects. Anything else -- a requested or audit mark, a full
+        sync, an operator restart -- lists the backend."""
+        known = self.ctx.synced.get(self.key)
+        if known is None or known[0] != state.token or state.full:
+            return None
+        _, held = known
+        if len(desired.keys.minus(held)) > max(INCREMENTAL_LIMIT, len(held) // 10):
+            return None  # many new pins: some may well be there already; list once
+        return syncing.Listing(keys=held)
+
+    def remember_marks(self, before: dirty.DirtyState, after: dirty.DirtyState) -> None:
+        """Keep the incremental path open across level marks that only changed sources."""
+        known = self.ctx.synced.get(self.key)
+        if known is None or after.token == before.token:
+            return
+        added = after.token - before.token
+        sourced = all(r.startswith("PinSet ") for r in after.reasons[:added])
+        if known[0] == before.token and sourced and added <= len(after.reasons):
+            self.ctx.synced[self.key] = (after.token, known[1])
+        else:
+            self.ctx.synced.pop(self.key, None)
 
     async def sync(
         self, backend: base.Backend, found: list[sources.Source], state: dirty.DirtyState
     ) -> tuple[float, syncing.Progress]:
         ctx = self.ctx
         started_token, started_at = state.token, conditions.now()
-        desired, names, url_of = self.desired(found)
-        node_pins: dict[str, str] = {}
-        for url in set(url_of.values()) or {ctx.settings.ipfs_api_url}:
-            pins = await ctx.node_pins(url)
-            node_pins = pins if not node_pins else {**node_pins, **pins}
+        desired = sources.Desired.of(self.key[0], found)
+        default_url = ctx.settings.ipfs_api_url
+        urls = {s.api_url for s in found} or {default_url}
+        node_pins = OnAnyNode([await ctx.node_pins(url) for url in sorted(urls)])
+        held = self.incremental(desired, state)
         syncing_msg = f"syncing: {'; '.join(state.reasons[:3])}"
         await self.write(
             [conditions.synced(False, reasons.SYNCING.name, syncing_msg)],
@@ -294,15 +313,13 @@ class Pass:
                 updates = conditions.readiness(progress.missing, progress.desired)
                 await self.write(updates, **reporting.progress_fields(progress))
 
-        default_url = ctx.settings.ipfs_api_url
         sync_spec = self.spec.get("sync") or {}
         progress = await syncing.run(
             backend=backend,
-            kubo_for=lambda cid: ctx.kubo(url_of.get(cid, default_url)),
-            desired=desired,
-            names=names,
+            kubo_for=lambda cid: ctx.kubo(desired.api_url(cid, default_url)),
+            desired=syncing.Wanted(desired.keys, desired.pinsets_of, desired.spelling),
             node_pins=node_pins,
-            failures=reporting.failures_of(self.status, names),
+            failures=reporting.failures_of(self.status, desired.spellings()),
             full=state.full,
             deep=state.deep,
             prune=sync_spec.get("deletionPolicy") == "Prune",
@@ -310,6 +327,7 @@ class Pass:
             global_limit=ctx.transfers,
             report=report,
             now=conditions.utcnow,
+            held=held,
         )
         ok = not progress.failures and not progress.stopped
         reporting.record_metrics(self.key, progress, ok)
@@ -333,6 +351,8 @@ class Pass:
                     current, started_token, message, updates=readiness, fields=fields
                 )
             )
+            if not self.state.dirty:  # every desired pin is there: the next sync may build on it
+                ctx.synced[self.key] = (self.state.token, progress.present_cids)
             await self.event(
                 "Normal",
                 "Synced",

@@ -13,24 +13,104 @@ in :meth:`Context.paused`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import itertools
+import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Container, Hashable, Iterable, Mapping
 from typing import Any
 
-from pinsync import cids, conditions, ipfs, kube, metrics, settings
+from pinsync import cids, conditions, ipfs, kube, metrics, pinlists, settings
 from pinsync.backends import base
 from pinsync.wakeups import Echoes, Wakeups
+
+logger = logging.getLogger(__name__)
 
 Decide = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
-@dataclasses.dataclass
-class NodePins:
-    """One node's recursive pins (identity -> pin name), and when they were read."""
+_versions = itertools.count(1)
 
-    pins: dict[str, str]
-    read_at: float
+OWN_PIN_PREFIX = "pinsync/"
+"""Pins the operator makes on Kubo are named ``pinsync/<namespace>/<pinset>``."""
+
+
+class NodePins:
+    """One node's recursive pins: the last listing read from Kubo, plus the pins the operator
+    made since (so they are seen before the next read).
+
+    ``version`` changes whenever the pins do, and only then: everything derived from them (a
+    ``fromNode`` PinSet's selection, its digest, a backend's desired set) is cached by version,
+    so a pass over an unchanged node of a million pins parses and plans nothing.
+    """
+
+    def __init__(self, listing: ipfs.PinListing, read_at: float) -> None:
+        self.listing, self.read_at = listing, read_at
+        self.added: dict[str, str] = {}
+        """Identity -> name, pinned by the operator since the listing was read."""
+        self.version = next(_versions)
+        self._selected: dict[tuple[str, str], tuple[int, pinlists.Keys]] = {}
+
+    @classmethod
+    def of(cls, pins: Mapping[str, str]) -> NodePins:
+        """From CID -> name (as Kubo lists them): for tests and tools."""
+        builder = pinlists.Builder()
+        for cid, name in pins.items():
+            if (identity := cids.key(cid)) is not None:
+                builder.add(identity, name)
+        keys, names = builder.build_with()
+        return cls(ipfs.PinListing(digest=b"", keys=keys, names=names), time.monotonic())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.added or key in self.listing.keys
+
+    def __len__(self) -> int:
+        return len(self.listing.keys) + sum(k not in self.listing.keys for k in self.added)
+
+    def record(self, keys: Iterable[str], name: str) -> None:
+        """The operator pinned ``keys`` under ``name``."""
+        before = len(self.added)
+        self.added.update(dict.fromkeys(keys, name))
+        if len(self.added) != before:
+            self.version = next(_versions)
+
+    def select(self, prefix: str, namespace: str) -> pinlists.Keys:
+        """The pins a ``fromNode`` PinSet in ``namespace`` takes: those whose name starts with
+        ``prefix``; without one, all but the pins pinsync made for other namespaces."""
+        cached = self._selected.get((prefix, namespace))
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+        own = f"{OWN_PIN_PREFIX}{namespace}/"
+
+        def taken(name: str) -> bool:
+            if prefix:
+                return name.startswith(prefix)
+            return not name.startswith(OWN_PIN_PREFIX) or name.startswith(own)
+
+        names = self.listing.names
+        if prefix:
+            mask = pinlists.starting_with(names, prefix)
+        else:
+            mask = ~pinlists.starting_with(names, OWN_PIN_PREFIX) | pinlists.starting_with(
+                names, own
+            )
+        selected = self.listing.keys.select(mask)
+        extra = [k for k, name in self.added.items() if taken(name)]
+        if extra:
+            selected = selected.union(pinlists.Keys.of(extra))
+        self._selected[(prefix, namespace)] = (self.version, selected)
+        return selected
+
+
+class OnAnyNode:
+    """Membership in the pins of any of several nodes."""
+
+    def __init__(self, nodes: Iterable[Container[str]]) -> None:
+        self.nodes = list(nodes)
+
+    def __contains__(self, key: object) -> bool:
+        return any(key in node for node in self.nodes)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -54,6 +134,13 @@ class Context:
     """Per PinSet: its pool of network fetches (:class:`pinsync.reconciling.pinning.Fetches`)."""
     _node_pins: dict[str, NodePins] = dataclasses.field(default_factory=dict)
     _node_locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
+    _node_watchers: dict[str, set[tuple[str, str, str]]] = dataclasses.field(default_factory=dict)
+    _node_pollers: dict[str, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    resolved: dict[Hashable, tuple[Hashable, Any]] = dataclasses.field(default_factory=dict)
+    """Per PinSet: (uid, generation, node version) -> its resolved source."""
+    synced: dict[Hashable, tuple[int, pinlists.Keys]] = dataclasses.field(default_factory=dict)
+    """Per backend: the desired pins its last sync found all present, and the token it cleared
+    (or the token of a mark that changed nothing but its sources: an incremental sync)."""
 
     def __post_init__(self) -> None:
         self.transfers = asyncio.Semaphore(self.settings.global_concurrency)
@@ -64,22 +151,70 @@ class Context:
             self.kubos[url] = ipfs.Kubo(url)
         return self.kubos[url]
 
-    async def node_pins(self, url: str, *, fresh: bool = False) -> dict[str, str]:
-        """The node's recursive pins by identity, read at most once per ``node_pins_interval``
-        (``fresh``: read now, e.g. for a restore request, which must see pins lost just now).
+    async def node_pins(self, url: str, *, fresh: bool = False) -> NodePins:
+        """The node's recursive pins, read at most once per ``node_pins_interval`` (``fresh``:
+        read now, e.g. for a restore request, which must see pins lost just now).
 
-        Every PinSet and backend of the node shares the one dict; pins the operator adds are
-        recorded in it (:meth:`pinned`), so they are seen before the next read.
+        Every PinSet and backend of the node shares one :class:`NodePins`. A re-read first
+        compares a digest of Kubo's answer with the last one's and parses only if it differs;
+        when the pins changed, the loops watching the node (:meth:`watch_node`) are woken.
         """
         lock = self._node_locks.setdefault(url, asyncio.Lock())
         async with lock:
             cached = self._node_pins.get(url)
             age = time.monotonic() - cached.read_at if cached else None
-            if fresh or cached is None or age is None or age >= self.settings.node_pins_interval:
-                listed = await self.kubo(url).pins()
-                pins = {k: name for c, name in listed.items() if (k := cids.key(c)) is not None}
-                cached = self._node_pins[url] = NodePins(pins, time.monotonic())
-            return cached.pins
+            if not fresh and cached is not None and age is not None:
+                if age < self.settings.node_pins_interval:
+                    return cached
+            kubo = self.kubo(url)
+            if cached is not None and not cached.added:
+                if await kubo.pins_digest() == cached.listing.digest:
+                    cached.read_at = time.monotonic()
+                    return cached
+            listing = await kubo.pin_listing()
+            if cached is not None and listing.digest == cached.listing.digest:
+                cached.read_at = time.monotonic()
+                return cached
+            pins = self._node_pins[url] = NodePins(listing, time.monotonic())
+            if cached is not None:
+                changed = len(listing.keys.minus(cached.listing.keys)) + len(
+                    cached.listing.keys.minus(listing.keys)
+                )
+                logger.info(
+                    "node %s: %d pins, %d changed", ipfs.redact_url(url), len(pins), changed
+                )
+                for key in self._node_watchers.get(url, ()):
+                    self.wakeups.wake(key)
+            return pins
+
+    def watch_node(self, url: str, key: tuple[str, str, str]) -> None:
+        """Wake loop ``key`` whenever the node's pins change (read every
+        ``node_pins_interval`` while anyone watches)."""
+        self._node_watchers.setdefault(url, set()).add(key)
+        poller = self._node_pollers.get(url)
+        if poller is None or poller.done():
+            self._node_pollers[url] = asyncio.create_task(self._poll(url), name=f"pins {url}")
+
+    async def _poll(self, url: str) -> None:
+        while self._node_watchers.get(url):
+            await asyncio.sleep(self.settings.node_pins_interval)
+            try:
+                await self.node_pins(url)
+            except ipfs.IpfsError as exc:
+                logger.debug("node %s: %s", ipfs.redact_url(url), exc)
+
+    def unwatch(self, key: tuple[str, str, str]) -> None:
+        for watchers in self._node_watchers.values():
+            watchers.discard(key)
+
+    async def _stop_polling(self) -> None:
+        pollers = list(self._node_pollers.values())
+        self._node_pollers.clear()
+        for task in pollers:
+            task.cancel()
+        for task in pollers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def backend(
         self, key: Hashable, config: Hashable, build: Callable[[], base.Backend]
@@ -99,10 +234,13 @@ class Context:
         """Drop what is cached for an object whose loop ended (deleted, or shutting down)."""
         plural, namespace, name = key
         self.parsed.pop((namespace, name), None)
+        self.resolved.pop((namespace, name), None)
+        self.unwatch(key)
         if plural == kube.PINSETS and (fetches := self.fetches.pop((namespace, name), None)):
             await fetches.aclose()
         if plural == kube.STORAGEBACKENDS:
             self.reported.pop((namespace, name), None)
+            self.synced.pop((namespace, name), None)
             # A gauge outliving its loop would be a standby (or a deleted backend) still
             # reporting the last values it saw, summed with what the working replica reports.
             metrics.forget_backend(namespace, name)
@@ -120,8 +258,13 @@ class Context:
         """
         self._node_pins.clear()
         self.started.clear()
+        self.synced.clear()
+        for task in self._node_pollers.values():
+            task.cancel()
+        self._node_pollers.clear()
 
     async def aclose(self) -> None:
+        await self._stop_polling()
         for fetches in self.fetches.values():
             await fetches.aclose()
         for _, client in self.backends.values():

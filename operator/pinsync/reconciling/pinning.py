@@ -25,7 +25,7 @@ from typing import Any
 
 from pinsync import conditions, ipfs, kube, planner, selectors
 from pinsync.reconciling import restores, sources
-from pinsync.reconciling.context import Context
+from pinsync.reconciling.context import Context, NodePins
 
 PIN_BATCH = 32
 """CIDs pinned in one offline ``pin/add``."""
@@ -101,18 +101,18 @@ class Fetches:
         self._wake = None
         self.wake()
 
-    def collect(self, known: dict[str, planner.Failure], node_pins: dict[str, str]) -> int:
+    def collect(self, known: dict[str, planner.Failure], node_pins: NodePins) -> int:
         """Move finished fetches into ``known`` and ``node_pins``; how many were pinned."""
-        pinned = 0
+        pinned = []
         for key, failure in self.finished.items():
             if failure is None:
                 known.pop(key, None)
-                node_pins[key] = self.name
-                pinned += 1
+                pinned.append(key)
             else:
                 known[key] = failure
         self.finished.clear()
-        return pinned
+        node_pins.record(pinned, self.name)
+        return len(pinned)
 
     def retain(self, source: sources.Source) -> None:
         """Drop queued fetches of CIDs a new version of the PinSet no longer lists (once per
@@ -121,7 +121,7 @@ class Fetches:
             return
         self.digest = source.digest
         if self.queued:
-            keys = set(source.pins)
+            keys = source.listed
             self.queued = collections.deque(f for f in self.queued if f.key in keys)
             self.waiting = {f.key for f in self.queued}
 
@@ -158,14 +158,14 @@ async def fetches_for(ctx: Context, obj: dict[str, Any], source: sources.Source)
 
 def ordered(
     source: sources.Source,
-    node_pins: dict[str, str],
+    node_pins: NodePins,
     known: dict[str, planner.Failure],
     fetches: Fetches,
 ) -> list[str]:
     """The CIDs to try now: never tried first (in the PinSet's order), then retries by due time."""
     now = conditions.utcnow()
     fresh, retries = [], []
-    for key in source.pins:
+    for key in source.listed:
         if key in node_pins or fetches.busy(key):
             continue
         failure = known.get(key)
@@ -196,7 +196,7 @@ async def pin_missing(
     ctx: Context,
     obj: dict[str, Any],
     source: sources.Source,
-    node_pins: dict[str, str],
+    node_pins: NodePins,
     known: dict[str, planner.Failure],
     restorer: restores.Restorer | None = None,
 ) -> tuple[int, bool]:
@@ -216,7 +216,7 @@ async def pin_missing(
         nonlocal pinned
         for key in keys:
             known.pop(key, None)
-            node_pins[key] = name
+        node_pins.record(keys, name)
         pinned += len(keys)
 
     async def elsewhere(key: str) -> None:

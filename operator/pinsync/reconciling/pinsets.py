@@ -8,7 +8,7 @@ its backends, orders the pinning and writes the report.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from pinsync import conditions, ipfs, kube, planner, reasons, restoreplanner
@@ -25,11 +25,11 @@ def quoted(items: list[str] | tuple[str, ...]) -> str:
 
 
 def failures_of(
-    obj: dict[str, Any], source: sources.Source, node_pins: Mapping[str, str]
+    obj: dict[str, Any], source: sources.Source, node_pins: Container[str]
 ) -> dict[str, planner.Failure]:
     """Recorded pin failures of the PinSet's CIDs that the node still lacks (from status)."""
     status = obj.get("status") or {}
-    unpinned = {c: source.spelling(c) for c in source.pins if c not in node_pins}
+    unpinned = {c: s for c, s in source.listed.items() if c not in node_pins}
     listed = [planner.Failure.from_status(f) for f in status.get("failures") or ()]
     return planner.unpack(status.get("retries"), unpinned, listed)
 
@@ -104,13 +104,13 @@ async def write_report(
     source: sources.Source,
     targeted: list[dict[str, Any]],
     missing_backends: list[str],
-    node_pins: Mapping[str, str],
+    node_pins: Container[str],
     failures: Mapping[str, planner.Failure],
     restorer: restores.Restorer,
     **fields: Any,
 ) -> dict[str, Any]:
     """Conditions, counts and per-backend summaries from what this pass knows."""
-    unpinned = sum(1 for c in source.pins if c not in node_pins)
+    unpinned = sum(1 for c in source.listed if c not in node_pins)
     summaries = [backend_summary(source, b) for b in targeted]
     ready_backends = sum(1 for s in summaries if s["ready"])
     lost = {k: f for k, f in restorer.failures.items() if k not in node_pins}
@@ -185,6 +185,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         message = f"IPFS node {url}: {exc}"
         await ctx.write_status(kube.PINSETS, obj, conditions.reconciling(exc.reason, message))
         return ctx.settings.retry_interval
+    ctx.watch_node(url, (kube.PINSETS, namespace, name))
     source = sources.resolve(ctx, obj, node_pins)
     all_backends = await ctx.api.list(kube.STORAGEBACKENDS, namespace)
     targeted = [b for b in all_backends if sources.targets(obj, b)]

@@ -46,8 +46,8 @@ def progress_fields(progress: syncing.Progress) -> dict[str, Any]:
 def sources_status(found: list[sources.Source], progress: syncing.Progress) -> list[dict[str, Any]]:
     out = []
     for source in found:
-        present = sum(1 for c in source.pins if c in progress.present_cids)
-        failed = sum(1 for c in source.pins if c in progress.failures)
+        present = source.pins.count_in(progress.present_cids)
+        failed = sum(1 for c in progress.failures if c in source.pins)
         out.append(
             {
                 "name": source.name,

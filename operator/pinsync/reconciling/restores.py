@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from pinsync import (
@@ -35,10 +35,10 @@ logger = logging.getLogger(__name__)
 
 
 def failures_of(
-    status: Mapping[str, Any], source: sources.Source, node_pins: Mapping[str, str]
+    status: Mapping[str, Any], source: sources.Source, node_pins: Container[str]
 ) -> dict[str, planner.Failure]:
     """Recorded restore failures of the PinSet's pins that the node still lacks."""
-    unpinned = {c: source.spelling(c) for c in source.pins if c not in node_pins}
+    unpinned = {c: s for c, s in source.listed.items() if c not in node_pins}
     listed = [planner.Failure.from_status(f) for f in status.get("restoreFailures") or ()]
     return planner.unpack(status.get("restoreRetries"), unpinned, listed)
 
@@ -70,7 +70,7 @@ class Restorer:
         obj: dict[str, Any],
         source: sources.Source,
         targeted: list[dict[str, Any]],
-        node_pins: Mapping[str, str],
+        node_pins: Container[str],
     ) -> Restorer:
         status = obj.get("status") or {}
         spec_ipfs = (obj.get("spec") or {}).get("ipfs") or {}

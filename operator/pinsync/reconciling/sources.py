@@ -6,41 +6,50 @@ sync, so a changed PinSet -- or a node whose pin list grew -- shows up as a diff
 level-based, and therefore correct across operator restarts.
 
 Pins are identified by :func:`pinsync.cids.key` (CIDv1), so ``Qm…`` and ``bafy…`` of one DAG
-are one pin; ``names`` keeps the spelling the PinSet used (or Kubo printed) for display and for
-the names of new objects.
+are one pin, and kept as :class:`pinsync.pinlists.Keys`; ``explicit`` keeps the spelling the
+PinSet used for display and for the names of new objects. A source is resolved once per
+(PinSet generation, node pin list version) and cached, so the passes of a ``fromNode`` PinSet
+over an unchanged node of a million pins cost nothing per pin.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pinsync import cids, kube, selectors
-from pinsync.reconciling.context import Context
+from pinsync import cids, kube, pinlists, selectors
+from pinsync.reconciling.context import OWN_PIN_PREFIX, Context, NodePins
 
-OWN_PIN_PREFIX = "pinsync/"
-"""Pins the operator makes on Kubo are named ``pinsync/<namespace>/<pinset>``."""
+__all__ = ["OWN_PIN_PREFIX", "Source"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Source:
     name: str
     api_url: str
-    pins: tuple[str, ...]
-    """Identities (CIDv1), sorted."""
+    pins: pinlists.Keys
+    """Identities (CIDv1), sorted (a sequence of strings is converted)."""
     invalid: tuple[str, ...] = ()
-    names: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
-    """Identity -> spelling, where it differs from the identity."""
+    explicit: Mapping[str, str] | None = dataclasses.field(default=None, compare=False)
+    """``spec.cids``: identity -> the spelling given; None: every pin is explicit."""
 
-    @functools.cached_property
+    def __post_init__(self) -> None:
+        if not isinstance(self.pins, pinlists.Keys):
+            object.__setattr__(self, "pins", pinlists.Keys.of(self.pins))
+
+    @property
     def digest(self) -> str:
-        return hashlib.sha256("\n".join(self.pins).encode()).hexdigest()[:16]
+        return self.pins.digest
+
+    @property
+    def listed(self) -> Mapping[str, str]:
+        """The pins the PinSet lists itself (identity -> spelling): the ones it pins on the
+        node and restores; a ``fromNode`` pin is on the node by definition."""
+        return self.explicit if self.explicit is not None else pinlists.Spellings(self.pins, {})
 
     def spelling(self, key: str) -> str:
-        return self.names.get(key, key)
+        return self.explicit.get(key, key) if self.explicit is not None else key
 
 
 def targets(pinset: Mapping[str, Any], backend: Mapping[str, Any]) -> bool:
@@ -65,7 +74,7 @@ class Explicit:
 
     pins: dict[str, str]
     invalid: tuple[str, ...]
-    sorted_keys: tuple[str, ...]
+    keys: pinlists.Keys
 
 
 def explicit(ctx: Context, pinset: Mapping[str, Any]) -> Explicit:
@@ -76,52 +85,99 @@ def explicit(ctx: Context, pinset: Mapping[str, Any]) -> Explicit:
         found: Explicit = cached[1]
         return found
     valid, invalid = cids.partition((pinset.get("spec") or {}).get("cids") or ())
-    parsed = Explicit(valid, tuple(invalid), tuple(sorted(valid)))
+    parsed = Explicit(valid, tuple(invalid), pinlists.Keys.of(valid))
     ctx.parsed[(meta["namespace"], meta["name"])] = (stamp, parsed)
     return parsed
 
 
-def from_node(pinset: Mapping[str, Any], node_pins: Mapping[str, str]) -> dict[str, str]:
+def from_node(pinset: Mapping[str, Any], node_pins: NodePins) -> pinlists.Keys:
     """The node's pins a ``fromNode`` PinSet takes: those under its prefix, but never pins the
     operator made for PinSets of other namespaces."""
     spec = pinset.get("spec") or {}
     prefix = (spec.get("fromNode") or {}).get("namePrefix") or ""
-    own = f"{OWN_PIN_PREFIX}{pinset['metadata']['namespace']}/"
-
-    def taken(name: str) -> bool:
-        if prefix:
-            return name.startswith(prefix)
-        return not name.startswith(OWN_PIN_PREFIX) or name.startswith(own)
-
-    return {key: key for key, name in node_pins.items() if taken(name)}
+    return node_pins.select(prefix, pinset["metadata"]["namespace"])
 
 
-def resolve(ctx: Context, pinset: Mapping[str, Any], node_pins: Mapping[str, str]) -> Source:
-    """The PinSet's pins: its valid explicit CIDs plus, with ``fromNode``, the node's pins."""
+def resolve(ctx: Context, pinset: Mapping[str, Any], node_pins: NodePins | None) -> Source:
+    """The PinSet's pins: its valid explicit CIDs plus, with ``fromNode``, the node's pins.
+
+    Cached per (uid, generation, node version): the node's pins change in one place only.
+    """
+    meta = pinset["metadata"]
+    node_version = node_pins.version if node_pins is not None and needs_node(pinset) else None
+    stamp = (meta.get("uid"), meta.get("generation"), node_version, api_url(ctx, pinset))
+    cached = ctx.resolved.get((meta["namespace"], meta["name"]))
+    if cached is not None and cached[0] == stamp and stamp[:2] != (None, None):
+        found: Source = cached[1]
+        return found
     parsed = explicit(ctx, pinset)
-    keys = parsed.sorted_keys
-    if needs_node(pinset):
-        taken = from_node(pinset, node_pins)
-        if taken.keys() - parsed.pins.keys():
-            keys = tuple(sorted(parsed.pins.keys() | taken.keys()))
-    return Source(
-        name=pinset["metadata"]["name"],
+    keys = parsed.keys
+    if node_version is not None and node_pins is not None:
+        keys = keys.union(from_node(pinset, node_pins))
+    source = Source(
+        name=meta["name"],
         api_url=api_url(ctx, pinset),
         pins=keys,
         invalid=parsed.invalid,
-        names={k: v for k, v in parsed.pins.items() if k != v},
+        explicit=parsed.pins,
     )
+    ctx.resolved[(meta["namespace"], meta["name"])] = (stamp, source)
+    return source
 
 
 async def for_backend(ctx: Context, backend: Mapping[str, Any]) -> list[Source]:
-    namespace = backend["metadata"]["namespace"]
+    """The targeting PinSets' sources; the backend's loop watches the nodes they read."""
+    meta = backend["metadata"]
+    namespace = meta["namespace"]
     found = []
     for pinset in await ctx.api.list(kube.PINSETS, namespace):
         if pinset["metadata"].get("deletionTimestamp") or not targets(pinset, backend):
             continue
-        node = await ctx.node_pins(api_url(ctx, pinset)) if needs_node(pinset) else {}
+        node = None
+        if needs_node(pinset):
+            url = api_url(ctx, pinset)
+            ctx.watch_node(url, (kube.STORAGEBACKENDS, namespace, meta["name"]))
+            node = await ctx.node_pins(url)
         found.append(resolve(ctx, pinset, node))
     return sorted(found, key=lambda s: s.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Desired:
+    """What a backend should hold: the union of its sources' pins, and per pin (asked only for
+    the pins a pass acts on) which PinSets want it, its spelling and the node to export from."""
+
+    namespace: str
+    sources: list[Source]
+    keys: pinlists.Keys
+
+    @classmethod
+    def of(cls, namespace: str, found: Iterable[Source]) -> Desired:
+        found = list(found)
+        keys = found[0].pins.union(*(s.pins for s in found[1:])) if found else pinlists.Keys.of(())
+        return cls(namespace, found, keys)
+
+    def wanting(self, key: str) -> list[Source]:
+        return [s for s in self.sources if key in s.pins]
+
+    def pinsets_of(self, key: str) -> tuple[str, ...]:
+        return tuple(f"{self.namespace}/{s.name}" for s in self.wanting(key))
+
+    def spelling(self, key: str) -> str:
+        wanting = self.wanting(key)
+        return wanting[0].spelling(key) if wanting else key
+
+    def api_url(self, key: str, default: str) -> str:
+        wanting = self.wanting(key)
+        return wanting[0].api_url if wanting else default
+
+    def spellings(self, keys: pinlists.Keys | None = None) -> Mapping[str, str]:
+        """identity -> spelling of ``keys`` (default: every desired pin), as a view."""
+        differing: dict[str, str] = {}
+        for source in reversed(self.sources):  # the first source's spelling wins
+            if source.explicit:
+                differing |= {k: v for k, v in source.explicit.items() if k != v}
+        return pinlists.Spellings(self.keys if keys is None else keys, differing)
 
 
 def needs_node(pinset: Mapping[str, Any]) -> bool:
