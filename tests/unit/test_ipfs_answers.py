@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from pinsync import cids
 from pinsync.ipfs import IpfsError, Kubo
 
 
@@ -52,3 +53,39 @@ async def test_a_pin_listing_kubo_would_not_send_is_an_ipfs_error(
     async with Kubo(answering["url"].decode()) as kubo:
         with pytest.raises(IpfsError, match="unexpected answer"):
             await kubo.pins()
+        with pytest.raises(IpfsError, match="unexpected answer"):
+            await kubo.pin_listing()
+
+
+V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+V1 = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            # Kubo 0.39's streamed lines (recorded from a real daemon): Name left out when empty
+            (
+                f'{{"Cid":"{V0}","Name":"na\\"me/1","Type":"recursive"}}\n'
+                f'{{"Cid":"{V1}","Type":"recursive"}}\n'
+            ).encode(),
+            id="streamed",
+        ),
+        pytest.param(  # the older, non-streamed answer
+            f'{{"Keys": {{"{V0}": {{"Type": "recursive", "Name": "na\\"me/1"}}, '
+            f'"{V1}": {{"Type": "recursive"}}, "bafkqaaa": {{"Type": "indirect"}}}}}}'.encode(),
+            id="keys-object",
+        ),
+    ],
+)
+async def test_a_pin_listing_by_identity_with_names(
+    answering: dict[str, bytes], body: bytes
+) -> None:
+    answering["pin/ls"] = body
+    async with Kubo(answering["url"].decode()) as kubo:
+        listing = await kubo.pin_listing()
+        assert await kubo.pins_digest() == listing.digest
+    v0_key = cids.key(V0)
+    by_key = dict(zip(listing.keys, listing.names.tolist(), strict=True))
+    assert by_key == {v0_key: b'na"me/1', V1: b""}

@@ -49,7 +49,11 @@ def test_the_digest_changes_with_the_pins_only() -> None:
 def test_from_node_without_a_prefix_leaves_pins_made_for_other_namespaces() -> None:
     node = NodePins.of({CID_A: "", CID_B: "pinsync/other/media", "bafkqaaa": "pinsync/ns/mine"})
     source = sources.resolve(ctx(), pinset({"fromNode": {}}), node)
-    assert sources.cids.key(CID_B) not in source.pins and "bafkqaaa" in source.pins and CID_A in source.pins
+    assert (
+        sources.cids.key(CID_B) not in source.pins
+        and "bafkqaaa" in source.pins
+        and CID_A in source.pins
+    )
 
 
 def test_a_cidv0_and_its_cidv1_are_one_pin_spelled_as_written() -> None:
