@@ -15,12 +15,22 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Container,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from typing import TypeVar
 
 from pinsync import car, cids, ipfs, pinlists, planner, reasons
 from pinsync.backends import base, errors
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -179,6 +189,18 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield  # pragma: no cover  (makes this an async generator)
 
 
+async def each(items: Iterable[T], work: Callable[[T], Awaitable[None]], *, workers: int) -> None:
+    """``work`` on every item, ``workers`` at a time, pulling from one iterator: a coroutine per
+    item (what ``gather`` over 100,000 pins made) costs a kilobyte or two of memory each."""
+    pending = iter(items)
+
+    async def worker() -> None:
+        for item in pending:
+            await work(item)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, workers))))
+
+
 async def run(
     *,
     backend: base.Backend,
@@ -262,7 +284,7 @@ async def run(
     if the_plan.verify:
         progress.phase = "Verifying"
         await report(progress)
-        await asyncio.gather(*(verify_one(cid) for cid in the_plan.verify))
+        await each(the_plan.verify, verify_one, workers=concurrency)
 
     streak = 0  # storage errors in a row
 
@@ -307,8 +329,8 @@ async def run(
     progress.phase = "Syncing"
     await report(progress)
     size = max(1, backend.batch_size)  # a commit-based store takes many pins per write
-    batches = [transfers[start : start + size] for start in range(0, len(transfers), size)]
-    await asyncio.gather(*(transfer_batch(batch) for batch in batches))
+    batches = (transfers[start : start + size] for start in range(0, len(transfers), size))
+    await each(batches, transfer_batch, workers=concurrency)
 
     for cid in the_plan.prune:
         try:

@@ -352,7 +352,7 @@ class Pass:
                 )
             )
             if not self.state.dirty:  # every desired pin is there: the next sync may build on it
-                ctx.synced[self.key] = (self.state.token, progress.present_cids)
+                ctx.synced[self.key] = (self.state.token, desired.keys)
             await self.event(
                 "Normal",
                 "Synced",
