@@ -207,7 +207,8 @@ async def run(
     kubo_for: Callable[[str], ipfs.Kubo],
     desired: Mapping[str, tuple[str, ...]] | Wanted,
     node_pins: Container[str],
-    failures: Mapping[str, planner.Failure],
+    failures: Mapping[str, planner.Failure]
+    | Callable[[pinlists.Keys], Mapping[str, planner.Failure]],
     full: bool,
     deep: bool,
     prune: bool,
@@ -221,19 +222,22 @@ async def run(
     """List, plan, verify (full), transfer, prune. Per-pin errors are recorded, not raised.
 
     Pins are keyed by identity (:func:`pinsync.cids.key`): ``desired``, ``node_pins``,
-    ``failures``. ``names`` gives the spelling a new object is stored under (default: the
-    identity); a stored pin under another spelling of the same identity counts as present.
+    ``failures`` (or a function giving those of the pins it is passed: the missing ones, so
+    that recorded failures are looked up for those only). ``names`` gives the spelling a new
+    object is stored under (default: the identity); a stored pin under another spelling of the same identity counts as present.
     ``held``: what the backend is known to hold, instead of listing it (an incremental sync).
     ``report`` is called after every pin; the caller throttles its writes.
     """
     wanted = desired if isinstance(desired, Wanted) else Wanted.of(desired, names or {})
-    progress = Progress(desired=len(wanted.keys), failures=dict(failures))
+    progress = Progress(desired=len(wanted.keys))
     stored = held if held is not None else await listing(backend, detailed=full)
     present = wanted.keys.common(stored.keys)
     progress.present = len(present)
+    if callable(failures):
+        failures = failures(wanted.keys.minus(stored.keys))
     # Failures of pins that are no longer wanted, or are present now, are history.
     progress.failures = {
-        c: f for c, f in progress.failures.items() if c in wanted.keys and c not in stored.keys
+        c: f for c, f in failures.items() if c in wanted.keys and c not in stored.keys
     }
     the_plan = planner.plan(
         desired=wanted.keys,

@@ -319,7 +319,7 @@ class Pass:
             kubo_for=lambda cid: ctx.kubo(desired.api_url(cid, default_url)),
             desired=syncing.Wanted(desired.keys, desired.pinsets_of, desired.spelling),
             node_pins=node_pins,
-            failures=reporting.failures_of(self.status, desired.spellings()),
+            failures=lambda missing: reporting.failures_of(self.status, desired.spellings(missing)),
             full=state.full,
             deep=state.deep,
             prune=sync_spec.get("deletionPolicy") == "Prune",
