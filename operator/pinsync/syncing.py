@@ -224,7 +224,8 @@ async def run(
     Pins are keyed by identity (:func:`pinsync.cids.key`): ``desired``, ``node_pins``,
     ``failures`` (or a function giving those of the pins it is passed: the missing ones, so
     that recorded failures are looked up for those only). ``names`` gives the spelling a new
-    object is stored under (default: the identity); a stored pin under another spelling of the same identity counts as present.
+    object is stored under (default: the identity); a stored pin under another spelling of the
+    same identity counts as present.
     ``held``: what the backend is known to hold, instead of listing it (an incremental sync).
     ``report`` is called after every pin; the caller throttles its writes.
     """
