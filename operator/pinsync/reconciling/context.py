@@ -18,10 +18,10 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Callable, Container, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Container, Hashable, Iterable, Mapping
 from typing import Any
 
-from pinsync import cids, conditions, ipfs, kube, metrics, pinlists, settings
+from pinsync import cids, conditions, ipfs, kube, metrics, pinlists, reasons, settings
 from pinsync.backends import base
 from pinsync.wakeups import Echoes, Wakeups
 
@@ -188,20 +188,33 @@ class Context:
             return pins
 
     def watch_node(self, url: str, key: tuple[str, str, str]) -> None:
-        """Wake loop ``key`` whenever the node's pins change (read every
-        ``node_pins_interval`` while anyone watches)."""
-        self._node_watchers.setdefault(url, set()).add(key)
-        poller = self._node_pollers.get(url)
-        if poller is None or poller.done():
-            self._node_pollers[url] = asyncio.create_task(self._poll(url), name=f"pins {url}")
+        """Wake loop ``key`` whenever the node's pins change."""
+        self.watch(url, key, lambda: self.node_pins(url))
 
-    async def _poll(self, url: str) -> None:
-        while self._node_watchers.get(url):
+    def watch(
+        self, source: str, key: tuple[str, str, str], read: Callable[[], Awaitable[object]]
+    ) -> None:
+        """Wake loop ``key`` whenever ``source`` (a node, a cluster) changes: while anyone
+        watches it, ``read`` re-reads it every ``node_pins_interval`` and calls
+        :meth:`changed` when what it read differs."""
+        self._node_watchers.setdefault(source, set()).add(key)
+        poller = self._node_pollers.get(source)
+        if poller is None or poller.done():
+            self._node_pollers[source] = asyncio.create_task(
+                self._poll(source, read), name=f"pins {source}"
+            )
+
+    def changed(self, source: str) -> None:
+        for key in self._node_watchers.get(source, ()):
+            self.wakeups.wake(key)
+
+    async def _poll(self, source: str, read: Callable[[], Awaitable[object]]) -> None:
+        while self._node_watchers.get(source):
             await asyncio.sleep(self.settings.node_pins_interval)
             try:
-                await self.node_pins(url)
-            except ipfs.IpfsError as exc:
-                logger.debug("node %s: %s", ipfs.redact_url(url), exc)
+                await read()
+            except reasons.ReasonedError as exc:  # the loops reading it report it
+                logger.debug("pins of %s: %s", source, exc)
 
     def unwatch(self, key: tuple[str, str, str]) -> None:
         for watchers in self._node_watchers.values():
