@@ -20,7 +20,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from pinsync.devenv import controlplane, kubo, minio, processes
+from pinsync.devenv import cluster, controlplane, kubo, minio, processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -79,6 +79,20 @@ def s3server(workdir: pathlib.Path) -> Iterator[minio.MinIO]:
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_pair(
+    workdir: pathlib.Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[cluster.Member, cluster.Member]]:
+    """A real two-peer IPFS Cluster, one per test module: peers ``peer-0`` and ``peer-1`` of
+    one CRDT cluster, each in front of a Kubo of its own (swarm-connected), both REST APIs with
+    the same basic-auth user (``member.peer.auth``); ready once both list each other in
+    ``GET /peers``. Each item is a :class:`pinsync.devenv.cluster.Member` (``.peer``, ``.kubo``).
+    """
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    with cluster.two_peers(workdir / f"cluster-pair-{module}-{uuid.uuid4().hex[:6]}") as pair:
+        yield pair
 
 
 class Operator:

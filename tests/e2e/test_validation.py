@@ -80,7 +80,51 @@ def test_pinset_without_source_is_rejected(
     k8s: kubernetes.client.ApiClient, namespace: str
 ) -> None:
     message = rejection(Objects(k8s, namespace, "pinsets"), {"backends": ["b"]})
-    assert "a PinSet needs spec.cids or spec.fromNode" in message
+    assert "a PinSet needs spec.cids, spec.fromNode or spec.fromCluster" in message
+
+
+FROM_CLUSTER = {
+    "apiUrl": "http://cluster.ipfs:9094",
+    "namePrefix": "media/",
+    "metadata": {"team": "media"},
+    "credentialsSecretRef": {"name": "cluster-api"},
+    "peers": [
+        {
+            "peer": "12D3KooWCFLALxqTwPsS573sqFL3g5vQDtZGgpV9w6CNWLFBjWca",
+            "ipfsApiUrl": "http://ipfs-0.ipfs:5001",
+        },
+        {"peer": "peer-1", "ipfsApiUrl": "https://ipfs-1.ipfs:5001/"},
+    ],
+}
+
+
+def test_a_pinset_from_a_cluster_alone_is_accepted(
+    k8s: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    created = Objects(k8s, namespace, "pinsets").create(
+        "cluster", {"fromCluster": FROM_CLUSTER, "backends": ["b"]}
+    )
+    assert created["spec"]["fromCluster"] == FROM_CLUSTER
+    assert "cids" not in created["spec"] and "fromNode" not in created["spec"]
+
+
+def test_from_cluster_needs_an_http_api_url_and_distinct_peers(
+    k8s: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    pinsets = Objects(k8s, namespace, "pinsets")
+    without = {key: value for key, value in FROM_CLUSTER.items() if key != "apiUrl"}
+    message = rejection(pinsets, {"fromCluster": without, "backends": ["b"]})
+    assert "spec.fromCluster.apiUrl: Required value" in message
+    message = rejection(pinsets, {"fromCluster": {"apiUrl": "cluster:9094"}, "backends": ["b"]})
+    assert "spec.fromCluster.apiUrl" in message and "should match" in message
+    twice = [{"peer": "peer-0", "ipfsApiUrl": f"http://ipfs-{n}:5001"} for n in range(2)]
+    spec = {"fromCluster": {**FROM_CLUSTER, "peers": twice}, "backends": ["b"]}
+    message = rejection(pinsets, spec)
+    assert "spec.fromCluster.peers[1]" in message and "Duplicate value" in message
+    many = {f"key{n}": "value" for n in range(17)}
+    spec = {"fromCluster": {**FROM_CLUSTER, "metadata": many}, "backends": ["b"]}
+    message = rejection(pinsets, spec)
+    assert "spec.fromCluster.metadata" in message and "at most 16" in message
 
 
 def test_valid_cids_of_both_versions_are_accepted(

@@ -52,7 +52,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from pinsync import reasons
+from pinsync import clusterpins, reasons
 from pinsync.backends import base, errors
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class IpfsClusterBackend(base.Backend):
                 if not response.is_success:
                     await response.aread()
                     raise_for_status(response, what)
-                decoder = JsonValues(what)
+                decoder = clusterpins.JsonValues(what, ClusterError)
                 async for text in response.aiter_text():
                     for value in decoder.feed(text):
                         yield value
@@ -420,34 +420,3 @@ def cid_of(pin: Mapping[str, Any]) -> str:
     if isinstance(cid, dict):
         cid = cid.get("/")
     return str(cid)
-
-
-class JsonValues:
-    """Splits a stream of concatenated JSON values (the cluster's streaming format) as text
-    arrives; a top-level array (older clusters) is unpacked the same way."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.buffer = ""
-        self.decoder = json.JSONDecoder()
-
-    def feed(self, text: str) -> list[dict[str, Any]]:
-        self.buffer += text
-        values: list[dict[str, Any]] = []
-        while True:
-            self.buffer = self.buffer.lstrip()
-            if not self.buffer:
-                return values
-            try:
-                value, end = self.decoder.raw_decode(self.buffer)
-            except ValueError:
-                return values  # incomplete: wait for more text
-            self.buffer = self.buffer[end:]
-            for item in value if isinstance(value, list) else [value]:
-                if not isinstance(item, dict):
-                    raise ClusterError(f"{self.what}: unexpected answer")
-                values.append(item)
-
-    def close(self) -> None:
-        if self.buffer.strip():
-            raise ClusterError(f"{self.what}: listing cut off")
