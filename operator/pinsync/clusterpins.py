@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
@@ -217,6 +218,23 @@ class ClusterPins:
                 f"cluster /pins at {self.where} listed no pin, but its pinset is not empty: no "
                 "peer could list its statuses (is their IPFS daemon down?)"
             )
+
+    async def allocations_digest(self) -> bytes:
+        """A digest of the shared pinset's bytes (``GET /allocations``: names, metadata,
+        allocations; no peer statuses, which change all the time, and no Kubo involved),
+        parsing nothing: an unchanged pinset of any size costs one hash of its answer."""
+        what = f"cluster /allocations at {self.where}"
+        hasher = hashlib.blake2b(digest_size=16)
+        try:
+            async with self.client().stream("GET", "/allocations") as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise_for_status(response, what)
+                async for chunk in response.aiter_bytes():
+                    hasher.update(chunk)
+        except httpx.HTTPError as exc:
+            raise translate(exc, what, self.timeout) from None
+        return hasher.digest()
 
     async def has_allocations(self) -> bool:
         """Whether the shared pinset holds any pin (``GET /allocations``: no Kubo involved)."""

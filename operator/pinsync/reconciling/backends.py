@@ -24,7 +24,17 @@ import logging
 import time
 from typing import Any
 
-from pinsync import conditions, dirty, ipfs, kube, metrics, reasons, selectors, syncing
+from pinsync import (
+    clusterpins,
+    conditions,
+    dirty,
+    ipfs,
+    kube,
+    metrics,
+    reasons,
+    selectors,
+    syncing,
+)
 from pinsync.backends import base, errors, registry
 from pinsync.reconciling import auditing, marking, reporting, sources
 from pinsync.reconciling.context import Context, Decide, OnAnyNode
@@ -385,9 +395,11 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     obj = await marking.consume_annotations(ctx, obj)
     try:
         return await Pass(ctx, obj, verdict).run()
-    except ipfs.IpfsError as exc:
-        # Without the node there is neither a desired set nor content; retry, visibly.
-        message = f"IPFS node: {exc}"
+    except (ipfs.IpfsError, clusterpins.ClusterError) as exc:
+        # Without the node (or the cluster) there is neither a desired set nor content; retry,
+        # visibly.
+        what = "IPFS Cluster" if isinstance(exc, clusterpins.ClusterError) else "IPFS node"
+        message = f"{what}: {exc}"
         fresh = await ctx.api.get(kube.STORAGEBACKENDS, namespace, name)
         if fresh is not None:
             updates = conditions.reconciling(exc.reason, message)

@@ -136,6 +136,9 @@ class Context:
     _node_locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
     _node_watchers: dict[str, set[tuple[str, str, str]]] = dataclasses.field(default_factory=dict)
     _node_pollers: dict[str, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    sources: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Other pin sources by identity (:mod:`pinsync.reconciling.clustersource`)."""
+    source_locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
     resolved: dict[Hashable, tuple[Hashable, Any]] = dataclasses.field(default_factory=dict)
     """Per PinSet: (uid, generation, node version) -> its resolved source."""
     synced: dict[Hashable, tuple[int, pinlists.Keys]] = dataclasses.field(default_factory=dict)
@@ -270,6 +273,7 @@ class Context:
         moment its own view of the backends starts.
         """
         self._node_pins.clear()
+        self.sources.clear()
         self.started.clear()
         self.synced.clear()
         for task in self._node_pollers.values():

@@ -11,8 +11,8 @@ import json
 from collections.abc import Container, Mapping
 from typing import Any
 
-from pinsync import conditions, ipfs, kube, planner, reasons, restoreplanner
-from pinsync.reconciling import pinning, restores, sources
+from pinsync import clusterpins, conditions, ipfs, kube, planner, reasons, restoreplanner
+from pinsync.reconciling import clustersource, pinning, restores, sources
 from pinsync.reconciling.context import Context
 
 MAX_LISTED = 10
@@ -178,15 +178,20 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     spec = obj.get("spec") or {}
     url = sources.api_url(ctx, obj)
     asked = restoreplanner.request(obj)
+    cluster = None
     try:
         # A restore request looks at the node as it is now, not as it was listed a while ago.
         node_pins = await ctx.node_pins(url, fresh=asked is not None)
-    except ipfs.IpfsError as exc:
-        message = f"IPFS node {url}: {exc}"
-        await ctx.write_status(kube.PINSETS, obj, conditions.reconciling(exc.reason, message))
+        ctx.watch_node(url, (kube.PINSETS, namespace, name))
+        if clustersource.needs_cluster(obj):
+            _, cluster = await sources.read_sources(ctx, obj, (kube.PINSETS, namespace, name))
+    except (ipfs.IpfsError, clusterpins.ClusterError) as exc:
+        where = "IPFS Cluster" if isinstance(exc, clusterpins.ClusterError) else f"IPFS node {url}"
+        message = f"{where}: {exc}"
+        trio = conditions.stalled if not exc.retryable else conditions.reconciling
+        await ctx.write_status(kube.PINSETS, obj, trio(exc.reason, message))
         return ctx.settings.retry_interval
-    ctx.watch_node(url, (kube.PINSETS, namespace, name))
-    source = sources.resolve(ctx, obj, node_pins)
+    source = sources.resolve(ctx, obj, node_pins, cluster)
     all_backends = await ctx.api.list(kube.STORAGEBACKENDS, namespace)
     targeted = [b for b in all_backends if sources.targets(obj, b)]
     existing = {b["metadata"]["name"] for b in all_backends}

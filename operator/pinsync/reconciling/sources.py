@@ -15,10 +15,11 @@ over an unchanged node of a million pins cost nothing per pin.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pinsync import cids, kube, pinlists, selectors
+from pinsync.reconciling import clustersource
 from pinsync.reconciling.context import OWN_PIN_PREFIX, Context, NodePins
 
 __all__ = ["OWN_PIN_PREFIX", "Source"]
@@ -33,6 +34,8 @@ class Source:
     invalid: tuple[str, ...] = ()
     explicit: Mapping[str, str] | None = dataclasses.field(default=None, compare=False)
     """``spec.cids``: identity -> the spelling given; None: every pin is explicit."""
+    export_url: Callable[[str], str] | None = dataclasses.field(default=None, compare=False)
+    """Per pin, the Kubo API to export it from (a cluster peer holding it); default api_url."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.pins, pinlists.Keys):
@@ -50,6 +53,11 @@ class Source:
 
     def spelling(self, key: str) -> str:
         return self.explicit.get(key, key) if self.explicit is not None else key
+
+    def url_of(self, key: str) -> str:
+        if self.export_url is None or (self.explicit and key in self.explicit):
+            return self.api_url
+        return self.export_url(key)
 
 
 def targets(pinset: Mapping[str, Any], backend: Mapping[str, Any]) -> bool:
@@ -98,14 +106,27 @@ def from_node(pinset: Mapping[str, Any], node_pins: NodePins) -> pinlists.Keys:
     return node_pins.select(prefix, pinset["metadata"]["namespace"])
 
 
-def resolve(ctx: Context, pinset: Mapping[str, Any], node_pins: NodePins | None) -> Source:
-    """The PinSet's pins: its valid explicit CIDs plus, with ``fromNode``, the node's pins.
+def resolve(
+    ctx: Context,
+    pinset: Mapping[str, Any],
+    node_pins: NodePins | None,
+    cluster: clustersource.ClusterList | None = None,
+) -> Source:
+    """The PinSet's pins: its valid explicit CIDs plus, with ``fromNode``, the node's pins and,
+    with ``fromCluster``, the cluster's.
 
-    Cached per (uid, generation, node version): the node's pins change in one place only.
+    Cached per (uid, generation, node version, cluster version): those change in one place only.
     """
     meta = pinset["metadata"]
     node_version = node_pins.version if node_pins is not None and needs_node(pinset) else None
-    stamp = (meta.get("uid"), meta.get("generation"), node_version, api_url(ctx, pinset))
+    cluster_version = cluster.version if cluster is not None else None
+    stamp = (
+        meta.get("uid"),
+        meta.get("generation"),
+        node_version,
+        cluster_version,
+        api_url(ctx, pinset),
+    )
     cached = ctx.resolved.get((meta["namespace"], meta["name"]))
     if cached is not None and cached[0] == stamp and stamp[:2] != (None, None):
         found: Source = cached[1]
@@ -114,15 +135,36 @@ def resolve(ctx: Context, pinset: Mapping[str, Any], node_pins: NodePins | None)
     keys = parsed.keys
     if node_version is not None and node_pins is not None:
         keys = keys.union(from_node(pinset, node_pins))
+    export_url = None
+    if cluster is not None:
+        keys = keys.union(cluster.keys)
+        export_url = clustersource.export_url(cluster, pinset, api_url(ctx, pinset))
     source = Source(
         name=meta["name"],
         api_url=api_url(ctx, pinset),
         pins=keys,
         invalid=parsed.invalid,
         explicit=parsed.pins,
+        export_url=export_url,
     )
     ctx.resolved[(meta["namespace"], meta["name"])] = (stamp, source)
     return source
+
+
+async def read_sources(
+    ctx: Context, pinset: Mapping[str, Any], watcher: tuple[str, str, str]
+) -> tuple[NodePins | None, clustersource.ClusterList | None]:
+    """The node's and the cluster's pins a PinSet reads (None where it reads none), watched by
+    loop ``watcher`` so that it is woken when they change."""
+    node = cluster = None
+    if needs_node(pinset):
+        url = api_url(ctx, pinset)
+        ctx.watch_node(url, watcher)
+        node = await ctx.node_pins(url)
+    if clustersource.needs_cluster(pinset):
+        clustersource.watch(ctx, pinset, watcher)
+        cluster = await clustersource.read(ctx, pinset)
+    return node, cluster
 
 
 async def for_backend(ctx: Context, backend: Mapping[str, Any]) -> list[Source]:
@@ -133,12 +175,9 @@ async def for_backend(ctx: Context, backend: Mapping[str, Any]) -> list[Source]:
     for pinset in await ctx.api.list(kube.PINSETS, namespace):
         if pinset["metadata"].get("deletionTimestamp") or not targets(pinset, backend):
             continue
-        node = None
-        if needs_node(pinset):
-            url = api_url(ctx, pinset)
-            ctx.watch_node(url, (kube.STORAGEBACKENDS, namespace, meta["name"]))
-            node = await ctx.node_pins(url)
-        found.append(resolve(ctx, pinset, node))
+        watcher = (kube.STORAGEBACKENDS, namespace, meta["name"])
+        node, cluster = await read_sources(ctx, pinset, watcher)
+        found.append(resolve(ctx, pinset, node, cluster))
     return sorted(found, key=lambda s: s.name)
 
 
@@ -169,7 +208,7 @@ class Desired:
 
     def api_url(self, key: str, default: str) -> str:
         wanting = self.wanting(key)
-        return wanting[0].api_url if wanting else default
+        return wanting[0].url_of(key) if wanting else default
 
     def spellings(self, keys: pinlists.Keys | None = None) -> Mapping[str, str]:
         """identity -> spelling of ``keys`` (default: every desired pin), as a view."""
