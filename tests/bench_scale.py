@@ -591,6 +591,12 @@ class Scale:
             )
         )
 
+    def at_most(
+        self, key: str, what: str, result: str, value: float, limit: float, note: str
+    ) -> None:
+        """A row whose figure ``value`` (in seconds) must not exceed ``limit``."""
+        self.bench.report.add(key, what, result, f"≤ {limit:.2f} s{note}", verdict(value <= limit))
+
     def idle_pass(self, rows: Rows, world: World, n: int) -> float:
         """(17c): the CPU of one backend + PinSet pass woken by a label change (see above)."""
         cluster = rows.cluster
@@ -620,13 +626,9 @@ class Scale:
             trials.append(end_cpu - start_cpu - rate * elapsed)
         ready_and_clean(world.status(BACKEND), n)
         median = statistics.median(trials)
-        self.bench.report.add(
-            "17c",
-            f"operator CPU of one idle pass (PinSet + backend, pin list re-read) with {n} pins",
-            f"{median:.2f} CPU-s (median of {', '.join(f'{t:.2f}' for t in trials)})",
-            f"≤ {TARGET_PASS_CPU_S:g} s",
-            verdict(median <= TARGET_PASS_CPU_S),
-        )
+        what = f"operator CPU of one idle pass (PinSet + backend, pin list re-read) with {n} pins"
+        result = f"{median:.2f} CPU-s (median of {', '.join(f'{t:.2f}' for t in trials)})"
+        self.at_most("17c", what, result, median, TARGET_PASS_CPU_S, "")
         return median
 
     def idle_window(self, rows: Rows, world: World, n: int) -> float:
@@ -639,13 +641,9 @@ class Scale:
         cpu = process_cpu(rows.cluster.process) - cpu_before
         elapsed = time.perf_counter() - start
         allowed = TARGET_IDLE_CPU_S * elapsed / IDLE_REFERENCE_S
-        self.bench.report.add(
-            "17d",
-            f"operator CPU over {elapsed:.0f} s idle, {n} pins in sync",
-            f"{cpu:.2f} CPU-s",
-            f"≤ {allowed:.2f} s ({TARGET_IDLE_CPU_S:g} s per 10 min)",
-            verdict(cpu <= allowed),
-        )
+        what = f"operator CPU over {elapsed:.0f} s idle, {n} pins in sync"
+        note = f" ({TARGET_IDLE_CPU_S:g} s per 10 min)"
+        self.at_most("17d", what, f"{cpu:.2f} CPU-s", cpu, allowed, note)
         rows.observed.append(
             f"(17d at {n}) dirty token {token_before} before the window, seen in it: "
             f"{' → '.join(map(str, tokens))}"
