@@ -44,8 +44,9 @@ What each row measures:
        nothing marked dirty, nothing to sync (annotations like ``mark-dirty`` would make one).
        Each trial waits until the operator's cached pin list is stale (``node_pins_interval``,
        30 s by default, plus a margin), as it always is at a resync, so the pass re-reads the
-       node's pin list as a periodic one does; it measures the operator's CPU from the label
-       until its CPU has stood still for 3 s, minus its idle CPU rate over the 5 s before. The
+       node's pin list as a periodic one does, and until the operator's CPU has stood still for
+       5 s (no periodic pass running); it measures the operator's CPU from the label until its
+       CPU has stood still for 3 s, minus its idle rate over those 5 quiet seconds. The
        PinSet's and the backend's pass share the one pin list read. Median of 3 trials;
     d. the operator's CPU over 10 idle minutes (target at most 10 s; scaled, at least 60 s, as
        row 6's window). A window shorter than ``PINSYNC_RESYNC_INTERVAL`` (300 s) may hold no
@@ -374,17 +375,18 @@ def prefill(bench: Bench, bucket: str, prefix: str, count: int, pinset: str) -> 
 # -- measuring the operator ----------------------------------------------------------------------
 
 
-def wait_quiet(pid_cpu: Callable[[], float], rate: float, *, still: float = 3.0) -> float:
-    """Poll the operator's CPU every 0.5 s until it has not moved (beyond its idle ``rate`` and
-    a clock tick) for ``still`` seconds; the CPU reading then."""
-    last, quiet_since = pid_cpu(), time.monotonic()
+def wait_quiet(pid_cpu: Callable[[], float], *, still: float = 3.0) -> tuple[float, float]:
+    """Poll the operator's CPU every 0.5 s until it has moved by at most a clock tick per poll
+    for ``still`` seconds; (the CPU reading then, its rate over that quiet stretch)."""
+    last = quiet_cpu = pid_cpu()
+    quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < still:
         time.sleep(0.5)
         now = pid_cpu()
-        if now - last > 0.5 * rate + 0.011:
-            quiet_since = time.monotonic()
+        if now - last > 0.011:
+            quiet_since, quiet_cpu = time.monotonic(), now
         last = now
-    return last
+    return last, (last - quiet_cpu) / (time.monotonic() - quiet_since)
 
 
 def fit(sizes: Sequence[float], values: Sequence[float]) -> tuple[float, float]:
@@ -609,10 +611,9 @@ class Scale:
         for trial in range(PASS_TRIALS):
             say(f"(17c) idle pass {trial + 1} of {PASS_TRIALS}: waiting {stale:.0f} s first")
             time.sleep(stale - 5.0)
-            before = cpu()
-            time.sleep(5.0)
-            rate = (cpu() - before) / 5.0
-            start_cpu, start = cpu(), time.monotonic()
+            # Quiet before (no periodic pass running), and the idle rate to subtract.
+            start_cpu, rate = wait_quiet(cpu, still=5.0)
+            start = time.monotonic()
             cluster.kubectl(
                 "label",
                 "--overwrite",
@@ -621,7 +622,7 @@ class Scale:
                 f"pinset/{PINSET}",
                 f"{POKE}={trial}-{time.time_ns()}",
             )
-            end_cpu = wait_quiet(cpu, rate)
+            end_cpu, _ = wait_quiet(cpu)
             elapsed = time.monotonic() - start
             trials.append(end_cpu - start_cpu - rate * elapsed)
         ready_and_clean(world.status(BACKEND), n)
