@@ -545,7 +545,9 @@ class Scale:
         bucket = f"scale-{n}"
         self.bench.server.make_bucket(bucket)
         say(f"(17) prefilling {bucket} with {n} pins ({2 * n} objects)")
-        self.node.setup += prefill(self.bench, bucket, "pins", n, f"{NAMESPACE}/{PINSET}")
+        for line in prefill(self.bench, bucket, "pins", n, f"{NAMESPACE}/{PINSET}"):
+            say(line)
+            self.node.setup.append(line)
         self.shown = len(self.bench.report.rows)
         with self.cluster(key) as rows:
             try:
