@@ -52,6 +52,15 @@ for scale 1.0. What is measured, in one run:
 15. The huggingface backend into the Hub contract fake (see :mod:`tests.bench_huggingface`):
    2,000 pins of 4 KiB, pins/s and commits made.
 
+16-17. ``fromNode`` PinSets over a node holding many pins (see :mod:`tests.bench_scale`), each on
+   a fresh operator process:
+   16. a ``fromNode`` PinSet of 100,000 pinned 1 KiB pins into an empty S3 backend: pins/s
+       (target: 80 % of row 5's README figure) and operator peak RSS (≤ 512 MiB);
+   17. N pins (1,000,000; or ``PINSYNC_BENCH_NODE_PINS=100000,300000``) on the node and already
+       in the bucket: apply to Ready, peak RSS (≤ 512 MiB), one idle pass's CPU (≤ 1 s), 10 idle
+       minutes' CPU (≤ 10 s), 1,000 new pins until Ready (≤ 30 s); with several sizes, per-pin
+       slopes and the 1,000,000-pin figures they give, labelled EXTRAPOLATED.
+
 ``PINSYNC_BENCH_ONLY`` selects rows: a comma-separated list of row numbers (``2b`` included) and
 ranges, e.g. ``5-9`` or ``2b,5`` (a range includes the lettered rows within it). Rows a selected
 row needs run too: (2b) takes (2)'s pinsync figure, (6) and (7) work on (5)'s pins.
@@ -111,7 +120,10 @@ BUCKET = "bench"
 REGION = "us-east-1"
 SCALE_ENV = "PINSYNC_BENCH_SCALE"
 ONLY_ENV = "PINSYNC_BENCH_ONLY"
-UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15")
+UNITS = (
+    *("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9"),
+    *("10", "11", "12", "13", "14", "15", "16", "17"),
+)
 """The rows ``PINSYNC_BENCH_ONLY`` can select."""
 CHILD_FLAG = "--child-sync"
 CHILD_ENV = "PINSYNC_BENCH_CHILD"
@@ -1081,7 +1093,7 @@ def main() -> int:
     plan = Plan.from_scale(scale_from_env())
     only = selection_from_env()
     # Import this module first: they import from it.
-    from tests import bench_github, bench_huggingface, bench_operator, bench_restore
+    from tests import bench_github, bench_huggingface, bench_operator, bench_restore, bench_scale
 
     report = Report()
     with contextlib.ExitStack() as cleanup:
@@ -1125,6 +1137,7 @@ def main() -> int:
                 bench_huggingface.UNITS,
                 lambda: bench_huggingface.run(bench),
             ),
+            ("16-17", "fromNode at scale", bench_scale.UNITS, lambda: bench_scale.run(bench)),
         ]
         for key, what, units, run in sections:
             if bench.wants(*units):
