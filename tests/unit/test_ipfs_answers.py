@@ -72,7 +72,15 @@ V1 = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
             ).encode(),
             id="streamed",
         ),
-        pytest.param(  # the older, non-streamed answer
+        pytest.param(
+            # Kubo 0.39's whole-map answer (recorded from a real daemon), as pinsync asks for it
+            (
+                f'{{"Keys":{{"{V0}":{{"Type":"recursive","Name":"na\\"me/1"}},'
+                f'"{V1}":{{"Type":"recursive","Name":""}}}}}}\n'
+            ).encode(),
+            id="keys-compact",
+        ),
+        pytest.param(  # the same, spaced out as JSON allows
             f'{{"Keys": {{"{V0}": {{"Type": "recursive", "Name": "na\\"me/1"}}, '
             f'"{V1}": {{"Type": "recursive"}}, "bafkqaaa": {{"Type": "indirect"}}}}}}'.encode(),
             id="keys-object",

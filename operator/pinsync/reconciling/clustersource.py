@@ -95,13 +95,13 @@ CLUSTER_TIMEOUT = 300.0
 first (observed ~6-7 s per 100,000 pins on two peers)."""
 
 
-async def read(ctx: Context, pinset: Mapping[str, Any]) -> ClusterList:
+async def read(ctx: Context, pinset: Mapping[str, Any], *, fresh: bool = False) -> ClusterList:
     """The cluster's pins this PinSet's selector takes (see the module's docstring)."""
     key = source_id(pinset)
     lock = ctx.source_locks.setdefault(key, asyncio.Lock())
     async with lock:
         cached: ClusterList | None = ctx.sources.get(key)
-        if cached is not None and cached.settled:
+        if cached is not None and cached.settled and not fresh:
             if time.monotonic() - cached.read_at < ctx.settings.node_pins_interval:
                 return cached
         async with contextlib.aclosing(await client_for(ctx, pinset)) as client:
@@ -162,4 +162,4 @@ def needs_cluster(pinset: Mapping[str, Any]) -> bool:
 
 
 def watch(ctx: Context, pinset: Mapping[str, Any], key: tuple[str, str, str]) -> None:
-    ctx.watch(source_id(pinset), key, lambda: read(ctx, pinset))
+    ctx.watch(source_id(pinset), key, lambda fresh: read(ctx, pinset, fresh=fresh))

@@ -27,6 +27,9 @@ from pinsync.wakeups import Echoes, Wakeups
 
 logger = logging.getLogger(__name__)
 
+QUICK_POLL = 2.0
+"""Seconds before a pin source that just changed is read again."""
+
 Decide = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
@@ -136,6 +139,7 @@ class Context:
     _node_locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
     _node_watchers: dict[str, set[tuple[str, str, str]]] = dataclasses.field(default_factory=dict)
     _node_pollers: dict[str, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    _changes: dict[str, int] = dataclasses.field(default_factory=dict)
     sources: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Other pin sources by identity (:mod:`pinsync.reconciling.clustersource`)."""
     source_locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
@@ -192,10 +196,13 @@ class Context:
 
     def watch_node(self, url: str, key: tuple[str, str, str]) -> None:
         """Wake loop ``key`` whenever the node's pins change."""
-        self.watch(url, key, lambda: self.node_pins(url))
+        self.watch(url, key, lambda fresh: self.node_pins(url, fresh=fresh))
 
     def watch(
-        self, source: str, key: tuple[str, str, str], read: Callable[[], Awaitable[object]]
+        self,
+        source: str,
+        key: tuple[str, str, str],
+        read: Callable[[bool], Awaitable[object]],
     ) -> None:
         """Wake loop ``key`` whenever ``source`` (a node, a cluster) changes: while anyone
         watches it, ``read`` re-reads it every ``node_pins_interval`` and calls
@@ -208,16 +215,22 @@ class Context:
             )
 
     def changed(self, source: str) -> None:
+        self._changes[source] = self._changes.get(source, 0) + 1
         for key in self._node_watchers.get(source, ()):
             self.wakeups.wake(key)
 
-    async def _poll(self, source: str, read: Callable[[], Awaitable[object]]) -> None:
+    async def _poll(self, source: str, read: Callable[[bool], Awaitable[object]]) -> None:
+        """Re-read ``source`` at the interval; right after a change, again within QUICK_POLL
+        (pins come in batches: a read in the middle of one sees only its start)."""
+        quick = False
         while self._node_watchers.get(source):
-            await asyncio.sleep(self.settings.node_pins_interval)
+            await asyncio.sleep(QUICK_POLL if quick else self.settings.node_pins_interval)
+            before = self._changes.get(source, 0)
             try:
-                await read()
+                await read(quick)
             except reasons.ReasonedError as exc:  # the loops reading it report it
                 logger.debug("pins of %s: %s", source, exc)
+            quick = self._changes.get(source, 0) != before
 
     def unwatch(self, key: tuple[str, str, str]) -> None:
         for watchers in self._node_watchers.values():
