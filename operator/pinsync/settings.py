@@ -37,7 +37,7 @@ class Settings:
     resync_interval: float = 300.0
     """Seconds between level-based re-reconciles of an object nobody touched."""
 
-    node_pins_interval: float = 30.0
+    node_pins_interval: float = 15.0
     """Seconds a node's pin list is reused by every PinSet and backend that reads it (one
     ``pin/ls`` per node per interval; pins the operator adds itself are seen at once)."""
 
