@@ -52,6 +52,12 @@ for scale 1.0. What is measured, in one run:
 15. The huggingface backend into the Hub contract fake (see :mod:`tests.bench_huggingface`):
    2,000 pins of 4 KiB, pins/s and commits made.
 
+18. ``fromCluster`` through the operator (see :mod:`tests.bench_cluster`): a real two-peer IPFS
+   Cluster holding 100,000 pins of 1 KiB, half on each peer's Kubo (seeded untimed), a PinSet
+   ``fromCluster`` with both peers' Kubo URLs into an empty S3 StorageBackend, from ``kubectl
+   apply`` until Ready: pins/s (against (5)'s target, as row 16 borrows it), operator peak RSS,
+   and the CPU seconds of the operator, the cluster peers, their Kubos and MinIO.
+
 ``PINSYNC_BENCH_ONLY`` selects rows: a comma-separated list of row numbers (``2b`` included) and
 ranges, e.g. ``5-9`` or ``2b,5`` (a range includes the lettered rows within it). Rows a selected
 row needs run too: (2b) takes (2)'s pinsync figure, (6) and (7) work on (5)'s pins.
@@ -111,7 +117,10 @@ BUCKET = "bench"
 REGION = "us-east-1"
 SCALE_ENV = "PINSYNC_BENCH_SCALE"
 ONLY_ENV = "PINSYNC_BENCH_ONLY"
-UNITS = ("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15")
+UNITS = (
+    *("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9"),
+    *("10", "11", "12", "13", "14", "15", "18"),
+)
 """The rows ``PINSYNC_BENCH_ONLY`` can select."""
 CHILD_FLAG = "--child-sync"
 CHILD_ENV = "PINSYNC_BENCH_CHILD"
@@ -1081,7 +1090,7 @@ def main() -> int:
     plan = Plan.from_scale(scale_from_env())
     only = selection_from_env()
     # Import this module first: they import from it.
-    from tests import bench_github, bench_huggingface, bench_operator, bench_restore
+    from tests import bench_cluster, bench_github, bench_huggingface, bench_operator, bench_restore
 
     report = Report()
     with contextlib.ExitStack() as cleanup:
@@ -1124,6 +1133,12 @@ def main() -> int:
                 "the huggingface backend",
                 bench_huggingface.UNITS,
                 lambda: bench_huggingface.run(bench),
+            ),
+            (
+                "18",
+                "fromCluster through the operator",
+                bench_cluster.UNITS,
+                lambda: bench_cluster.run(bench),
             ),
         ]
         for key, what, units, run in sections:
