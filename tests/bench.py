@@ -60,6 +60,11 @@ for scale 1.0. What is measured, in one run:
        in the bucket: apply to Ready, peak RSS (≤ 512 MiB), one idle pass's CPU (≤ 1 s), 10 idle
        minutes' CPU (≤ 10 s), 1,000 new pins until Ready (≤ 30 s); with several sizes, per-pin
        slopes and the 1,000,000-pin figures they give, labelled EXTRAPOLATED.
+18. ``fromCluster`` through the operator (see :mod:`tests.bench_cluster`): a real two-peer IPFS
+   Cluster holding 100,000 pins of 1 KiB, half on each peer's Kubo (seeded untimed), a PinSet
+   ``fromCluster`` with both peers' Kubo URLs into an empty S3 StorageBackend, from ``kubectl
+   apply`` until Ready: pins/s (against (5)'s target, as row 16 borrows it), operator peak RSS,
+   and the CPU seconds of the operator, the cluster peers, their Kubos and MinIO.
 
 ``PINSYNC_BENCH_ONLY`` selects rows: a comma-separated list of row numbers (``2b`` included) and
 ranges, e.g. ``5-9`` or ``2b,5`` (a range includes the lettered rows within it). Rows a selected
@@ -122,7 +127,7 @@ SCALE_ENV = "PINSYNC_BENCH_SCALE"
 ONLY_ENV = "PINSYNC_BENCH_ONLY"
 UNITS = (
     *("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9"),
-    *("10", "11", "12", "13", "14", "15", "16", "17"),
+    *("10", "11", "12", "13", "14", "15", "16", "17", "18"),
 )
 """The rows ``PINSYNC_BENCH_ONLY`` can select."""
 CHILD_FLAG = "--child-sync"
@@ -1093,7 +1098,14 @@ def main() -> int:
     plan = Plan.from_scale(scale_from_env())
     only = selection_from_env()
     # Import this module first: they import from it.
-    from tests import bench_github, bench_huggingface, bench_operator, bench_restore, bench_scale
+    from tests import (
+        bench_cluster,
+        bench_github,
+        bench_huggingface,
+        bench_operator,
+        bench_restore,
+        bench_scale,
+    )
 
     report = Report()
     with contextlib.ExitStack() as cleanup:
@@ -1138,6 +1150,12 @@ def main() -> int:
                 lambda: bench_huggingface.run(bench),
             ),
             ("16-17", "fromNode at scale", bench_scale.UNITS, lambda: bench_scale.run(bench)),
+            (
+                "18",
+                "fromCluster through the operator",
+                bench_cluster.UNITS,
+                lambda: bench_cluster.run(bench),
+            ),
         ]
         for key, what, units, run in sections:
             if bench.wants(*units):

@@ -23,11 +23,13 @@ import contextlib
 import hashlib
 import json
 import pathlib
+import random
 import shutil
 import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Sequence
 
 import httpx
 
@@ -57,11 +59,18 @@ def cbor_head(major: int, value: int) -> bytes:
     raise ValueError(value)
 
 
-def car_of(count: int) -> tuple[bytes, list[str]]:
-    """A CARv1 of ``count`` raw blocks, every one of them a root; and their CIDs."""
+def car_of(
+    count: int, *, size: int = 0, label: bytes = b"pinsync-clusterpins-bench"
+) -> tuple[bytes, list[str]]:
+    """A CARv1 of ``count`` raw blocks, every one of them a root; and their CIDs. A block is
+    ``<label>-<index>``, filled up to ``size`` bytes with seeded random bytes when that is
+    longer (so pins of several CARs differ by their labels)."""
+    rng = random.Random(label)
     raw_cids, blocks = [], []
     for index in range(count):
-        data = b"pinsync-clusterpins-bench-%d" % index
+        data = b"%s-%d" % (label, index)
+        if size > len(data):
+            data += rng.randbytes(size - len(data))
         raw = RAW_SHA256 + hashlib.sha256(data).digest()
         raw_cids.append(raw)
         blocks.append(varint(len(raw) + len(data)) + raw + data)
@@ -72,23 +81,47 @@ def car_of(count: int) -> tuple[bytes, list[str]]:
     return car, cids
 
 
-def state_file(path: pathlib.Path, cids: list[str]) -> None:
-    """A ``state export`` file: one pin per line, replicated on every peer."""
+def state_file(
+    path: pathlib.Path,
+    cids: Sequence[str],
+    *,
+    prefix: str = "bench/",
+    allocations: Sequence[Sequence[str]] = (),
+) -> None:
+    """A ``state export`` file: one pin per line, named ``<prefix><index>``. Replicated on every
+    peer, unless ``allocations`` gives, per CID, the cluster peer IDs holding it (then its
+    replication factor is their number)."""
     with path.open("w") as out:
         for index, cid in enumerate(cids):
+            peers = list(allocations[index]) if allocations else []
             pin = {
                 "cid": cid,
-                "name": f"bench/{index:06d}",
+                "name": f"{prefix}{index:06d}",
                 "metadata": {"team": "media" if index % 2 else "other"},
                 "type": "pin",
                 "mode": "recursive",
-                "allocations": [],
+                "allocations": peers,
                 "max_depth": -1,
-                "replication_factor_min": -1,
-                "replication_factor_max": -1,
+                "replication_factor_min": len(peers) or -1,
+                "replication_factor_max": len(peers) or -1,
                 "timestamp": "2026-12-06T00:00:00Z",
             }
             out.write(json.dumps(pin) + "\n")
+
+
+def load(members: Sequence[cluster.Member], cars: Sequence[bytes], state: pathlib.Path) -> None:
+    """Each member's Kubo imports its CAR (every block a pinned root); then every peer, stopped,
+    imports the ``state`` file offline (one batched CRDT commit), and the cluster is restarted
+    until each peer sees all of them again."""
+    for member, car in zip(members, cars, strict=True):
+        import_car(member.kubo, car)
+    for member in members:
+        member.peer.stop()
+    for member in members:
+        member.peer.service("state", "import", "-f", str(state))
+        member.peer.start()
+    for member in members:
+        member.peer.wait_for_peers(len(members))
 
 
 def import_car(node: kubo.Kubo, car: bytes) -> None:
@@ -159,17 +192,11 @@ def run(workdir: pathlib.Path, count: int) -> None:
     state = workdir / "state.jsonl"
     state_file(state, cids)
     with cluster.two_peers(workdir, username=None) as members:
-        for member in members:
-            import_car(member.kubo, car)
-        say(f"{count} blocks imported and pinned on both Kubos ({time.monotonic() - started:.0f}s)")
-        for member in members:
-            member.peer.stop()
-        for member in members:
-            member.peer.service("state", "import", "-f", str(state))
-            member.peer.start()
-        for member in members:
-            member.peer.wait_for_peers(2)
-        say(f"state imported into both peers ({time.monotonic() - started:.0f}s)")
+        load(members, [car, car], state)
+        say(
+            f"{count} blocks imported and pinned on both Kubos, state imported into both peers "
+            f"({time.monotonic() - started:.0f}s)"
+        )
         api_url = members[0].peer.api_url
         for _ in range(3):
             size, cpu, wall = asyncio.run(read_bytes(api_url))

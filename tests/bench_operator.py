@@ -173,6 +173,19 @@ def token_of(status: dict[str, Any]) -> int | None:
     return None if token is None else int(token)
 
 
+def sync_rate(done: bool, status: dict[str, Any], wanted: int, seconds: float) -> tuple[float, str]:
+    """(pins/s, the result to print) of a sync that took ``seconds`` towards ``wanted`` pins
+    and ended with backend ``status`` (``done``: it got there; else the rate reached)."""
+    present = int((status.get("counts") or {}).get("present") or 0)
+    rate = present / seconds
+    if not done:
+        return (
+            rate,
+            f"TIMEOUT after {seconds:.0f} s: {present} of {wanted} present, {rate:.1f} pins/s",
+        )
+    return rate, f"{rate:.1f} pins/s ({seconds:.0f} s)"
+
+
 def timestamp(value: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -224,12 +237,16 @@ async def node_pins(api_url: str) -> dict[str, str]:
 class Cluster:
     """kube-apiserver + etcd with the CRDs, and the operator as a subprocess."""
 
-    def __init__(self, workdir: pathlib.Path, bench: Bench) -> None:
-        self.workdir, self.bench = workdir, bench
+    def __init__(
+        self, workdir: pathlib.Path, bench: Bench, *, log_copy: pathlib.Path = LOG_COPY
+    ) -> None:
+        self.workdir, self.bench, self.log_copy = workdir, bench, log_copy
         self.plane = controlplane.ControlPlane(workdir / "controlplane")
         self.kubeconfig = self.plane.kubeconfig
         self.operator: Operator | None = None
         self.pid = 0
+        self.servers: dict[str, processes.Process | None] = {}
+        """More servers whose CPU seconds :meth:`cpu` reports (by name)."""
 
     def start(self) -> Cluster:
         say("starting kube-apiserver + etcd, installing the CRDs")
@@ -263,8 +280,8 @@ class Cluster:
             process = self.operator.process
             self.operator.stop()
             if process is not None and process.log_path.exists():
-                LOG_COPY.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(process.log_path, LOG_COPY)
+                self.log_copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(process.log_path, self.log_copy)
         self.plane.stop()
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
@@ -288,6 +305,7 @@ class Cluster:
             **{p.name: p for p in self.plane.processes},
             "Kubo": self.bench.node.process,
             "MinIO": self.bench.server.process,
+            **self.servers,
         }
         return {name: process_cpu(p) for name, p in servers.items()}
 
@@ -343,6 +361,30 @@ class World:
         self, name: str, *, present: int | None = None, timeout: float = 300
     ) -> dict[str, Any]:
         return eventually(lambda: ready_and_clean(self.status(name), present), timeout=timeout)
+
+    def until_ready(
+        self, name: str, present: int, *, timeout: float, label: str
+    ) -> tuple[bool, dict[str, Any]]:
+        """Poll backend ``name`` every second until it is Ready and clean with ``present``
+        pins, saying how far it got once a minute; (whether it got there within ``timeout``,
+        its last status)."""
+        said = [time.perf_counter()]
+
+        def check() -> dict[str, Any]:
+            status = self.status(name)
+            if time.perf_counter() - said[0] >= 60:
+                said[0] = time.perf_counter()
+                counts, token = status.get("counts") or {}, token_of(status)
+                say(
+                    f"{label} {counts.get('present')} of {present} present, phase "
+                    f"{status.get('phase')}, dirty token {token}"
+                )
+            return ready_and_clean(status, present)
+
+        try:
+            return True, eventually(check, timeout=timeout, interval=1.0)
+        except AssertionError:
+            return False, self.status(name)
 
     def versions(self) -> dict[str, str]:
         """``kind/name`` -> resourceVersion of every StorageBackend and PinSet here."""
@@ -403,17 +445,18 @@ class Rows:
 
         return run
 
-    def peak(self, key: str, what: str, target_mib: float, start: tuple[int, bool]) -> None:
-        """Report the operator's peak RSS since :func:`reset_peak_rss` returned ``start``."""
+    def peak(self, key: str, what: str, target_mib: float | None, start: tuple[int, bool]) -> None:
+        """Report the operator's peak RSS since :func:`reset_peak_rss` returned ``start``
+        (``target_mib`` None: as information)."""
         peak = (proc_status_kib("VmHWM", self.cluster.pid) or 0) / KiB
         at_start, reset = start[0] / KiB, start[1]
         since = f"RSS at the row's start {at_start:.1f} MiB" if reset else "lifetime peak"
+        result = f"{peak:.1f} MiB ({since})"
+        if target_mib is None:
+            self.bench.report.add(key, what, result, "information")
+            return
         self.bench.report.add(
-            key,
-            what,
-            f"{peak:.1f} MiB ({since})",
-            f"≤ {target_mib:.0f} MiB",
-            verdict(peak <= target_mib),
+            key, what, result, f"≤ {target_mib:.0f} MiB", verdict(peak <= target_mib)
         )
 
     def sync_many(self) -> None:
@@ -432,34 +475,12 @@ class Rows:
         say(f"(5) applying a PinSet of {n} CIDs; waiting until the backend is Ready")
         start = time.perf_counter()
         world.add_pinset("many", self.cids, [FIRST])
-        last_said = [start]
-
-        def check() -> dict[str, Any]:
-            status = world.status(FIRST)
-            if time.perf_counter() - last_said[0] >= 60:
-                last_said[0] = time.perf_counter()
-                counts, token = status.get("counts") or {}, token_of(status)
-                say(
-                    f"(5) {counts.get('present')} of {n} present, phase {status.get('phase')}, "
-                    f"dirty token {token}"
-                )
-            return ready_and_clean(status, n)
-
-        done = True
-        try:
-            status = eventually(check, timeout=SYNC_TIMEOUT, interval=1.0)
-        except AssertionError:
-            done, status = False, world.status(FIRST)
-        seconds = time.perf_counter() - start
-        present = int((status.get("counts") or {}).get("present") or 0)
+        done, status = world.until_ready(FIRST, n, timeout=SYNC_TIMEOUT, label="(5)")
+        rate, result = sync_rate(done, status, n, time.perf_counter() - start)
         reference, source = self.bench.engine_pins_per_s, "(3a) of this run"
         if reference is None:
             reference, source = README_ENGINE_RATE, "reference 204 pins/s from README, (3a) not run"
         wanted = ENGINE_SHARE * reference
-        rate = present / seconds
-        result = f"{rate:.1f} pins/s ({seconds:.0f} s)"
-        if not done:
-            result = f"TIMEOUT after {seconds:.0f} s: {present} of {n} present, {rate:.1f} pins/s"
         report.add(
             "5a",
             f"operator: PinSet of {n} x 1 KiB unpinned pins → empty S3 backend "
@@ -731,10 +752,19 @@ class Rows:
         )
         lines = [
             f"Operator log: {len(log)} lines, {levels['WARNING']} warnings, {levels['ERROR']} "
-            f"errors, {sum('Traceback' in line for line in log)} tracebacks (a copy: {LOG_COPY})"
+            f"errors, {sum('Traceback' in line for line in log)} tracebacks "
+            f"(a copy: {self.cluster.log_copy})"
         ]
         lines += [f"  {count:6d} x {message}" for message, count in messages.most_common(5)]
         return "\n".join(lines)
+
+    def paragraph(self, title: str) -> str:
+        """What goes below the table: CPU seconds by process over each row, what was observed,
+        and the operator's log."""
+        heading = f"{title} (the operator: pid {self.cluster.pid}): CPU seconds by process over "
+        return "\n".join(
+            [heading + "each row:", *self.cpu_lines, *self.observed, self.log_summary()]
+        )
 
 
 def run(bench: Bench) -> None:
@@ -754,13 +784,6 @@ def run(bench: Bench) -> None:
         for units, key, what, step in steps:
             if bench.wants(*units):
                 bench.report.attempt(key, what, rows.metered(key, step))
-        paragraph = [
-            f"Operator section (the operator: pid {cluster.pid}): CPU seconds by process over "
-            "each row:",
-            *rows.cpu_lines,
-            *rows.observed,
-            rows.log_summary(),
-        ]
-        bench.report.extra.append("\n".join(paragraph))
+        bench.report.extra.append(rows.paragraph("Operator section"))
     finally:
         cluster.stop()
