@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import pathlib
 import time
 from collections.abc import Sequence
@@ -129,7 +130,7 @@ def sync_from_cluster(
     world.wait_ready(BACKEND, present=0, timeout=120)
     start_rss = bench_operator.reset_peak_rss(kube.pid)
     say(f"(18) applying a fromCluster PinSet of {n} cluster pins; waiting until Ready")
-    start = time.perf_counter()
+    start, applied = time.perf_counter(), datetime.datetime.now(datetime.UTC)
     kube.apply(world.manifest("PinSet", "cluster", pinset_spec(members, BACKEND)))
     done, status = world.until_ready(BACKEND, n, timeout=SYNC_TIMEOUT, label="(18)")
     rate, result = bench_operator.sync_rate(done, status, n, time.perf_counter() - start)
@@ -145,8 +146,8 @@ def sync_from_cluster(
     rows.peak("18b", "operator peak RSS during (18)", None, start_rss)
     pinset = world.pinsets.get("cluster").get("status") or {}
     rows.observed.append(
-        f"(18) afterwards: backend counts {status.get('counts')}, lastSync "
-        f"{status.get('lastSync')}; PinSet counts {pinset.get('counts')}"
+        f"(18) applied at {applied:%H:%M:%S}Z; afterwards: backend counts {status.get('counts')}, "
+        f"lastSync {status.get('lastSync')}; PinSet counts {pinset.get('counts')}"
     )
 
 
