@@ -140,7 +140,7 @@ def sync_from_cluster(
         f"operator: fromCluster PinSet, two-peer cluster of {n} x 1 KiB pins (half on each "
         f"peer's Kubo) → empty S3 backend (concurrency {plan.concurrency}), apply to Ready",
         result,
-        f"≥ {wanted:.0f} pins/s (0.8 x row 5's 188.8; borrowed from row 16)",
+        f"≥ {wanted:.0f} pins/s ({ROW5_SHARE:g} x row 5's {ROW5_RATE:g}; borrowed from row 16)",
         verdict(done and rate >= wanted),
     )
     rows.peak("18b", "operator peak RSS during (18)", None, start_rss)
