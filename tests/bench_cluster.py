@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import pathlib
 import time
 from collections.abc import Sequence
@@ -129,7 +130,7 @@ def sync_from_cluster(
     world.wait_ready(BACKEND, present=0, timeout=120)
     start_rss = bench_operator.reset_peak_rss(kube.pid)
     say(f"(18) applying a fromCluster PinSet of {n} cluster pins; waiting until Ready")
-    start = time.perf_counter()
+    start, applied = time.perf_counter(), datetime.datetime.now(datetime.UTC)
     kube.apply(world.manifest("PinSet", "cluster", pinset_spec(members, BACKEND)))
     done, status = world.until_ready(BACKEND, n, timeout=SYNC_TIMEOUT, label="(18)")
     rate, result = bench_operator.sync_rate(done, status, n, time.perf_counter() - start)
@@ -138,13 +139,13 @@ def sync_from_cluster(
         f"operator: fromCluster PinSet, two-peer cluster of {n} x 1 KiB pins (half on each "
         f"peer's Kubo) → empty S3 backend (concurrency {plan.concurrency}), apply to Ready"
     )
-    target = f"≥ {wanted:.0f} pins/s (0.8 x row 5's 188.8; borrowed from row 16)"
+    target = f"≥ {wanted:.0f} pins/s ({ROW5_SHARE:g} x row 5's {ROW5_RATE:g}; borrowed from row 16)"
     report.add("18a", what, result, target, verdict(done and rate >= wanted))
     rows.peak("18b", "operator peak RSS during (18)", None, start_rss)
     pinset = world.pinsets.get("cluster").get("status") or {}
     rows.observed.append(
-        f"(18) afterwards: backend counts {status.get('counts')}, lastSync "
-        f"{status.get('lastSync')}; PinSet counts {pinset.get('counts')}"
+        f"(18) applied at {applied:%H:%M:%S}Z; afterwards: backend counts {status.get('counts')}, "
+        f"lastSync {status.get('lastSync')}; PinSet counts {pinset.get('counts')}"
     )
 
 
