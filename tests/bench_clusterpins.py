@@ -18,9 +18,7 @@ stopped, imports the same state file (``state import``: one batched CRDT commit)
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import pathlib
 import random
@@ -35,28 +33,7 @@ import httpx
 
 from pinsync import clusterpins
 from pinsync.devenv import cluster, kubo
-
-RAW_SHA256 = b"\x01\x55\x12\x20"
-"""CIDv1, raw codec, sha2-256 multihash of 32 bytes."""
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def cbor_head(major: int, value: int) -> bytes:
-    """A CBOR item head, minimally encoded (as DAG-CBOR wants)."""
-    if value < 24:
-        return bytes([major << 5 | value])
-    for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if value < 1 << (8 * size):
-            return bytes([major << 5 | extra]) + value.to_bytes(size, "big")
-    raise ValueError(value)
+from tests import cars
 
 
 def car_of(
@@ -71,14 +48,11 @@ def car_of(
         data = b"%s-%d" % (label, index)
         if size > len(data):
             data += rng.randbytes(size - len(data))
-        raw = RAW_SHA256 + hashlib.sha256(data).digest()
+        raw = cars.raw_cid(data)
         raw_cids.append(raw)
-        blocks.append(varint(len(raw) + len(data)) + raw + data)
-    roots = b"".join(b"\xd8\x2a\x58\x25\x00" + raw for raw in raw_cids)  # tag 42, bytes(37)
-    header = b"\xa2\x65roots" + cbor_head(4, len(raw_cids)) + roots + b"\x67version\x01"
-    car = varint(len(header)) + header + b"".join(blocks)
-    cids = ["b" + base64.b32encode(raw).decode().lower().rstrip("=") for raw in raw_cids]
-    return car, cids
+        blocks.append(cars.block(raw, data))
+    car = cars.header(*raw_cids) + b"".join(blocks)
+    return car, [cars.cid_text(raw) for raw in raw_cids]
 
 
 def state_file(

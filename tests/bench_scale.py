@@ -68,7 +68,6 @@ What each row measures:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import datetime
@@ -90,6 +89,7 @@ import httpx
 
 from pinsync import ipfs
 from pinsync.settings import Settings
+from tests import cars
 from tests.bench import (
     Bench,
     BenchError,
@@ -145,8 +145,6 @@ PASS_TRIALS = 3
 POKE = "pinsync.io/bench-poke"
 NAMESPACE = "bench-scale"
 BACKEND, PINSET = "big", "big"
-RAW_CID_PREFIX = bytes([0x01, 0x55, 0x12, 0x20])
-"""CIDv1, raw codec, sha2-256, 32 bytes."""
 
 
 # -- content -------------------------------------------------------------------------------------
@@ -158,42 +156,10 @@ def block(index: int, space: str = "base") -> bytes:
     return hashlib.shake_128(f"pinsync-bench-scale {space} {index}".encode()).digest(BLOCK_SIZE)
 
 
-def raw_cid(data: bytes) -> bytes:
-    return RAW_CID_PREFIX + hashlib.sha256(data).digest()
-
-
-def cid_text(binary: bytes) -> str:
-    """The CIDv1 in base32, as Kubo prints it (and pinsync's identity, ``cids.key``)."""
-    return "b" + base64.b32encode(binary).decode().lower().rstrip("=")
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def car_header(root: bytes) -> bytes:
-    """A CARv1 header ``{"roots": [root], "version": 1}`` in DAG-CBOR (keys in canonical order,
-    the CID as tag 42 over its binary form with the multibase 0x00 prefix), length-prefixed."""
-    cid_bytes = b"\x00" + root
-    cbor = (
-        b"\xa2\x65roots\x81\xd8\x2a\x58" + bytes([len(cid_bytes)]) + cid_bytes + b"\x67version\x01"
-    )
-    return varint(len(cbor)) + cbor
-
-
-def car_section(cid: bytes, data: bytes) -> bytes:
-    return varint(len(cid) + len(data)) + cid + data
-
-
 def single_block_car(data: bytes) -> tuple[str, bytes]:
     """(CID, the CARv1 that ``ipfs dag export`` writes for it) of one raw block."""
-    cid = raw_cid(data)
-    return cid_text(cid), car_header(cid) + car_section(cid, data)
+    cid = cars.raw_cid(data)
+    return cars.cid_text(cid), cars.header(cid) + cars.block(cid, data)
 
 
 async def car_stream(blocks: Iterator[bytes], cids: list[str]) -> AsyncIterator[bytes]:
@@ -201,12 +167,12 @@ async def car_stream(blocks: Iterator[bytes], cids: list[str]) -> AsyncIterator[
     per chunk; the CIDs are appended to ``cids`` as they go."""
     header_done, chunk = False, bytearray()
     for data in blocks:
-        cid = raw_cid(data)
+        cid = cars.raw_cid(data)
         if not header_done:
-            chunk += car_header(cid)
+            chunk += cars.header(cid)
             header_done = True
-        chunk += car_section(cid, data)
-        cids.append(cid_text(cid))
+        chunk += cars.block(cid, data)
+        cids.append(cars.cid_text(cid))
         if len(chunk) >= MiB:
             yield bytes(chunk)
             chunk.clear()

@@ -53,6 +53,7 @@ from typing import Any
 import httpx
 
 from pinsync import reasons
+from pinsync.ipfs import redact_url
 
 PINNED = "pinned"
 """The tracker status of a peer that holds a pin."""
@@ -302,16 +303,6 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
     if code == 404 and not message:
         raise ClusterError(f"{what}: HTTP 404: no IPFS Cluster REST API at this URL")
     raise ClusterError(f"{what}: HTTP {code}" + (f": {message}" if message else ""))
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host:port/path`` of ``url``: no userinfo, query or fragment."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
-        return "<invalid URL>"
-    port = f":{parsed.port}" if parsed.port is not None else ""
-    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path.rstrip('/')}"
 
 
 _SPACE = frozenset(" \t\n\r")

@@ -146,24 +146,21 @@ class Kubo:
         except ValueError:
             self._password = ""
         self._timeouts = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
-        self._sessions: dict[aiohttp.HttpVersion, aiohttp.ClientSession] = {}
+        self._session: aiohttp.ClientSession | None = None
         self._addresses: list[str] | None = None
         self._peer = ""
 
-    def _http(self, version: aiohttp.HttpVersion = aiohttp.HttpVersion11) -> aiohttp.ClientSession:
-        """One session (and connection pool) per HTTP version the client speaks."""
-        session = self._sessions.get(version)
-        if session is None or session.closed:
-            session = self._sessions[version] = aiohttp.ClientSession(
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
                 timeout=self._timeouts,
                 auto_decompress=False,  # a CAR is passed on byte for byte
-                version=version,
             )
-        return session
+        return self._session
 
     async def aclose(self) -> None:
-        for session in self._sessions.values():
-            await session.close()
+        if self._session is not None:
+            await self._session.close()
 
     async def __aenter__(self) -> Kubo:
         return self
@@ -208,14 +205,13 @@ class Kubo:
         reason: str,
         timeout: aiohttp.ClientTimeout | None = None,
         data: aiohttp.MultipartWriter | None = None,
-        version: aiohttp.HttpVersion = aiohttp.HttpVersion11,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST to the RPC API; yield a ``200 OK`` answer, raise an IpfsError for anything else.
 
         Transport failures while the caller reads the body are mapped too.
         """
         try:
-            async with self._http(version).post(
+            async with self._http().post(
                 f"{self.api_url}{path}",
                 params=params,
                 timeout=timeout or self._timeouts,

@@ -73,10 +73,12 @@ def test_a_cluster_that_refuses_the_credentials_is_reported_on_the_pinset(
     world: World, cluster_pair: tuple[cluster.Member, cluster.Member]
 ) -> None:
     first, _ = cluster_pair
-    create_secret(world.k8s, world.namespace, "wrong", {"username": "pinsync", "password": "no"})
+    wrong = "wrong-password-5f1c9e"
+    create_secret(world.k8s, world.namespace, "wrong", {"username": "pinsync", "password": wrong})
     world.backend()
     spec = {"apiUrl": first.peer.api_url, "credentialsSecretRef": {"name": "wrong"}}
     world.pinsets.create("cluster", {"fromCluster": spec, "backends": ["minio"]})
     condition = world.pinsets.wait_condition("cluster", "Stalled", "True")
     assert condition["reason"] == "AuthFailed"
-    assert "no" not in condition["message"].split()
+    assert wrong not in condition["message"]
+    assert all(wrong not in (e.message or "") for e in world.events())

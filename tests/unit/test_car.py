@@ -6,10 +6,11 @@ import random
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
-from multiformats import CID, multihash, varint
+from multiformats import CID, multihash
 
 from pinsync import cids
 from pinsync.car import CarChecker, CarError
+from tests import cars
 
 RNG = random.Random(1234)
 
@@ -18,21 +19,12 @@ def raw_cid(data: bytes, hashfun: str = "sha2-256") -> CID:
     return CID("base32", 1, "raw", multihash.digest(data, hashfun))
 
 
-def section(payload: bytes) -> bytes:
-    return bytes(varint.encode(len(payload))) + payload
+def block(data: bytes, cid: CID | None = None) -> bytes:
+    return cars.block(bytes(cid if cid is not None else raw_cid(data)), data)
 
 
 def header(*roots: CID, version: int = 1) -> bytes:
-    """The dag-cbor map {"roots": [...], "version": version}, keys in canonical order."""
-    out = b"\xa2\x65roots" + bytes([0x80 | len(roots)])
-    for root in roots:
-        tagged = b"\x00" + bytes(root)
-        out += b"\xd8\x2a\x58" + bytes([len(tagged)]) + tagged
-    return section(out + b"\x67version" + bytes([version]))
-
-
-def block(data: bytes, cid: CID | None = None) -> bytes:
-    return section(bytes(cid if cid is not None else raw_cid(data)) + data)
+    return cars.header(*(bytes(root) for root in roots), version=version)
 
 
 class Car:
@@ -199,9 +191,11 @@ MALFORMED_BLOCKS = MALFORMED.data[MALFORMED.boundaries[0] :]
     [
         pytest.param(b"", id="empty stream"),
         pytest.param(header(MALFORMED.blocks[0][0], version=2) + MALFORMED_BLOCKS, id="version 2"),
-        pytest.param(section(b"\x82\x01\x02") + MALFORMED_BLOCKS, id="not a map"),
-        pytest.param(section(b"\xbf\xff") + MALFORMED_BLOCKS, id="indefinite-length map"),
-        pytest.param(section(b"\xa2\x65roots") + MALFORMED_BLOCKS, id="header past its section"),
+        pytest.param(cars.section(b"\x82\x01\x02") + MALFORMED_BLOCKS, id="not a map"),
+        pytest.param(cars.section(b"\xbf\xff") + MALFORMED_BLOCKS, id="indefinite-length map"),
+        pytest.param(
+            cars.section(b"\xa2\x65roots") + MALFORMED_BLOCKS, id="header past its section"
+        ),
         pytest.param(MALFORMED_BLOCKS, id="blocks without a header"),
     ],
 )
@@ -212,7 +206,7 @@ async def test_a_missing_or_malformed_header_is_rejected(data: bytes) -> None:
 
 async def test_absurd_section_lengths_are_rejected_without_buffering() -> None:
     car = small_car()
-    huge = bytes(varint.encode(1 << 40)) + b"x" * 100
+    huge = bytes(cars.varint.encode(1 << 40)) + b"x" * 100
     with pytest.raises(CarError, match="exceeds"):
         await run(car.data + huge)
     with pytest.raises(CarError, match="zero-length"):

@@ -94,3 +94,11 @@ def test_a_fromnode_pin_is_neither_pinned_nor_restored_by_its_pinset() -> None:
         ctx(), pinset({"cids": [CID_A], "fromNode": {"namePrefix": "media/"}}), node
     )
     assert dict(source.listed) == {CID_A: CID_A}
+
+
+def test_pins_the_operator_adds_are_selected_by_the_same_rule_as_listed_ones() -> None:
+    node = NodePins.of({CID_A: ""})
+    node.record(["bafkqaaa"], "pinsync/other/media")  # made for another namespace's PinSet
+    node.record(["bafkqaab"], "pinsync/ns/mine")
+    assert list(node.select("", "ns")) == sorted([CID_A, "bafkqaab"])
+    assert list(node.select("pinsync/other/", "ns")) == ["bafkqaaa"]

@@ -21,6 +21,8 @@ import time
 from collections.abc import Awaitable, Callable, Container, Hashable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from pinsync import cids, conditions, ipfs, kube, metrics, pinlists, reasons, settings
 from pinsync.backends import base
 from pinsync.wakeups import Echoes, Wakeups
@@ -84,23 +86,20 @@ class NodePins:
         cached = self._selected.get((prefix, namespace))
         if cached is not None and cached[0] == self.version:
             return cached[1]
-        own = f"{OWN_PIN_PREFIX}{namespace}/"
 
-        def taken(name: str) -> bool:
+        def taken(names: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
             if prefix:
-                return name.startswith(prefix)
-            return not name.startswith(OWN_PIN_PREFIX) or name.startswith(own)
+                return pinlists.starting_with(names, prefix)
+            own = f"{OWN_PIN_PREFIX}{namespace}/"
+            theirs = pinlists.starting_with(names, OWN_PIN_PREFIX)
+            mine: np.ndarray[Any, Any] = ~theirs | pinlists.starting_with(names, own)
+            return mine
 
-        names = self.listing.names
-        if prefix:
-            mask = pinlists.starting_with(names, prefix)
-        else:
-            mask = ~pinlists.starting_with(names, OWN_PIN_PREFIX) | pinlists.starting_with(
-                names, own
-            )
-        selected = self.listing.keys.select(mask)
-        extra = [k for k, name in self.added.items() if taken(name)]
-        if extra:
+        selected = self.listing.keys.select(taken(self.listing.names))
+        if self.added:
+            added = list(self.added)
+            names = np.array([self.added[k].encode() for k in added], dtype=bytes)
+            extra = [k for k, keep in zip(added, taken(names).tolist(), strict=True) if keep]
             selected = selected.union(pinlists.Keys.of(extra))
         self._selected[(prefix, namespace)] = (self.version, selected)
         return selected
