@@ -136,8 +136,8 @@ class Context:
     """Per PinSet: its pool of network fetches (:class:`pinsync.reconciling.pinning.Fetches`)."""
     _node_pins: dict[str, NodePins] = dataclasses.field(default_factory=dict)
     _node_locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
-    _node_watchers: dict[str, set[tuple[str, str, str]]] = dataclasses.field(default_factory=dict)
-    _node_pollers: dict[str, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    _watchers: dict[str, set[tuple[str, str, str]]] = dataclasses.field(default_factory=dict)
+    _pollers: dict[str, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
     _changes: dict[str, int] = dataclasses.field(default_factory=dict)
     sources: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Other pin sources by identity (:mod:`pinsync.reconciling.clustersource`)."""
@@ -189,7 +189,7 @@ class Context:
                 logger.info(
                     "node %s: %d pins, %d changed", ipfs.redact_url(url), len(pins), changed
                 )
-                for key in self._node_watchers.get(url, ()):
+                for key in self._watchers.get(url, ()):
                     self.wakeups.wake(key)
             return pins
 
@@ -206,23 +206,23 @@ class Context:
         """Wake loop ``key`` whenever ``source`` (a node, a cluster) changes: while anyone
         watches it, ``read`` re-reads it every ``node_pins_interval`` and calls
         :meth:`changed` when what it read differs."""
-        self._node_watchers.setdefault(source, set()).add(key)
-        poller = self._node_pollers.get(source)
+        self._watchers.setdefault(source, set()).add(key)
+        poller = self._pollers.get(source)
         if poller is None or poller.done():
-            self._node_pollers[source] = asyncio.create_task(
+            self._pollers[source] = asyncio.create_task(
                 self._poll(source, read), name=f"pins {source}"
             )
 
     def changed(self, source: str) -> None:
         self._changes[source] = self._changes.get(source, 0) + 1
-        for key in self._node_watchers.get(source, ()):
+        for key in self._watchers.get(source, ()):
             self.wakeups.wake(key)
 
     async def _poll(self, source: str, read: Callable[[bool], Awaitable[object]]) -> None:
         """Re-read ``source`` at the interval; right after a change, again within QUICK_POLL
         (pins come in batches: a read in the middle of one sees only its start)."""
         quick = False
-        while self._node_watchers.get(source):
+        while self._watchers.get(source):
             await asyncio.sleep(QUICK_POLL if quick else self.settings.node_pins_interval)
             before = self._changes.get(source, 0)
             try:
@@ -232,12 +232,12 @@ class Context:
             quick = self._changes.get(source, 0) != before
 
     def unwatch(self, key: tuple[str, str, str]) -> None:
-        for watchers in self._node_watchers.values():
+        for watchers in self._watchers.values():
             watchers.discard(key)
 
     async def _stop_polling(self) -> None:
-        pollers = list(self._node_pollers.values())
-        self._node_pollers.clear()
+        pollers = list(self._pollers.values())
+        self._pollers.clear()
         for task in pollers:
             task.cancel()
         for task in pollers:
@@ -288,9 +288,9 @@ class Context:
         self.sources.clear()
         self.started.clear()
         self.synced.clear()
-        for task in self._node_pollers.values():
+        for task in self._pollers.values():
             task.cancel()
-        self._node_pollers.clear()
+        self._pollers.clear()
 
     async def aclose(self) -> None:
         await self._stop_polling()
