@@ -5,8 +5,8 @@ per ``node_pins_interval`` while a loop watches it, and parsed only when it chan
 ``GET /allocations`` (the shared pinset, without the peers' statuses, which change all the
 time) is compared with the last read's (a read that still costs ~1.6 CPU-s per 100,000 pins:
 the cluster writes its answer a pin at a time). When it differs, ``GET /pins`` is streamed:
-the pins the selector takes, kept compactly (:class:`pinsync.pinlists.Keys`), and for each the peers that
-hold it, so its content is exported from the Kubo of one of them (``fromCluster.peers``) and a
+the pins the selector takes, kept compactly (:class:`pinsync.pinlists.Keys`), and for each the
+peers that hold it, so its content is exported from the Kubo of one of them (``fromCluster.peers``) and a
 cluster of several peers is read from several nodes. A pin no peer held yet at that read makes
 the next read parse again, so its holder is learnt once the cluster has it.
 """
