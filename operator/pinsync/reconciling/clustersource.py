@@ -1,14 +1,15 @@
 """``spec.fromCluster``: the pins of an IPFS Cluster's shared pinset as a PinSet's pins.
 
 The cluster's pinset is read like a node's pin list (:mod:`pinsync.reconciling.context`): once
-per ``node_pins_interval`` while a loop watches it, and parsed only when it changed -- a digest of
-``GET /allocations`` (the shared pinset, without the peers' statuses, which change all the
+per ``node_pins_interval`` while a loop watches it, and parsed only when it changed -- a digest
+of ``GET /allocations`` (the shared pinset, without the peers' statuses, which change all the
 time) is compared with the last read's (a read that still costs ~1.6 CPU-s per 100,000 pins:
 the cluster writes its answer a pin at a time). When it differs, ``GET /pins`` is streamed:
-the pins the selector takes, kept compactly (:class:`pinsync.pinlists.Keys`), and for each the
-peers that hold it, so its content is exported from the Kubo of one of them (``fromCluster.peers``) and a
-cluster of several peers is read from several nodes. A pin no peer held yet at that read makes
-the next read parse again, so its holder is learnt once the cluster has it.
+the pins the selector takes, kept compactly (:class:`pinsync.pinlists.Keys`), and for each
+the peers that hold it, so its content is exported from the Kubo of one of them
+(``fromCluster.peers``) and a cluster of several peers is read from several nodes. A pin no
+peer held yet at that read makes the next read parse again, so its holder is learnt once the
+cluster has it.
 """
 
 from __future__ import annotations
