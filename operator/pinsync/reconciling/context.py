@@ -177,20 +177,28 @@ class Context:
                 if await kubo.pins_digest() == cached.listing.digest:
                     cached.read_at = time.monotonic()
                     return cached
+            before = set(cached.added) if cached is not None else set()
             listing = await kubo.pin_listing()
-            if cached is not None and listing.digest == cached.listing.digest:
+            if cached is not None and listing.digest == cached.listing.digest and not cached.added:
                 cached.read_at = time.monotonic()
                 return cached
+            # The listing replaces the overlay of pins the operator made before it was asked for:
+            # the user may have removed them since (unpinned again, they are lost, not present).
             pins = self._node_pins[url] = NodePins(listing, time.monotonic())
             if cached is not None:
-                changed = len(listing.keys.minus(cached.listing.keys)) + len(
-                    cached.listing.keys.minus(listing.keys)
+                later = {k: n for k, n in cached.added.items() if k not in before}
+                for key, name in later.items():
+                    pins.record([key], name)
+                gone = sum(k not in listing.keys for k in before)
+                changed = (
+                    gone
+                    + len(listing.keys.minus(cached.listing.keys))
+                    + len(cached.listing.keys.minus(listing.keys))
                 )
                 logger.info(
                     "node %s: %d pins, %d changed", ipfs.redact_url(url), len(pins), changed
                 )
-                for key in self._watchers.get(url, ()):
-                    self.wakeups.wake(key)
+                self.changed(url)
             return pins
 
     def watch_node(self, url: str, key: tuple[str, str, str]) -> None:
