@@ -100,9 +100,10 @@ class Plan:
     """Missing pins to transfer now, in a stable order."""
     waiting: tuple[str, ...]
     """Missing pins whose retry time has not come yet."""
-    verify: tuple[str, ...]
-    """Present pins to verify first (full sync only); failures join the transfers."""
-    prune: tuple[str, ...]
+    verify: pinlists.Keys
+    """Present pins to verify first (full sync only); failures join the transfers. Kept as
+    keys: a full sync of a million present pins would otherwise hold a million strings."""
+    prune: pinlists.Keys
     """Present pins no PinSet wants, to delete (Prune policy only)."""
     next_retry_at: datetime.datetime | None
     """When the earliest waiting pin becomes due."""
@@ -133,8 +134,8 @@ def plan(
     return Plan(
         transfer=tuple(due),
         waiting=tuple(waiting),
-        verify=tuple(held.common(wanted)) if full else (),
-        prune=tuple(held.minus(wanted)) if prune else (),
+        verify=held.common(wanted) if full else pinlists.Keys.empty(),
+        prune=held.minus(wanted) if prune else pinlists.Keys.empty(),
         next_retry_at=min(retry_times, default=None),
     )
 
