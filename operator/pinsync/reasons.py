@@ -80,6 +80,14 @@ READ_ONLY_INCOMPLETE = _reason(
 )
 INVALID_CID = _reason("InvalidCID", "Stalled", "spec.cids holds a string that is not a CID")
 BACKEND_NOT_FOUND = _reason("BackendNotFound", "Stalled", "spec.backends names no StorageBackend")
+SOURCE_BACKEND_NOT_FOUND = _reason(
+    "SourceBackendNotFound", "Reconciling", "spec.fromBackend names no StorageBackend (yet)"
+)
+SOURCE_BACKEND_UNUSABLE = _reason(
+    "SourceBackendUnusable",
+    "Reconciling",
+    "spec.fromBackend's StorageBackend is suspended or invalid",
+)
 NO_BACKENDS = _reason("NoBackends", "Stalled", "spec.backendSelector matches no StorageBackend")
 BACKEND_STALLED = _reason("BackendStalled", "Stalled", "a targeted backend is Stalled")
 

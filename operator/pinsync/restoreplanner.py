@@ -86,11 +86,19 @@ def candidate(
 
 
 def ranked(
-    backends: Sequence[Mapping[str, Any]], source_name: str, digest: str, pins: int
+    backends: Sequence[Mapping[str, Any]],
+    source_name: str,
+    digest: str,
+    pins: int,
+    *,
+    first: str | None = None,
 ) -> list[Candidate]:
-    """Usable backends in the order a lost pin is looked for (see the module docstring)."""
+    """Usable backends in the order a lost pin is looked for (see the module docstring);
+    ``first`` before any other (a ``fromBackend`` PinSet's source, which holds every pin)."""
     found = [c for b in backends if (c := candidate(b, source_name, digest, pins)) is not None]
-    return sorted(found, key=lambda c: (c.priority, not c.complete, not c.healthy, c.name))
+    return sorted(
+        found, key=lambda c: (c.name != first, c.priority, not c.complete, not c.healthy, c.name)
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

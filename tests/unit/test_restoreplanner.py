@@ -140,3 +140,11 @@ def test_a_pin_is_looked_for_under_every_name_a_backend_may_store_it_by() -> Non
     assert restoreplanner.spellings(CIDV1) == [CIDV1, CIDV0]
     raw = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
     assert restoreplanner.spellings(raw) == [raw]  # raw leaves have no CIDv0 form
+
+
+def test_a_from_backend_source_is_tried_before_any_other() -> None:
+    """It holds every pin of the PinSet; the targets, mid-migration, hold few."""
+    backends = (backend("s3", priority=5, present=2), backend("old", priority=200))
+    ranked = restoreplanner.ranked(backends, "p", "d1", 2, first="old")
+    assert [c.name for c in ranked] == ["old", "s3"]
+    assert order(*backends) == ["s3", "old"]

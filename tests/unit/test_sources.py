@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pinsync.reconciling import sources
+from pinsync import pinlists
+from pinsync.reconciling import backendsource, sources
 from pinsync.reconciling.context import Context, NodePins
 from pinsync.settings import Settings
 
@@ -102,3 +103,19 @@ def test_pins_the_operator_adds_are_selected_by_the_same_rule_as_listed_ones() -
     node.record(["bafkqaab"], "pinsync/ns/mine")
     assert list(node.select("", "ns")) == sorted([CID_A, "bafkqaab"])
     assert list(node.select("pinsync/other/", "ns")) == ["bafkqaaa"]
+
+
+def test_a_backend_listing_becomes_pins_the_pinset_puts_on_the_node() -> None:
+    """fromBackend pins join the PinSet's own list (pinned on the node, restored), unlike
+    fromNode pins, which are on the node by definition; a new listing is a new resolution."""
+    context = ctx()
+    obj = pinset({"cids": [CID_B], "fromBackend": {"name": "old"}})
+    obj["metadata"] |= {"uid": "u", "generation": 1}
+    held = backendsource.BackendList(keys=pinlists.Keys.of([CID_A]), stamp=(), read_at=0.0)
+    source = sources.resolve(context, obj, None, None, held)
+    v1_b = sources.cids.key(CID_B)
+    assert list(source.pins) == sorted([CID_A, v1_b])
+    assert dict(source.listed) == {CID_A: CID_A, v1_b: CID_B}
+    assert sources.resolve(context, obj, None, None, held) is source
+    again = backendsource.BackendList(keys=pinlists.Keys.of([]), stamp=(), read_at=0.0)
+    assert list(sources.resolve(context, obj, None, None, again).pins) == [v1_b]

@@ -19,7 +19,6 @@ When the steps run:
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import time
 from typing import Any
@@ -35,10 +34,10 @@ from pinsync import (
     selectors,
     syncing,
 )
-from pinsync.backends import base, errors, registry
+from pinsync.backends import base, errors
 from pinsync.reconciling import auditing, marking, reporting, sources
 from pinsync.reconciling.context import Context, Decide, OnAnyNode
-from pinsync.reconciling.validation import Verdict, validate
+from pinsync.reconciling.validation import Verdict, client_for, validate
 
 logger = logging.getLogger(__name__)
 
@@ -80,27 +79,6 @@ def unhealthy_delay(error: errors.BackendError, *, every: float, retry_interval:
     if not error.retryable:
         return every
     return max(min(every, retry_interval), getattr(error, "retry_after", 0.0))
-
-
-async def client_for(ctx: Context, obj: dict[str, Any], verdict: Verdict) -> base.Backend:
-    """The backend's client, kept across passes while its configuration is unchanged.
-
-    Shared by the backend's own loop and PinSets restoring from it, so both use one
-    connection pool (and one trust-on-first-use host key, from ``status.learned``).
-    """
-    assert verdict.backend_class is not None and verdict.credentials is not None
-    cls, credentials = verdict.backend_class, verdict.credentials
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    config = {
-        **(status.get("learned") or {}),
-        **(spec.get(registry.config_block(spec["type"])) or {}),
-    }
-    stamp = (json.dumps(config, sort_keys=True), verdict.credentials_version, cls)
-    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-    client, replaced = ctx.backend(key, stamp, lambda: cls(config, credentials))
-    if replaced is not None:
-        await replaced.aclose()
-    return client
 
 
 class Pass:

@@ -12,7 +12,7 @@ from collections.abc import Container, Mapping
 from typing import Any
 
 from pinsync import clusterpins, conditions, ipfs, kube, planner, reasons, restoreplanner
-from pinsync.reconciling import clustersource, pinning, restores, sources
+from pinsync.reconciling import backendsource, clustersource, pinning, restores, sources
 from pinsync.reconciling.context import Context
 
 MAX_LISTED = 10
@@ -178,26 +178,29 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     spec = obj.get("spec") or {}
     url = sources.api_url(ctx, obj)
     asked = restoreplanner.request(obj)
-    cluster = None
+    read = sources.Read()
     try:
         # A restore request looks at the node as it is now, not as it was listed a while ago.
         node_pins = await ctx.node_pins(url, fresh=asked is not None)
         ctx.watch_node(url, (kube.PINSETS, namespace, name))
-        if clustersource.needs_cluster(obj):
-            _, cluster = await sources.read_sources(ctx, obj, (kube.PINSETS, namespace, name))
-    except (ipfs.IpfsError, clusterpins.ClusterError) as exc:
-        where = "IPFS Cluster" if isinstance(exc, clusterpins.ClusterError) else f"IPFS node {url}"
-        message = f"{where}: {exc}"
+        if clustersource.needs_cluster(obj) or backendsource.needs_backend(obj):
+            read = await sources.read_sources(ctx, obj, (kube.PINSETS, namespace, name))
+    except (ipfs.IpfsError, clusterpins.ClusterError, backendsource.SourceError) as exc:
+        where = {clusterpins.ClusterError: "IPFS Cluster: ", backendsource.SourceError: ""}
+        message = f"{where.get(type(exc), f'IPFS node {url}: ')}{exc}"
         trio = conditions.stalled if not exc.retryable else conditions.reconciling
         await ctx.write_status(kube.PINSETS, obj, trio(exc.reason, message))
         return ctx.settings.retry_interval
-    source = sources.resolve(ctx, obj, node_pins, cluster)
+    source = sources.resolve(ctx, obj, node_pins, read.cluster, read.held)
     all_backends = await ctx.api.list(kube.STORAGEBACKENDS, namespace)
     targeted = [b for b in all_backends if sources.targets(obj, b)]
     existing = {b["metadata"]["name"] for b in all_backends}
     missing_backends = [n for n in spec.get("backends") or () if n not in existing]
     failures = failures_of(obj, source, node_pins)
-    restorer = restores.Restorer.of(ctx, obj, source, targeted, node_pins)
+    # A fromBackend PinSet restores from its source backend first: it holds every such pin.
+    origin = backendsource.name_of(obj) if backendsource.needs_backend(obj) else None
+    restore_from = [*targeted, *(b for b in all_backends if b["metadata"]["name"] == origin)]
+    restorer = restores.Restorer.of(ctx, obj, source, restore_from, node_pins, first=origin)
     if asked is not None:  # asked to restore now: no backoff holds
         failures = restoreplanner.forgiven(failures)
         restorer.failures = restoreplanner.forgiven(restorer.failures)

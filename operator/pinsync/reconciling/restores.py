@@ -27,9 +27,9 @@ from pinsync import (
     selectors,
 )
 from pinsync.backends import base
-from pinsync.reconciling import backends, reporting, sources
+from pinsync.reconciling import reporting, sources
 from pinsync.reconciling.context import Context
-from pinsync.reconciling.validation import validate
+from pinsync.reconciling.validation import client_for, validate
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class Restorer:
     namespace: str
     source: sources.Source
     targeted: list[dict[str, Any]]
+    """The backends to restore from (those the PinSet targets, and a ``fromBackend`` source)."""
+    first: str | None = None
+    """A backend tried before the others (a ``fromBackend`` source)."""
     failures: dict[str, planner.Failure]
     """Restore failures by pin identity, updated in place."""
     pin_timeout: float
@@ -71,6 +74,8 @@ class Restorer:
         source: sources.Source,
         targeted: list[dict[str, Any]],
         node_pins: Container[str],
+        *,
+        first: str | None = None,
     ) -> Restorer:
         status = obj.get("status") or {}
         spec_ipfs = (obj.get("spec") or {}).get("ipfs") or {}
@@ -79,6 +84,7 @@ class Restorer:
             namespace=obj["metadata"]["namespace"],
             source=source,
             targeted=targeted,
+            first=first,
             failures=failures_of(status, source, node_pins),
             pin_timeout=selectors.duration(spec_ipfs.get("pinTimeout"), 120.0),
             previous=int((status.get("counts") or {}).get("restored") or 0),
@@ -100,14 +106,16 @@ class Restorer:
 
     async def _build(self) -> list[tuple[str, base.Backend]]:
         source = self.source
-        order = restoreplanner.ranked(self.targeted, source.name, source.digest, len(source.pins))
+        order = restoreplanner.ranked(
+            self.targeted, source.name, source.digest, len(source.pins), first=self.first
+        )
         by_name = {b["metadata"]["name"]: b for b in self.targeted}
         built = []
         for candidate in order:
             obj = by_name[candidate.name]
             verdict = await validate(self.ctx, obj)
             if verdict.ok:
-                built.append((candidate.name, await backends.client_for(self.ctx, obj, verdict)))
+                built.append((candidate.name, await client_for(self.ctx, obj, verdict)))
         return built
 
     async def restore(self, kubo: ipfs.Kubo, cid: str, *, name: str) -> bool:

@@ -15,11 +15,12 @@ over an unchanged node of a million pins cost nothing per pin.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pinsync import cids, kube, pinlists, selectors
-from pinsync.reconciling import clustersource
+from pinsync.reconciling import backendsource, clustersource
 from pinsync.reconciling.context import OWN_PIN_PREFIX, Context, NodePins
 
 __all__ = ["OWN_PIN_PREFIX", "Source"]
@@ -36,6 +37,9 @@ class Source:
     """``spec.cids``: identity -> the spelling given; None: every pin is explicit."""
     export_url: Callable[[str], str] | None = dataclasses.field(default=None, compare=False)
     """Per pin, the Kubo API to export it from (a cluster peer holding it); default api_url."""
+    fetched: pinlists.Keys = dataclasses.field(default_factory=pinlists.Keys.empty, compare=False)
+    """Pins the PinSet puts on the node itself besides ``explicit``: a ``fromBackend``
+    listing's (restored from that backend)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.pins, pinlists.Keys):
@@ -45,11 +49,16 @@ class Source:
     def digest(self) -> str:
         return self.pins.digest
 
-    @property
+    @functools.cached_property
     def listed(self) -> Mapping[str, str]:
         """The pins the PinSet lists itself (identity -> spelling): the ones it pins on the
         node and restores; a ``fromNode`` pin is on the node by definition."""
-        return self.explicit if self.explicit is not None else pinlists.Spellings(self.pins, {})
+        if self.explicit is None:
+            return pinlists.Spellings(self.pins, {})
+        if not len(self.fetched):
+            return self.explicit
+        differing = {k: v for k, v in self.explicit.items() if k != v}
+        return pinlists.Spellings(self.fetched.union(pinlists.Keys.of(self.explicit)), differing)
 
     def spelling(self, key: str) -> str:
         return self.explicit.get(key, key) if self.explicit is not None else key
@@ -111,11 +120,13 @@ def resolve(
     pinset: Mapping[str, Any],
     node_pins: NodePins | None,
     cluster: clustersource.ClusterList | None = None,
+    held: backendsource.BackendList | None = None,
 ) -> Source:
-    """The PinSet's pins: its valid explicit CIDs plus, with ``fromNode``, the node's pins and,
-    with ``fromCluster``, the cluster's.
+    """The PinSet's pins: its valid explicit CIDs plus, with ``fromNode``, the node's pins,
+    with ``fromCluster``, the cluster's and, with ``fromBackend``, what that backend ``held``.
 
-    Cached per (uid, generation, node version, cluster version): those change in one place only.
+    Cached per (uid, generation, node, cluster and backend versions): those change in one
+    place only.
     """
     meta = pinset["metadata"]
     node_version = node_pins.version if node_pins is not None and needs_node(pinset) else None
@@ -125,6 +136,7 @@ def resolve(
         meta.get("generation"),
         node_version,
         cluster_version,
+        held.version if held is not None else None,
         api_url(ctx, pinset),
     )
     cached = ctx.resolved.get((meta["namespace"], meta["name"]))
@@ -139,6 +151,8 @@ def resolve(
     if cluster is not None:
         keys = keys.union(cluster.keys)
         export_url = clustersource.export_url(cluster, pinset, api_url(ctx, pinset))
+    fetched = held.keys if held is not None else pinlists.Keys.empty()
+    keys = keys.union(fetched)
     source = Source(
         name=meta["name"],
         api_url=api_url(ctx, pinset),
@@ -146,17 +160,27 @@ def resolve(
         invalid=parsed.invalid,
         explicit=parsed.pins,
         export_url=export_url,
+        fetched=fetched,
     )
     ctx.resolved[(meta["namespace"], meta["name"])] = (stamp, source)
     return source
 
 
+@dataclasses.dataclass(frozen=True)
+class Read:
+    """The pin sources a PinSet reads besides its own spec (None where it reads none)."""
+
+    node: NodePins | None = None
+    cluster: clustersource.ClusterList | None = None
+    held: backendsource.BackendList | None = None
+
+
 async def read_sources(
     ctx: Context, pinset: Mapping[str, Any], watcher: tuple[str, str, str]
-) -> tuple[NodePins | None, clustersource.ClusterList | None]:
-    """The node's and the cluster's pins a PinSet reads (None where it reads none), watched by
+) -> Read:
+    """The node's, the cluster's and the source backend's pins a PinSet reads, watched by
     loop ``watcher`` so that it is woken when they change."""
-    node = cluster = None
+    node = cluster = held = None
     if needs_node(pinset):
         url = api_url(ctx, pinset)
         ctx.watch_node(url, watcher)
@@ -164,7 +188,10 @@ async def read_sources(
     if clustersource.needs_cluster(pinset):
         clustersource.watch(ctx, pinset, watcher)
         cluster = await clustersource.read(ctx, pinset)
-    return node, cluster
+    if backendsource.needs_backend(pinset):
+        backendsource.watch(ctx, pinset, watcher)
+        held = await backendsource.read(ctx, pinset)
+    return Read(node, cluster, held)
 
 
 async def for_backend(ctx: Context, backend: Mapping[str, Any]) -> list[Source]:
@@ -176,8 +203,8 @@ async def for_backend(ctx: Context, backend: Mapping[str, Any]) -> list[Source]:
         if pinset["metadata"].get("deletionTimestamp") or not targets(pinset, backend):
             continue
         watcher = (kube.STORAGEBACKENDS, namespace, meta["name"])
-        node, cluster = await read_sources(ctx, pinset, watcher)
-        found.append(resolve(ctx, pinset, node, cluster))
+        read = await read_sources(ctx, pinset, watcher)
+        found.append(resolve(ctx, pinset, read.node, read.cluster, read.held))
     return sorted(found, key=lambda s: s.name)
 
 

@@ -8,6 +8,7 @@ Secret, key or field, never a value); it clears by itself when the Secret or spe
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from pinsync import conditions, reasons
@@ -78,3 +79,24 @@ def checked(verdict: Verdict, spec: dict[str, Any]) -> Verdict:
     except errors.InvalidConfig as exc:
         return Verdict(conditions.stalled(exc.reason, exc.message))
     return verdict
+
+
+async def client_for(ctx: Context, obj: dict[str, Any], verdict: Verdict) -> base.Backend:
+    """The backend's client, kept across passes while its configuration is unchanged.
+
+    Shared by the backend's own loop and PinSets restoring from it, so both use one
+    connection pool (and one trust-on-first-use host key, from ``status.learned``).
+    """
+    assert verdict.backend_class is not None and verdict.credentials is not None
+    cls, credentials = verdict.backend_class, verdict.credentials
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    config = {
+        **(status.get("learned") or {}),
+        **(spec.get(registry.config_block(spec["type"])) or {}),
+    }
+    stamp = (json.dumps(config, sort_keys=True), verdict.credentials_version, cls)
+    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+    client, replaced = ctx.backend(key, stamp, lambda: cls(config, credentials))
+    if replaced is not None:
+        await replaced.aclose()
+    return client
