@@ -17,18 +17,33 @@ the repo); past it a batch fails with ``RepositoryFull`` before the Hub is asked
 One commit per batch (``batch.maxPins`` <= 100 files, the Hub's recommendation; split further at
 ``batch.maxBytes``), made with ``parent_commit`` = the head it was built on, so that another
 writer is detected (the Hub answers 412); the commit is then rebuilt on the new head, up to
-COMMIT_ATTEMPTS times. LFS uploads of a batch run outside the commit lock; commits are
-serialised per backend. Commits per hour are bounded by ``maxCommitsPerHour`` (the Hub limits
-commit rate; one observed 429 said 128 an hour): when the window is full the batch fails with
-``RateLimited`` and a retry time, without a request.
+COMMIT_ATTEMPTS times, then ``BranchMoved`` as for github. LFS uploads of a batch run outside
+the commit lock; commits are serialised per backend. The library uploads a large CAR through
+the Hub's multipart LFS transfer when the Hub offers it.
 
-Rate limits: every HTTP 429 of the Hub becomes ``RateLimited`` carrying its ``Retry-After``,
-which the pins' backoff honours, and the backend answers later calls with the same error
-until then without asking the Hub. ``huggingface_hub`` would otherwise sleep and retry in its
-own worker thread (5 times, blocking the batch); a response hook on the library's HTTP
-client (``set_client_factory``, process-wide: the operator is the only user of the library in
-its process) turns a 429 into an exception the library does not retry. The same client gets
-timeouts, which the library's default lacks.
+Quotas are the account's, not the repository's (hub-docs ``rate-limits.md``): every backend
+using one token draws on one :class:`Budget` per process, keyed by a hash of the token.
+
+* Rate limits: the Hub announces ``RateLimit: "api";r=<remaining>;t=<seconds>`` over fixed
+  5-minute windows, read with the library's parser. With none remaining (on any answer) or
+  after a 429, the token's calls of that bucket (``api``, ``resolvers`` for downloads) fail
+  ``RateLimited`` until the reset, without a request; the pins' backoff honours the wait.
+  ``Retry-After``, which the Hub often leaves out, counts when ``RateLimit`` names no reset.
+  ``huggingface_hub`` would otherwise sleep and retry in its own worker thread (5 times,
+  blocking the batch); a response hook on the library's HTTP client (``set_client_factory``,
+  process-wide: the operator is the only user of the library in its process) records the
+  headers and turns a 429 into an exception the library does not retry. The same client gets
+  timeouts, which the library's default lacks.
+* Commits: at most ``maxCommitsPerHour`` in any hour for the token (default 100), checked
+  before a batch is staged. The Hub's own commit quota (undocumented; one answer said 128 an
+  hour) answers 429 saying so only in its body: the token then waits until its oldest commit
+  of the hour ages out, and a count the body names becomes the token's limit.
+* Private storage: a full quota answers 403 "Private repository storage limit reached":
+  ``StorageFull``/``QuotaExceeded``, retried, not ``PermissionDenied``. It counts every LFS
+  object pushed; deleting a pointer frees nothing (hub-docs ``storage-limits.md``), so Prune
+  deletes the pins' files in one commit per ``batch.maxPins`` and then their LFS objects for
+  good (``permanently_delete_lfs_files``, history rewritten: the branch gets a new head),
+  except objects another branch or tag holds at the same path.
 
 Xet: ``huggingface_hub`` uploads through Xet storage whenever ``hf_xet`` is installed. pinsync
 turns that off (``HF_HUB_DISABLE_XET``) unless the operator setting ``PINSYNC_HF_XET=1`` asks
