@@ -21,7 +21,7 @@ import huggingface_hub
 import pytest
 
 from pinsync import planner, reasons
-from pinsync.backends import base, errors, huggingface
+from pinsync.backends import base, commitstore, errors, huggingface
 
 from .conftest import Backends
 from .kit_huggingface import HuggingfaceKit
@@ -168,7 +168,7 @@ async def test_a_branch_that_keeps_moving_is_branch_moved_as_for_github(
     with pytest.raises(errors.BranchMoved) as caught:
         await put(backend, Blob(1024))
     assert caught.value.reason == reasons.BRANCH_MOVED.name and caught.value.retryable
-    assert state(kit, backend)["stats"]["stale_parents"] == huggingface.COMMIT_ATTEMPTS
+    assert state(kit, backend)["stats"]["stale_parents"] == commitstore.COMMIT_ATTEMPTS
 
 
 async def test_a_commit_built_on_a_moved_head_is_rebuilt_on_the_new_one(

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -72,7 +71,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from pinsync import reasons
-from pinsync.backends import base, errors
+from pinsync.backends import base, commitstore, errors
 
 os.environ.setdefault("HF_HUB_DISABLE_XET", "0" if os.environ.get("PINSYNC_HF_XET") else "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # tqdm bars in an operator's log
@@ -101,7 +100,6 @@ MAX_FILES_PER_COMMIT = 100
 DEFAULT_MAX_BYTES = 4 * 1024**3
 DEFAULT_MAX_FILES = 90_000
 DEFAULT_COMMITS_PER_HOUR = 100
-COMMIT_ATTEMPTS = 5
 DEFAULT_RETRY_AFTER = 60.0
 """Seconds to wait after a 429 that names neither a reset nor a Retry-After."""
 COMMIT_QUOTA_WAIT = 900.0
@@ -327,11 +325,11 @@ class Staged:
     sha256: str
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.spool)
+        commitstore.discard([self.spool])
 
 
-class HuggingfaceBackend(base.Backend):
+class HuggingfaceBackend(commitstore.CommitStore[Staged]):
+    spool_prefix: ClassVar[str] = "pinsync-hf-"
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
         alternatives=(frozenset({"token"}),)
     )
@@ -376,7 +374,6 @@ class HuggingfaceBackend(base.Backend):
         self.api = huggingface_hub.HfApi(
             endpoint=self.conf.endpoint, token=self._token, library_name="pinsync"
         )
-        self._lock = asyncio.Lock()
         self.budget = budget(self._token)
         """The token's quotas, shared with every backend using it."""
         self._head: str | None = None
@@ -389,7 +386,6 @@ class HuggingfaceBackend(base.Backend):
         """cid -> (size, sha256) of what this process committed, for shallow verification."""
         self._unfreed: dict[str, tuple[str, int]] = {}
         """sha256 -> (path, size) of the LFS objects of removed pins not yet deleted for good."""
-        self._spool_dir: tempfile.TemporaryDirectory[str] | None = None
         self.commits_made = 0
 
     @property
@@ -409,11 +405,6 @@ class HuggingfaceBackend(base.Backend):
         folder, name = rest.split("/")
         cid = name[: -len(CAR)]
         return cid if cid and shard(cid) == folder else None
-
-    async def aclose(self) -> None:
-        if self._spool_dir is not None:
-            self._spool_dir.cleanup()
-            self._spool_dir = None
 
     # -- calls and errors ------------------------------------------------------------------------
 
@@ -475,7 +466,7 @@ class HuggingfaceBackend(base.Backend):
             return errors.PinNotFound(f"{what}: not found (404)")
         if status == 412:  # the parent commit is not the head any more: another writer
             return errors.BranchMoved(
-                f"{what}: {self.conf.revision} kept moving ({COMMIT_ATTEMPTS} attempts)"
+                f"{what}: {self.conf.revision} kept moving ({commitstore.COMMIT_ATTEMPTS} attempts)"
             )
         if status in (413, 507):
             return errors.StorageFull(f"{what}: the Hub refused it as too large ({status})")
@@ -661,44 +652,30 @@ class HuggingfaceBackend(base.Backend):
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _spool(self) -> str:
-        if self._spool_dir is None:
-            self._spool_dir = tempfile.TemporaryDirectory(prefix="pinsync-hf-")
-        return self._spool_dir.name
+    @property
+    def max_commit_bytes(self) -> int:
+        return self.conf.max_bytes
 
-    async def _stage(self, meta: base.PinMeta, source: base.Source) -> Staged:
+    async def stage(self, meta: base.PinMeta, source: base.Source) -> Staged:
         """The pin's stream into a spool file (LFS needs its sha256 before the upload)."""
-        digest, size = hashlib.sha256(), 0
-        fd, spool = tempfile.mkstemp(dir=self._spool(), suffix=CAR)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in source:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    await asyncio.to_thread(out.write, chunk)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(spool)
-            raise
-        return Staged(
-            meta=meta, path=self.path(meta.cid), spool=spool, size=size, sha256=digest.hexdigest()
-        )
-
-    async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
-        return await self.put_one(meta, content)
+        hashed = commitstore.Hashed(aiter(source))
+        fd, spool = tempfile.mkstemp(dir=self.spool_dir(), suffix=CAR)
+        with commitstore.discarded_on_failure([spool]), os.fdopen(fd, "wb") as out:
+            async for chunk in hashed:
+                await asyncio.to_thread(out.write, chunk)
+        path = self.path(meta.cid)
+        return Staged(meta=meta, path=path, spool=spool, size=hashed.size, sha256=hashed.sha256)
 
     async def put_pins(self, uploads: Sequence[base.Upload]) -> list[base.PinInfo | Exception]:
-        """Spool the batch, then commit it: one commit per ``maxBytes`` of it (normally one)."""
+        """Nothing staged while the token must wait: no stream opened, nothing asked."""
         try:
             self._check_blocked(f"write to {self.location}")
             self._rate()
         except errors.RateLimited as exc:
-            return [exc] * len(uploads)  # no stream opened, nothing asked
-        return await self.commit_batch(
-            uploads, stage=self._stage, commit=self._commit_staged, max_bytes=self.conf.max_bytes
-        )
+            return [exc] * len(uploads)
+        return await super().put_pins(uploads)
 
-    async def _commit_staged(self, staged: list[tuple[int, Staged]], results: base.Results) -> None:
+    async def commit_staged(self, staged: list[tuple[int, Staged]], results: base.Results) -> None:
         pins = [pin for _, pin in staged]
         try:
             stored = await self._commit(pins)
@@ -777,35 +754,30 @@ class HuggingfaceBackend(base.Backend):
 
     async def _write(self, message: str, ops: list[Any]) -> None:
         """One commit on the head it was built on; rebuilt on a moved head (412)."""
-        async with self._lock:
-            for attempt in range(COMMIT_ATTEMPTS):
-                # The head our last commit made, while nobody else moves it: no request.
-                parent = self._head or await self.head()
-                self._rate()
-                try:
-                    made = await self.call(
-                        f"commit to {self.location}",
-                        self.api.create_commit,
-                        operations=ops,
-                        commit_message=message,
-                        revision=self.conf.revision,
-                        parent_commit=parent,
-                        writing=True,
-                        **self._kw(),
-                    )
-                except errors.BranchMoved:
-                    self._head = None  # ask again
-                    if attempt == COMMIT_ATTEMPTS - 1:
-                        raise
-                    await asyncio.sleep(0.1 * (attempt + 1))
-                    continue
-                except errors.BackendError:
-                    self._head = None  # unknown after a failure
-                    raise
-                self._head = str(made.oid)
-                self.budget.committed()
-                self.commits_made += 1
-                return
+
+        async def attempt() -> None:
+            # The head our last commit made, while nobody else moves it: no request.
+            parent = self._head or await self.head()
+            self._rate()
+            try:
+                made = await self.call(
+                    f"commit to {self.location}",
+                    self.api.create_commit,
+                    operations=ops,
+                    commit_message=message,
+                    revision=self.conf.revision,
+                    parent_commit=parent,
+                    writing=True,
+                    **self._kw(),
+                )
+            except errors.BackendError:
+                self._head = None  # moved, or unknown after a failure: ask again
+                raise
+            self._head = str(made.oid)
+            self.budget.committed()
+            self.commits_made += 1
+
+        await self.rebuilt_while_moving(attempt)
 
     async def remove_pin(self, cid: str) -> None:
         failed = (await self.remove_pins([cid]))[0]
