@@ -385,7 +385,7 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
         self._uploaded: dict[str, tuple[int, str]] = {}
         """cid -> (size, sha256) of what this process committed, for shallow verification."""
         self._unfreed: dict[str, tuple[str, int]] = {}
-        """sha256 -> (path, size) of the LFS objects of removed pins not yet deleted for good."""
+        """sha256 -> (cid, size) of the LFS objects of removed pins not yet deleted for good."""
         self.commits_made = 0
 
     @property
@@ -581,17 +581,28 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
         return base.Usage(bytes=sum(p.size or 0 for p in pins.values()), objects=len(pins))
 
     async def _info(self, cid: str) -> base.PinInfo:
-        found = await self.call(
-            f"read {cid} in {self.location}",
-            self.api.get_paths_info,
-            paths=[self.path(cid)],
-            revision=self.conf.revision,
-            **self._kw(),
-        )
-        for pin in map(self._pin, found):
-            if pin is not None and pin.cid == cid:
-                return pin
-        raise errors.PinNotFound(f"{cid}: not in {self.location}")
+        pin = (await self._infos(f"read {cid} in {self.location}", [cid])).get(cid)
+        if pin is None:
+            raise errors.PinNotFound(f"{cid}: not in {self.location}")
+        return pin
+
+    async def _infos(
+        self, what: str, cids: Sequence[str], revision: str | None = None
+    ) -> dict[str, base.PinInfo]:
+        """Those of ``cids`` present on the revision (or another), from their tree entries:
+        ``paths-info`` for PATHS_PER_REQUEST at a time, never a walk of the whole tree."""
+        paths = [self.path(cid) for cid in cids]
+        found: dict[str, base.PinInfo] = {}
+        for start in range(0, len(paths), PATHS_PER_REQUEST):
+            entries = await self.call(
+                what,
+                self.api.get_paths_info,
+                paths=paths[start : start + PATHS_PER_REQUEST],
+                revision=revision or self.conf.revision,
+                **self._kw(),
+            )
+            found.update((pin.cid, pin) for pin in map(self._pin, entries) if pin is not None)
+        return found
 
     async def verify_pin(
         self, cid: str, *, deep: bool = False, listed: base.PinInfo | None = None
@@ -743,14 +754,8 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
         )
         await self._write(message, ops)
         self._files = (self._files or 0) + len(pins)
-        found = await self.call(
-            f"read back {len(pins)} pins in {self.location}",
-            self.api.get_paths_info,
-            paths=[p.path for p in pins],
-            revision=self.conf.revision,
-            **self._kw(),
-        )
-        return {pin.cid: pin for pin in map(self._pin, found) if pin is not None}
+        what = f"read back {len(pins)} pins in {self.location}"
+        return await self._infos(what, [pin.meta.cid for pin in pins])
 
     async def _write(self, message: str, ops: list[Any]) -> None:
         """One commit on the head it was built on; rebuilt on a moved head (412)."""
@@ -791,7 +796,7 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
         if not cids:
             return []
         results: list[errors.BackendError | None] = [None] * len(cids)
-        listed = await self._listing()
+        listed = await self._infos(f"read {len(cids)} pins in {self.location}", cids)
         present = [(i, cid) for i, cid in enumerate(cids) if cid in listed]
         for start in range(0, len(present), self.conf.max_pins):
             chunk = present[start : start + self.conf.max_pins]
@@ -815,7 +820,7 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
                 self._uploaded.pop(cid, None)
                 pin = listed[cid]
                 if pin.sha256 is not None:
-                    self._unfreed[pin.sha256] = (self.path(cid), pin.size or 0)
+                    self._unfreed[pin.sha256] = (cid, pin.size or 0)
             if self._files:
                 self._files = max(0, self._files - len(chunk))
         await self._free()
@@ -831,20 +836,10 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
         try:
             refs = await self.call(what, self.api.list_repo_refs, **self._kw())
             others = [r.name for r in [*refs.branches, *refs.tags] if r.name != self.conf.revision]
-            paths = sorted({path for path, _ in self._unfreed.values()})
+            cids = sorted(cid for cid, _ in self._unfreed.values())
             for revision in others:
-                for start in range(0, len(paths), PATHS_PER_REQUEST):
-                    found = await self.call(
-                        what,
-                        self.api.get_paths_info,
-                        paths=paths[start : start + PATHS_PER_REQUEST],
-                        revision=revision,
-                        **self._kw(),
-                    )
-                    for entry in found:
-                        lfs = getattr(entry, "lfs", None)
-                        if lfs is not None:
-                            self._unfreed.pop(lfs.sha256, None)  # still used there
+                for pin in (await self._infos(what, cids, revision)).values():
+                    self._unfreed.pop(pin.sha256 or "", None)  # still used there
             if not self._unfreed:
                 return
             # The deletion names objects by their sha256 (``fileOid``; the rest of the record is
@@ -853,9 +848,9 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
             now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
             gone = [
                 huggingface_hub.hf_api.LFSFileInfo(
-                    fileOid=sha, oid=sha, filename=path, pushedAt=now, size=size, ref=None
+                    fileOid=sha, oid=sha, filename=self.path(cid), pushedAt=now, size=size, ref=None
                 )
-                for sha, (path, size) in self._unfreed.items()
+                for sha, (cid, size) in self._unfreed.items()
             ]
             await self.call(
                 what,
