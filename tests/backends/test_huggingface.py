@@ -357,6 +357,28 @@ async def test_prune_keeps_the_lfs_object_another_branch_holds(
     assert await fetch(mirror, blob.cid) == blob.data
 
 
+async def test_storage_not_freed_at_a_prune_is_freed_at_the_next_unless_the_pin_is_back(
+    built: Backends, kit: HuggingfaceKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = account(kit)
+    backend = build(built, repo=owner.repo, token=owner.token)
+    back, gone, later = Blob(4096), Blob(4096), Blob(4096)
+    await backend.put_pins([upload(back), upload(gone), upload(later)])
+    deleting = backend.api.permanently_delete_lfs_files
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionResetError("the Hub went away")
+
+    monkeypatch.setattr(backend.api, "permanently_delete_lfs_files", unreachable)
+    assert await backend.remove_pins([back.cid, gone.cid]) == [None, None]  # removed anyway
+    assert kit.server.state(owner.repo)["private_usage"] == 3 * 4096
+    await put(backend, back)  # wanted again meanwhile: its object is in use once more
+    monkeypatch.setattr(backend.api, "permanently_delete_lfs_files", deleting)
+    await backend.remove_pin(later.cid)
+    assert kit.server.state(owner.repo)["stats"]["lfs_deleted"] == 2  # gone's and later's
+    assert await fetch(backend, back.cid) == back.data
+
+
 async def test_the_hub_stand_in_frees_storage_only_when_lfs_objects_are_deleted_for_good(
     kit: HuggingfaceKit,
 ) -> None:

@@ -116,9 +116,6 @@ def shard(cid: str) -> str:
     return cid[-2:].lower()
 
 
-# -- the library's HTTP client: timeouts, and 429 as an exception it does not retry --------------
-
-
 # -- quotas: the token's, shared by every backend of this process that uses it -------------------
 
 
@@ -237,6 +234,9 @@ def rate_limit(
     if spent is not None:
         spent.block(bucket, wait)
     return HubRateLimited(wait, f"the {bucket} rate limit is reached")
+
+
+# -- the library's HTTP client: timeouts, quotas recorded, a 429 as an exception it does not retry
 
 
 def _token_of(headers: Mapping[str, str]) -> str:
@@ -827,39 +827,41 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
         return results
 
     async def _free(self) -> None:
-        """Delete for good the LFS objects of removed pins, except those another branch or tag
-        of the repository still holds at the same path (two backends on one repository, on
-        different revisions). ``rewriteHistory``: old commits lose their pointers too, which
-        gives the branch a new head. A failure is logged and tried again at the next prune:
-        the pins are removed either way."""
+        """Delete for good the LFS objects of removed pins, except those a branch or tag of the
+        repository holds at the same path: another backend's revision, or this one's when a pin
+        was put back since. ``rewriteHistory``: old commits lose their pointers too, which gives
+        the branch a new head, so it runs under the commit lock. A failure is logged and tried
+        again at the next prune: the pins are removed either way."""
+        if not self._unfreed:
+            return
         what = f"free the storage of {len(self._unfreed)} removed pins in {self.location}"
         try:
-            refs = await self.call(what, self.api.list_repo_refs, **self._kw())
-            others = [r.name for r in [*refs.branches, *refs.tags] if r.name != self.conf.revision]
-            cids = sorted(cid for cid, _ in self._unfreed.values())
-            for revision in others:
-                for pin in (await self._infos(what, cids, revision)).values():
-                    self._unfreed.pop(pin.sha256 or "", None)  # still used there
-            if not self._unfreed:
-                return
-            # The deletion names objects by their sha256 (``fileOid``; the rest of the record is
-            # not sent), which the tree's LFS pointers gave: no listing of every LFS object of
-            # the repository (paged, at the api rate limit) is needed. The date as the Hub's.
-            now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-            gone = [
-                huggingface_hub.hf_api.LFSFileInfo(
-                    fileOid=sha, oid=sha, filename=self.path(cid), pushedAt=now, size=size, ref=None
+            async with self._lock:  # no commit between the check and the deletion
+                refs = await self.call(what, self.api.list_repo_refs, **self._kw())
+                cids = sorted(cid for cid, _ in self._unfreed.values())
+                for ref in [*refs.branches, *refs.tags]:
+                    for pin in (await self._infos(what, cids, ref.name)).values():
+                        self._unfreed.pop(pin.sha256 or "", None)  # still used there
+                if not self._unfreed:
+                    return
+                # The deletion names objects by their sha256 (``fileOid``; the rest of the
+                # record is not sent), which the tree's LFS pointers gave: no listing of every
+                # LFS object of the repository (paged, at the api rate limit) is needed.
+                now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())  # as the Hub's
+                gone = [
+                    huggingface_hub.hf_api.LFSFileInfo(
+                        fileOid=sha, oid=sha, filename=self.path(cid), pushedAt=now, size=size
+                    )
+                    for sha, (cid, size) in self._unfreed.items()
+                ]
+                await self.call(
+                    what,
+                    self.api.permanently_delete_lfs_files,
+                    lfs_files=gone,
+                    rewrite_history=True,
+                    writing=True,
+                    **self._kw(),
                 )
-                for sha, (cid, size) in self._unfreed.items()
-            ]
-            await self.call(
-                what,
-                self.api.permanently_delete_lfs_files,
-                lfs_files=gone,
-                rewrite_history=True,
-                writing=True,
-                **self._kw(),
-            )
         except errors.BackendError as exc:
             self._head = self._listed = None
             logger.warning("%s", exc)
