@@ -137,18 +137,27 @@ def test_a_429_is_reported_and_its_retry_after_waited_out_before_the_sync(
     backends.wait_condition("limited", "Ready", "True")
 
 
+@pytest.fixture
+def pruning(
+    k8s: kubernetes.client.ApiClient, namespace: str, operator: Operator, hub: hubfake.HubFake
+) -> tuple[str, Objects]:
+    """A StorageBackend ``pruned`` (deletionPolicy Prune) on a fresh repository of the fake."""
+    repo, backends = made_repo(k8s, namespace, hub, "pruned", hub.token)
+    hub_backend(backends, hub, "pruned", repo=repo, sync={"deletionPolicy": "Prune"})
+    return repo, backends
+
+
 def test_a_prune_is_one_commit_and_gives_the_storage_back(
     k8s: kubernetes.client.ApiClient,
     namespace: str,
     ipfs: kubo.Kubo,
-    operator: Operator,
     hub: hubfake.HubFake,
+    pruning: tuple[str, Objects],
 ) -> None:
     """Pins no PinSet wants any more leave in one commit, and their LFS objects with them:
     the account's private storage holds the kept pin only."""
-    repo, backends = made_repo(k8s, namespace, hub, "pruned", hub.token)
+    repo, backends = pruning
     pinsets = Objects(k8s, namespace, "pinsets")
-    hub_backend(backends, hub, "pruned", repo=repo, sync={"deletionPolicy": "Prune"})
     cids = [ipfs.add(os.urandom(30_000)) for _ in range(3)]
     pinsets.create("p", {"cids": cids, "backends": ["pruned"]})
     wait_synced(backends, "pruned", present=3)

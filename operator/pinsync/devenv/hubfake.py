@@ -100,12 +100,12 @@ WINDOW = 300
 FREE_USER = {"api": 1000, "resolvers": 5000, "commits_per_hour": 0, "private_storage": 100 * 10**9}
 """An account's quotas unless configured: the Free user's (rate-limits and storage-limits pages,
 September 2025). The commit quota is undocumented; 0 here means none unless a test sets one."""
-STORAGE_FULL = (
-    "Private repository storage limit reached, please upgrade your plan to get more storage"
-)
+STORAGE_FULL = "Private repository storage limit reached, please upgrade your plan"
+"""The 403's text as huggingface_hub#3048 quotes it (the rest of it cut off there)."""
 COMMIT_QUOTA = (
     "You have exceeded our hourly quotas for action: commit. We invite you to retry later."
 )
+"""The commit quota's 429 as huggingface/datasets#6257 quotes it: no count, no Retry-After."""
 
 
 def git_oid(data: bytes) -> str:
@@ -463,6 +463,7 @@ class Hub:
             return error(400, "Only uploads are implemented by this fake")
         new = sum(int(o["size"]) for o in body["objects"] if o["oid"] not in repo.lfs)
         quota = self.account(repo.owner).private_storage
+        # #3048 says "when trying to push", not at which request: here, where sizes are known.
         if repo.private and self.private_usage(repo.owner) + new > quota:
             return error(403, STORAGE_FULL)
         multipart = "multipart" in body.get("transfers", ["basic"])
