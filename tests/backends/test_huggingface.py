@@ -524,7 +524,9 @@ if LIVE_TOKEN and LIVE_REPO:  # generated only with credentials: no skip in CI w
         built: Backends,
     ) -> None:
         """Against huggingface.co: a branch of its own in ``PINSYNC_LIVE_HF_REPO`` (a dataset
-        the token may write; created if missing, private), deleted afterwards."""
+        the token may write; created if missing, private), deleted afterwards. Removing the pin
+        deletes its LFS object for good, which rewrites the repository's history: use a
+        repository kept for this test."""
         revision = f"pinsync-live-{uuid.uuid4().hex[:8]}"
         config = {"repo": LIVE_REPO, "revision": revision, "createRepo": True}
         backend = built.build(config, base.Credentials(data={"token": LIVE_TOKEN or ""}))
@@ -539,6 +541,10 @@ if LIVE_TOKEN and LIVE_REPO:  # generated only with credentials: no skip in CI w
             assert await fetch(backend, blob.cid) == blob.data
             await backend.remove_pin(blob.cid)
             assert blob.cid not in await pins(backend)
+            stored = huggingface_hub.HfApi(token=LIVE_TOKEN).list_lfs_files(
+                LIVE_REPO, repo_type="dataset"
+            )
+            assert blob.sha256 not in {f.file_oid for f in stored}  # its storage given back
         finally:
             api = huggingface_hub.HfApi(token=LIVE_TOKEN)
             with contextlib.suppress(Exception):
