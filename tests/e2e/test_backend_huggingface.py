@@ -115,7 +115,7 @@ def test_a_missing_repository_without_create_repo_is_stalled(
     backends.wait_condition("nowhere", "Stalled", "True", "RepositoryNotFound")
 
 
-def test_a_429_is_reported_and_its_retry_after_waited_out_before_the_sync(
+def test_a_429_is_reported_and_its_reset_waited_out_before_the_sync(
     k8s: kubernetes.client.ApiClient,
     namespace: str,
     ipfs: kubo.Kubo,
@@ -133,7 +133,7 @@ def test_a_429_is_reported_and_its_retry_after_waited_out_before_the_sync(
     time.sleep(12)  # inside the 20 s the Hub asked for: nobody asks it anything
     assert hub.requests() == asked
     wait_synced(backends, "limited", present=1, timeout=120)
-    assert time.monotonic() - started >= 8  # not before Retry-After ran out
+    assert time.monotonic() - started >= 8  # not before the RateLimit reset (no Retry-After)
     backends.wait_condition("limited", "Ready", "True")
 
 
