@@ -351,12 +351,12 @@ async def run(
     batches = (transfers[start : start + size] for start in range(0, len(transfers), size))
     await each(batches, transfer_batch, workers=concurrency)
 
-    for cid in the_plan.prune:
-        try:
-            await backend.remove_pin(stored.name_of(cid))
+    pruning = [stored.name_of(cid) for cid in the_plan.prune]
+    for name, failed in zip(pruning, await backend.remove_pins(pruning), strict=True):
+        if failed is None:
             progress.pruned += 1
-        except errors.BackendError as exc:
-            logger.warning("could not prune %s: %s", stored.name_of(cid), exc)
+        else:
+            logger.warning("could not prune %s: %s", name, failed)
     progress.present_cids = present.minus(pinlists.Keys.of(lost)).union(pinlists.Keys.of(gained))
     progress.failed = len(progress.failures)
     progress.phase = "Idle"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pinsync import reasons
-from pinsync.backends import base, errors, github
+from pinsync.backends import base, commitstore, errors, github
 from pinsync.devenv import gitserver
 
 from .conftest import Backends
@@ -224,7 +224,7 @@ async def test_a_pin_over_max_bytes_is_pushed_as_several_commits_parts_first_sid
 async def test_a_branch_that_keeps_moving_fails_the_push_as_branch_moved(
     built: Backends, kit: GithubKit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(github, "PUSH_ATTEMPTS", 3)
+    monkeypatch.setattr(commitstore, "COMMIT_ATTEMPTS", 3)
     config, credentials = kit.good()
     backend = build(built, config, credentials)
     calls = after_each_refresh(

@@ -7,6 +7,7 @@ Configured as a Hub user would: ``type: huggingface``, ``repo: owner/name``, a S
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -37,14 +38,17 @@ def hub(workdir: pathlib.Path) -> Iterator[hubfake.HubFake]:
 
 
 def hub_backend(
-    backends: Objects, hub: hubfake.HubFake, name: str, repo: str, **spec: object
+    backends: Objects,
+    hub: hubfake.HubFake,
+    name: str,
+    repo: str,
+    sync: dict[str, object] | None = None,
+    **spec: object,
 ) -> None:
     """A huggingface StorageBackend on the fake, with the Secret ``hf`` of the test."""
     block = {"repo": repo, "endpoint": hub.endpoint, **spec}
-    backends.create(
-        name,
-        {"type": "huggingface", "huggingface": block, "credentialsSecretRef": {"name": "hf"}},
-    )
+    backend = {"type": "huggingface", "huggingface": block, "credentialsSecretRef": {"name": "hf"}}
+    backends.create(name, {**backend, **({"sync": sync} if sync else {})})
 
 
 def made_repo(
@@ -111,7 +115,7 @@ def test_a_missing_repository_without_create_repo_is_stalled(
     backends.wait_condition("nowhere", "Stalled", "True", "RepositoryNotFound")
 
 
-def test_a_429_is_reported_and_its_retry_after_waited_out_before_the_sync(
+def test_a_429_is_reported_and_its_reset_waited_out_before_the_sync(
     k8s: kubernetes.client.ApiClient,
     namespace: str,
     ipfs: kubo.Kubo,
@@ -129,8 +133,42 @@ def test_a_429_is_reported_and_its_retry_after_waited_out_before_the_sync(
     time.sleep(12)  # inside the 20 s the Hub asked for: nobody asks it anything
     assert hub.requests() == asked
     wait_synced(backends, "limited", present=1, timeout=120)
-    assert time.monotonic() - started >= 8  # not before Retry-After ran out
+    assert time.monotonic() - started >= 8  # not before the RateLimit reset (no Retry-After)
     backends.wait_condition("limited", "Ready", "True")
+
+
+@pytest.fixture
+def pruning(
+    k8s: kubernetes.client.ApiClient, namespace: str, operator: Operator, hub: hubfake.HubFake
+) -> tuple[str, Objects]:
+    """A StorageBackend ``pruned`` (deletionPolicy Prune) on a fresh repository of the fake."""
+    repo, backends = made_repo(k8s, namespace, hub, "pruned", hub.token)
+    hub_backend(backends, hub, "pruned", repo=repo, sync={"deletionPolicy": "Prune"})
+    return repo, backends
+
+
+def test_a_prune_is_one_commit_and_gives_the_storage_back(
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    ipfs: kubo.Kubo,
+    hub: hubfake.HubFake,
+    pruning: tuple[str, Objects],
+) -> None:
+    """Pins no PinSet wants any more leave in one commit, and their LFS objects with them:
+    the account's private storage holds the kept pin only."""
+    repo, backends = pruning
+    pinsets = Objects(k8s, namespace, "pinsets")
+    cids = [ipfs.add(os.urandom(30_000)) for _ in range(3)]
+    pinsets.create("p", {"cids": cids, "backends": ["pruned"]})
+    wait_synced(backends, "pruned", present=3)
+    before = hub.state(repo)["stats"]["commits"]
+    pinsets.patch("p", {"spec": {"cids": cids[:1]}})
+    wait_synced(backends, "pruned", present=1)
+    state = hub.state(repo)
+    assert state["stats"]["commits"] == before + 1
+    assert state["stats"]["lfs_deleted"] == 2
+    kept = ipfs.export_car(cids[0])
+    assert state["lfs"] == {hashlib.sha256(kept).hexdigest(): len(kept)}  # what storage counts
 
 
 def test_the_example_is_accepted_by_the_crd_with_its_defaults(

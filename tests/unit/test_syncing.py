@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+
+from multiformats import CID, multihash
 
 from pinsync import reasons, syncing
 from pinsync.backends import base, errors
@@ -50,7 +52,9 @@ async def nothing(progress: syncing.Progress) -> None:
     return None
 
 
-async def sync(backend: base.Backend, count: int, now: datetime.datetime) -> syncing.Progress:
+async def sync(
+    backend: base.Backend, count: int, now: datetime.datetime, *, prune: bool = False
+) -> syncing.Progress:
     """One pass over ``count`` desired pins the node holds, none present on the backend."""
     desired: dict[str, tuple[str, ...]] = {f"bafk{i:04d}": ("ns/p",) for i in range(count)}
     return await syncing.run(
@@ -61,7 +65,7 @@ async def sync(backend: base.Backend, count: int, now: datetime.datetime) -> syn
         failures={},
         full=False,
         deep=False,
-        prune=False,
+        prune=prune,
         concurrency=4,
         global_limit=asyncio.Semaphore(16),
         report=nothing,
@@ -105,3 +109,33 @@ def test_an_unhealthy_backend_is_not_asked_again_before_the_servers_retry_after(
     assert delay(errors.RateLimited("429", retry_after=5.0)) == 30.0
     assert delay(errors.RateLimited("429")) == 60.0  # no Retry-After: RateLimited's default
     assert delay(errors.AuthFailed("401")) == 300.0  # not retryable: at the health interval
+
+
+class Holding(Gone):
+    """A storage holding pins nobody wants any more; one of them cannot be removed."""
+
+    def __init__(self, held: list[str], stuck: str) -> None:
+        super().__init__()
+        self.held, self.stuck = held, stuck
+        self.removals: list[list[str]] = []
+
+    async def list_pins(self) -> AsyncIterator[base.PinInfo]:
+        for cid in self.held:
+            yield base.PinInfo(cid=cid, size=1)
+
+    async def remove_pins(self, cids: Sequence[str]) -> list[errors.BackendError | None]:
+        self.removals.append(list(cids))
+        return [errors.PinNotFound(c) if c == self.stuck else None for c in cids]
+
+
+async def test_a_prune_hands_the_backend_every_pin_at_once() -> None:
+    """A store whose write is a commit prunes in one commit, not one per pin."""
+    held = [
+        str(CID("base32", 1, "raw", multihash.digest(bytes([i]), "sha2-256"))) for i in range(5)
+    ]
+    backend = Holding(held, stuck=held[3])
+    progress = await sync(
+        backend, 0, datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), prune=True
+    )
+    assert [sorted(cids) for cids in backend.removals] == [sorted(held)]
+    assert progress.pruned == 4

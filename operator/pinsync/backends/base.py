@@ -380,6 +380,18 @@ class Backend(abc.ABC):
     async def remove_pin(self, cid: str) -> None:
         """Delete a pin; deleting an absent pin is not an error."""
 
+    async def remove_pins(self, cids: Sequence[str]) -> list[errors.BackendError | None]:
+        """Delete pins (a prune); per pin, None or the error ``remove_pin`` raised. The default
+        removes them one by one; a store whose write is a commit removes them in one."""
+        results: list[errors.BackendError | None] = []
+        for cid in cids:
+            try:
+                await self.remove_pin(cid)
+                results.append(None)
+            except errors.BackendError as exc:
+                results.append(exc)
+        return results
+
     @abc.abstractmethod
     def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
         """Stream a stored pin's CAR back."""

@@ -21,9 +21,9 @@ branch; a batch whose push fails leaves none of its pins. A pin over ``maxBytes`
 refuses a push over 2 GiB) goes as several commits: its parts in pushes of at most ``maxBytes``
 without its sidecar (so it is not listed yet), then the last parts with the sidecar. When the
 branch moved meanwhile (another writer), the server refuses the update (its ref lock compares
-the old value), and the commit is rebuilt on the new head and pushed again, up to PUSH_ATTEMPTS
-times. Never a force push: every update names the head it replaces, and the new commit's parent
-is that head.
+the old value), and the commit is rebuilt on the new head and pushed again, up to
+COMMIT_ATTEMPTS times (:mod:`pinsync.backends.commitstore`, shared with huggingface). Never a
+force push: every update names the head it replaces, and the new commit's parent is that head.
 
 Never a clone: the backend holds an in-memory object store of *trees, commits and sidecars
 only*. It fetches the branch head with ``depth=1`` and ``filter=blob:none`` (partial clone, as
@@ -75,11 +75,10 @@ from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.pack import UnpackedObject, full_unpacked_object, pack_object_header
 
 from pinsync import reasons
-from pinsync.backends import base, errors
+from pinsync.backends import base, commitstore, errors
 
 PART_SIZE = 32 * 1024 * 1024
 """CARs above this are stored as parts of this size (GitHub: 50 MB warns, 100 MB is refused)."""
-PUSH_ATTEMPTS = 5
 """Times a commit is rebuilt on a moved branch before the batch fails (retryably)."""
 DEFAULT_MAX_PINS = 500
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
@@ -174,9 +173,7 @@ class Staged:
     sidecar: Blob
 
     def discard(self) -> None:
-        for part in self.parts:
-            with contextlib.suppress(OSError):
-                os.unlink(part.spool)
+        commitstore.discard([part.spool for part in self.parts])
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -537,7 +534,8 @@ def _read_chunks(path: str) -> Iterator[bytes]:
 # -- the backend ----------------------------------------------------------------------------------
 
 
-class GithubBackend(base.Backend):
+class GithubBackend(commitstore.CommitStore[Staged]):
+    spool_prefix: ClassVar[str] = "pinsync-git-"
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
         alternatives=(frozenset({"token"}), frozenset({"username", "password"}))
     )
@@ -578,9 +576,7 @@ class GithubBackend(base.Backend):
         self._username = "x-access-token" if token else credentials.get("username") or ""
         self._password = token or credentials.get("password") or ""
         self._repo: Repo | None = None
-        self._lock = asyncio.Lock()
         self._sidecars: dict[bytes, dict[str, Any]] = {}
-        self._spool_dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def location(self) -> str:
@@ -601,9 +597,7 @@ class GithubBackend(base.Backend):
             with contextlib.suppress(Exception):
                 self._repo.client.pool_manager.clear()
             self._repo = None
-        if self._spool_dir is not None:
-            self._spool_dir.cleanup()
-            self._spool_dir = None
+        await super().aclose()
 
     # -- errors ----------------------------------------------------------------------------------
 
@@ -635,7 +629,8 @@ class GithubBackend(base.Backend):
             return errors.PermissionDenied(f"{what}: the server refused the push: {text}")
         if isinstance(exc, Moved):
             return errors.BranchMoved(
-                f"{what}: the branch kept moving ({PUSH_ATTEMPTS} attempts); tried again later"
+                f"{what}: the branch kept moving ({commitstore.COMMIT_ATTEMPTS} attempts); "
+                "tried again later"
             )
         cause = exc.__cause__ or exc.__context__
         if isinstance(exc, dulwich.errors.GitProtocolError):
@@ -827,18 +822,18 @@ class GithubBackend(base.Backend):
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _spool(self) -> str:
-        if self._spool_dir is None:
-            self._spool_dir = tempfile.TemporaryDirectory(prefix="pinsync-git-")
-        return self._spool_dir.name
+    @property
+    def max_commit_bytes(self) -> int:
+        return self.conf.max_bytes
 
-    async def _stage(self, meta: base.PinMeta, source: base.Source) -> Staged:
+    async def stage(self, meta: base.PinMeta, source: base.Source) -> Staged:
         """Read a pin's stream into part files (one part in memory at a time)."""
-        digest = hashlib.sha256()
+        hashed = commitstore.Hashed(aiter(source))
         parts: list[Part] = []
+        spooled: list[str] = []
         pending: list[bytes] = []
-        pending_size = total = 0
-        directory = self._spool()
+        pending_size = 0
+        directory = self.spool_dir()
 
         def write(data: bytes) -> Part:
             # Spooled as the pack entry it will be pushed as (header + zlib stream), so the push
@@ -846,15 +841,14 @@ class GithubBackend(base.Backend):
             # level 1 cost 18.5 CPU-s per GiB more (16.9 vs 27.0 MiB/s into the test server).
             oid = Blob.from_string(data).id.decode()
             fd, path = tempfile.mkstemp(dir=directory)
+            spooled.append(path)
             with os.fdopen(fd, "wb") as out:
                 out.write(bytes(pack_object_header(BLOB, None, len(data), FORMAT)))
                 out.write(zlib.compress(data, SPOOL_COMPRESSION))
             return Part(name="", size=len(data), oid=oid, spool=path)
 
-        try:
-            async for chunk in source:
-                digest.update(chunk)
-                total += len(chunk)
+        with commitstore.discarded_on_failure(spooled):
+            async for chunk in hashed:
                 pending.append(chunk)
                 pending_size += len(chunk)
                 while pending_size >= self.part_size:
@@ -864,17 +858,12 @@ class GithubBackend(base.Backend):
                     pending, pending_size = ([rest] if rest else []), len(rest)
             if pending or not parts:
                 parts.append(await asyncio.to_thread(write, b"".join(pending)))
-        except BaseException:
-            for part in parts:
-                with contextlib.suppress(OSError):
-                    os.unlink(part.spool)
-            raise
+        total, sha256 = hashed.size, hashed.sha256
         if len(parts) == 1:
             parts[0].name = meta.cid + CAR
         else:
             for number, part in enumerate(parts):
                 part.name = f"{meta.cid}{CAR}.{number:04d}"
-        sha256 = digest.hexdigest()
         sidecar = {
             "cid": meta.cid,
             "size": total,
@@ -886,16 +875,7 @@ class GithubBackend(base.Backend):
         blob = Blob.from_string(json.dumps(sidecar).encode())
         return Staged(meta=meta, parts=parts, size=total, sha256=sha256, sidecar=blob)
 
-    async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
-        return await self.put_one(meta, content)
-
-    async def put_pins(self, uploads: Sequence[base.Upload]) -> list[base.PinInfo | Exception]:
-        """Spool the batch, then commit it: one commit per ``maxBytes`` of it (normally one)."""
-        return await self.commit_batch(
-            uploads, stage=self._stage, commit=self._commit_staged, max_bytes=self.conf.max_bytes
-        )
-
-    async def _commit_staged(self, staged: list[tuple[int, Staged]], results: base.Results) -> None:
+    async def commit_staged(self, staged: list[tuple[int, Staged]], results: base.Results) -> None:
         try:
             await self._commit([pin for _, pin in staged])
         except Exception as exc:
@@ -970,28 +950,23 @@ class GithubBackend(base.Backend):
         count: int,
     ) -> None:
         """Build a commit on the branch's head and push it; rebuilt on a moved branch."""
-        async with self._lock:
-            for attempt in range(PUSH_ATTEMPTS):
-                repo = await self.refresh()
-                pins, _ = repo.entries(self.conf.base_path)
-                changes = files(pins)
-                try:
-                    push = functools.partial(
-                        repo.commit,
-                        branch=self.conf.branch,
-                        base_path=self.conf.base_path,
-                        files=changes,
-                        message=message,
-                        author=self.conf.author,
-                        blobs=blobs,
-                        blob_count=count,
-                    )
-                    await self.git(f"push to {self.location}", push, writing=True)
-                    return
-                except errors.BranchMoved:
-                    if attempt == PUSH_ATTEMPTS - 1:
-                        raise
-                await asyncio.sleep(0.1 * (attempt + 1))
+
+        async def attempt() -> None:
+            repo = await self.refresh()
+            pins, _ = repo.entries(self.conf.base_path)
+            push = functools.partial(
+                repo.commit,
+                branch=self.conf.branch,
+                base_path=self.conf.base_path,
+                files=files(pins),
+                message=message,
+                author=self.conf.author,
+                blobs=blobs,
+                blob_count=count,
+            )
+            await self.git(f"push to {self.location}", push, writing=True)
+
+        await self.rebuilt_while_moving(attempt)
 
     async def remove_pin(self, cid: str) -> None:
         pins, _ = await self.snapshot()

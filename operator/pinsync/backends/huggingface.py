@@ -17,18 +17,33 @@ the repo); past it a batch fails with ``RepositoryFull`` before the Hub is asked
 One commit per batch (``batch.maxPins`` <= 100 files, the Hub's recommendation; split further at
 ``batch.maxBytes``), made with ``parent_commit`` = the head it was built on, so that another
 writer is detected (the Hub answers 412); the commit is then rebuilt on the new head, up to
-COMMIT_ATTEMPTS times. LFS uploads of a batch run outside the commit lock; commits are
-serialised per backend. Commits per hour are bounded by ``maxCommitsPerHour`` (the Hub limits
-commit rate; one observed 429 said 128 an hour): when the window is full the batch fails with
-``RateLimited`` and a retry time, without a request.
+COMMIT_ATTEMPTS times, then ``BranchMoved`` as for github. LFS uploads of a batch run outside
+the commit lock; commits are serialised per backend. The library uploads a large CAR through
+the Hub's multipart LFS transfer when the Hub offers it.
 
-Rate limits: every HTTP 429 of the Hub becomes ``RateLimited`` carrying its ``Retry-After``,
-which the pins' backoff honours, and the backend answers later calls with the same error
-until then without asking the Hub. ``huggingface_hub`` would otherwise sleep and retry in its
-own worker thread (5 times, blocking the batch); a response hook on the library's HTTP
-client (``set_client_factory``, process-wide: the operator is the only user of the library in
-its process) turns a 429 into an exception the library does not retry. The same client gets
-timeouts, which the library's default lacks.
+Quotas are the account's, not the repository's (hub-docs ``rate-limits.md``): every backend
+using one token draws on one :class:`Budget` per process, keyed by a hash of the token.
+
+* Rate limits: the Hub announces ``RateLimit: "api";r=<remaining>;t=<seconds>`` over fixed
+  5-minute windows, read with the library's parser. With none remaining (on any answer) or
+  after a 429, the token's calls of that bucket (``api``, ``resolvers`` for downloads) fail
+  ``RateLimited`` until the reset, without a request; the pins' backoff honours the wait.
+  ``Retry-After``, which the Hub often leaves out, counts when ``RateLimit`` names no reset.
+  ``huggingface_hub`` would otherwise sleep and retry in its own worker thread (5 times,
+  blocking the batch); a response hook on the library's HTTP client (``set_client_factory``,
+  process-wide: the operator is the only user of the library in its process) records the
+  headers and turns a 429 into an exception the library does not retry. The same client gets
+  timeouts, which the library's default lacks.
+* Commits: at most ``maxCommitsPerHour`` in any hour for the token (default 100), checked
+  before a batch is staged. The Hub's own commit quota (undocumented; one answer said 128 an
+  hour) answers 429 saying so only in its body: the token then waits until its oldest commit
+  of the hour ages out, and a count the body names becomes the token's limit.
+* Private storage: a full quota answers 403 "Private repository storage limit reached":
+  ``StorageFull``/``QuotaExceeded``, retried, not ``PermissionDenied``. It counts every LFS
+  object pushed; deleting a pointer frees nothing (hub-docs ``storage-limits.md``), so Prune
+  deletes the pins' files in one commit per ``batch.maxPins`` and then their LFS objects for
+  good (``permanently_delete_lfs_files``, history rewritten: the branch gets a new head),
+  except objects another branch or tag holds at the same path.
 
 Xet: ``huggingface_hub`` uploads through Xet storage whenever ``hf_xet`` is installed. pinsync
 turns that off (``HF_HUB_DISABLE_XET``) unless the operator setting ``PINSYNC_HF_XET=1`` asks
@@ -42,11 +57,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import hashlib
+import logging
 import os
+import re
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -54,7 +71,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from pinsync import reasons
-from pinsync.backends import base, errors
+from pinsync.backends import base, commitstore, errors
 
 os.environ.setdefault("HF_HUB_DISABLE_XET", "0" if os.environ.get("PINSYNC_HF_XET") else "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # tqdm bars in an operator's log
@@ -64,21 +81,31 @@ import httpx2
 import huggingface_hub
 import huggingface_hub.constants
 import huggingface_hub.errors
+import huggingface_hub.hf_api
 from huggingface_hub import utils as hub_utils
 from huggingface_hub.utils import _http as hub_http
 
 huggingface_hub.constants.HF_HUB_DISABLE_XET = os.environ["HF_HUB_DISABLE_XET"] == "1"
 
+# Documented (rate-limits page, "since 1.2.0"), but exported lazily, which mypy cannot see:
+parse_ratelimit_headers: Callable[[Mapping[str, str]], hub_http.RateLimitInfo | None] = (
+    hub_utils.parse_ratelimit_headers  # type: ignore[attr-defined]
+)
+
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 MAX_FILES_PER_COMMIT = 100
 """The Hub recommends fewer than 100 files per commit."""
 DEFAULT_MAX_BYTES = 4 * 1024**3
 DEFAULT_MAX_FILES = 90_000
 DEFAULT_COMMITS_PER_HOUR = 100
-COMMIT_ATTEMPTS = 5
 DEFAULT_RETRY_AFTER = 60.0
-"""Seconds to wait after a 429 that names no Retry-After."""
+"""Seconds to wait after a 429 that names neither a reset nor a Retry-After."""
+COMMIT_QUOTA_WAIT = 900.0
+"""Seconds to wait after the commit quota's 429 when this process made no commit in the hour."""
+PATHS_PER_REQUEST = 1000
+"""Paths in one ``paths-info`` request."""
 CONNECT_TIMEOUT = 15.0
 READ_TIMEOUT = 300.0
 CAR = ".car"
@@ -89,26 +116,158 @@ def shard(cid: str) -> str:
     return cid[-2:].lower()
 
 
-# -- the library's HTTP client: timeouts, and 429 as an exception it does not retry --------------
+# -- quotas: the token's, shared by every backend of this process that uses it -------------------
+
+
+@dataclasses.dataclass
+class Budget:
+    """What the Hub still allows one token, as far as this process knows: the rate-limit
+    buckets it asked to wait for (``api``, ``resolvers``) and the commits of the last hour.
+
+    The Hub counts per account, not per repository (rate-limits page: "per user"; its commit
+    quota likewise), so every backend with the same token draws on one Budget (:func:`budget`).
+    Read and written from the event loop and from the library's worker threads (the response
+    hook), hence the lock.
+    """
+
+    key: str
+    """A hash of the token: printable, unlike the token."""
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    waits: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Bucket -> monotonic time until which the Hub asked to wait."""
+    commits: collections.deque[float] = dataclasses.field(default_factory=collections.deque)
+    """Monotonic times of the commits made with the token in the last hour."""
+    commits_blocked: float = 0.0
+    """Until when the Hub's commit quota refused (monotonic)."""
+    hub_commits_per_hour: int | None = None
+    """The commit quota, when a 429 named it."""
+
+    def wait(self, bucket: str) -> float:
+        return max(0.0, self.waits.get(bucket, 0.0) - time.monotonic())
+
+    def block(self, bucket: str, seconds: float) -> None:
+        with self.lock:
+            until = time.monotonic() + seconds
+            self.waits[bucket] = max(self.waits.get(bucket, 0.0), until)
+
+    def commit_wait(self, limit: int) -> tuple[int, float]:
+        """(commits in the last hour, seconds until one more is allowed; 0: now)."""
+        now = time.monotonic()
+        with self.lock:
+            while self.commits and self.commits[0] <= now - 3600:
+                self.commits.popleft()
+            limit = min(limit, self.hub_commits_per_hour or limit)
+            wait = self.commits[0] + 3600 - now if len(self.commits) >= limit else 0.0
+            return len(self.commits), max(wait, self.commits_blocked - now)
+
+    def committed(self) -> None:
+        with self.lock:
+            self.commits.append(time.monotonic())
+
+    def commits_refused(self, per_hour: int | None) -> float:
+        """The Hub's commit quota refused: seconds to wait, and no commit asked until then.
+        The quota is hourly: the wait ends when the oldest commit this process made in the
+        hour leaves it; when it made none (another process used the token) a quarter hour."""
+        now = time.monotonic()
+        with self.lock:
+            if per_hour:
+                self.hub_commits_per_hour = per_hour
+            recent = [t for t in self.commits if t > now - 3600]
+            wait = recent[0] + 3600 - now if recent else COMMIT_QUOTA_WAIT
+            self.commits_blocked = max(self.commits_blocked, now + wait)
+            return wait
+
+
+_budgets: dict[str, Budget] = {}
+_budgets_lock = threading.Lock()
+
+
+def budget(token: str) -> Budget:
+    """The process-wide Budget of ``token``, keyed by a hash of it (never the token)."""
+    key = hashlib.sha256(token.encode()).hexdigest()[:16]
+    with _budgets_lock:
+        return _budgets.setdefault(key, Budget(key=key))
 
 
 class HubRateLimited(Exception):
     """Raised by the response hook on a 429, before the library's own retry loop sees it."""
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"rate limited for {retry_after:.0f}s")
+    def __init__(self, retry_after: float, what: str) -> None:
+        super().__init__(f"{what}: wait {retry_after:.0f}s")
         self.retry_after = retry_after
+        self.what = what
 
 
-def retry_after(headers: Mapping[str, str]) -> float:
-    """Seconds a 429 asks to wait (the shared parser), or the default when it names none."""
-    wait = errors.retry_after(headers.get("Retry-After"))
-    return DEFAULT_RETRY_AFTER if wait is None else wait
+COMMIT_QUOTA = re.compile(r"quota[^.]*\bcommit|\bcommits? per hour", re.IGNORECASE)
+"""A 429 of the commit quota, known only by its text: "You have exceeded our hourly quotas for
+action: commit" (huggingface/datasets#6257); another answer said "128 per hour"."""
+PER_HOUR = re.compile(r"(\d+)\s+(?:commits?\s+)?per\s+hour", re.IGNORECASE)
 
 
-def _refuse_429(response: Any) -> None:
+def rate_limit(
+    status: int, headers: Mapping[str, str], path: str, token: str, body: str
+) -> HubRateLimited | None:
+    """Record what an answer of the Hub says of the token's quotas; for a 429, the exception.
+
+    ``RateLimit: "<bucket>";r=<remaining>;t=<seconds>`` (read by the library's own parser)
+    comes with every answer; with none remaining, the bucket waits out its window, even after
+    a 2xx (the next request would be refused). A 429 waits ``t`` when ``r`` is 0, as the
+    library's retry loop does, else ``Retry-After``, which the Hub often leaves out, else the
+    default. The commit quota's 429 says so only in its body.
+    """
+    info = parse_ratelimit_headers(headers)
+    bucket = info.resource_type if info else ("resolvers" if "/resolve/" in path else "api")
+    spent = budget(token) if token else None
+    if info is not None and info.remaining == 0 and spent is not None:
+        spent.block(bucket, info.reset_in_seconds)
+    if status != 429:
+        return None
+    if COMMIT_QUOTA.search(body):
+        said = PER_HOUR.search(body)
+        per_hour = int(said.group(1)) if said else None
+        wait = spent.commits_refused(per_hour) if spent else COMMIT_QUOTA_WAIT
+        return HubRateLimited(wait, "the hourly commit quota is used up")
+    if info is not None and info.remaining == 0:
+        wait = float(info.reset_in_seconds)
+    else:
+        wait = errors.retry_after(headers.get("Retry-After")) or DEFAULT_RETRY_AFTER
+    if spent is not None:
+        spent.block(bucket, wait)
+    return HubRateLimited(wait, f"the {bucket} rate limit is reached")
+
+
+# -- the library's HTTP client: timeouts, quotas recorded, a 429 as an exception it does not retry
+
+
+def _token_of(headers: Mapping[str, str]) -> str:
+    return headers.get("authorization", "").removeprefix("Bearer ").strip()
+
+
+def _observe(response: httpx2.Response) -> None:
+    """The response hook: quotas recorded, a 429 raised as HubRateLimited."""
+    body = ""
     if response.status_code == 429:
-        raise HubRateLimited(retry_after(response.headers))
+        response.read()
+        body = response.text[:2000]
+    request = response.request
+    limited = rate_limit(
+        response.status_code, response.headers, request.url.path, _token_of(request.headers), body
+    )
+    if limited is not None:
+        raise limited
+
+
+def _cause(exc: Exception) -> Exception:
+    """What the Hub answered under the library's wrapping: it re-raises an LFS upload's error
+    as ``RuntimeError(...) from`` it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(
+            seen, HubRateLimited | HubUnreachable | huggingface_hub.errors.HfHubHTTPError
+        ):
+            return seen
+        seen = seen.__cause__
+    return exc
 
 
 class HubUnreachable(Exception):
@@ -127,9 +286,9 @@ class _Transport(httpx2.HTTPTransport):
 def _client() -> httpx2.Client:
     """The library's default client (its own request hook; no public way to extend it, and
     the unit tests notice if the private name goes away), with timeouts, our transport and
-    the 429 hook."""
+    the quota hook."""
     return httpx2.Client(
-        event_hooks={"request": [hub_http.hf_request_event_hook], "response": [_refuse_429]},
+        event_hooks={"request": [hub_http.hf_request_event_hook], "response": [_observe]},
         follow_redirects=True,
         timeout=httpx2.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
         transport=_Transport(),
@@ -166,11 +325,11 @@ class Staged:
     sha256: str
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.spool)
+        commitstore.discard([self.spool])
 
 
-class HuggingfaceBackend(base.Backend):
+class HuggingfaceBackend(commitstore.CommitStore[Staged]):
+    spool_prefix: ClassVar[str] = "pinsync-hf-"
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
         alternatives=(frozenset({"token"}),)
     )
@@ -215,9 +374,8 @@ class HuggingfaceBackend(base.Backend):
         self.api = huggingface_hub.HfApi(
             endpoint=self.conf.endpoint, token=self._token, library_name="pinsync"
         )
-        self._lock = asyncio.Lock()
-        self._commits: collections.deque[float] = collections.deque()
-        self._blocked_until = 0.0
+        self.budget = budget(self._token)
+        """The token's quotas, shared with every backend using it."""
         self._head: str | None = None
         self._listed: tuple[str, dict[str, base.PinInfo]] | None = None
         """(head commit, the pins listed at it)."""
@@ -226,7 +384,8 @@ class HuggingfaceBackend(base.Backend):
         """CARs under the base path, as of the last listing plus what was committed since."""
         self._uploaded: dict[str, tuple[int, str]] = {}
         """cid -> (size, sha256) of what this process committed, for shallow verification."""
-        self._spool_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._unfreed: dict[str, tuple[str, int]] = {}
+        """sha256 -> (cid, size) of the LFS objects of removed pins not yet deleted for good."""
         self.commits_made = 0
 
     @property
@@ -247,18 +406,14 @@ class HuggingfaceBackend(base.Backend):
         cid = name[: -len(CAR)]
         return cid if cid and shard(cid) == folder else None
 
-    async def aclose(self) -> None:
-        if self._spool_dir is not None:
-            self._spool_dir.cleanup()
-            self._spool_dir = None
-
     # -- calls and errors ------------------------------------------------------------------------
 
-    def _check_blocked(self, what: str) -> None:
-        wait = self._blocked_until - time.monotonic()
+    def _check_blocked(self, what: str, bucket: str = "api") -> None:
+        wait = self.budget.wait(bucket)
         if wait > 0:
             raise errors.RateLimited(
-                f"{what}: the Hub asked to wait; {wait:.0f}s left", retry_after=wait
+                f"{what}: the Hub's {bucket} rate limit for this token; {wait:.0f}s left",
+                retry_after=wait,
             )
 
     async def call(
@@ -273,10 +428,10 @@ class HuggingfaceBackend(base.Backend):
         return text.replace(self._token, "***") if self._token else text
 
     def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
-        if isinstance(exc, HubRateLimited):
-            self._blocked_until = max(self._blocked_until, time.monotonic() + exc.retry_after)
+        exc = _cause(exc)
+        if isinstance(exc, HubRateLimited):  # the Budget has it recorded already
             return errors.RateLimited(
-                f"{what}: the Hub answered 429; retry after {exc.retry_after:.0f}s",
+                f"{what}: the Hub answered 429: {exc.what}; retry after {exc.retry_after:.0f}s",
                 retry_after=exc.retry_after,
             )
         if isinstance(exc, huggingface_hub.errors.RepositoryNotFoundError):
@@ -284,25 +439,34 @@ class HuggingfaceBackend(base.Backend):
         if isinstance(exc, huggingface_hub.errors.RevisionNotFoundError):
             return self._no_revision(what)
         if isinstance(exc, huggingface_hub.errors.HfHubHTTPError):
-            return self._answer(exc.response.status_code if exc.response is not None else 0, what)
+            status = exc.response.status_code if exc.response is not None else 0
+            return self._answer(status, what, exc.server_message or "")
         if isinstance(exc, HubUnreachable | OSError | TimeoutError | httpx2.TransportError):
             return errors.Unreachable(f"{what}: cannot reach {self.conf.endpoint}")
         if isinstance(exc, httpx.TransportError):  # fetch_pin's own client
             return errors.Unreachable(f"{what}: cannot reach {self.conf.endpoint}")
         return errors.BackendError(f"{what}: {type(exc).__name__}: {self.scrub(str(exc))[:200]}")
 
-    def _answer(self, status: int, what: str) -> errors.BackendError:
-        """An error answer of the Hub by its status, where ``X-Error-Code`` said nothing more."""
+    def _answer(self, status: int, what: str, said: str = "") -> errors.BackendError:
+        """An error answer of the Hub by its status (and, for a 403, its text), where
+        ``X-Error-Code`` said nothing more."""
         if status == 401:
             return errors.AuthFailed(f"{what}: the Hub rejected the token (401)")
+        if status == 403 and "storage limit" in said.lower():
+            # The account's private storage is full (huggingface_hub#3048): capacity, not
+            # permission; pruning frees it (the LFS objects are deleted for good).
+            return errors.StorageFull(
+                f"{what}: the Hub refused it: the account's private storage quota is full "
+                "(403 'Private repository storage limit reached')",
+                reason=reasons.QUOTA_EXCEEDED,
+            )
         if status == 403:
             return errors.PermissionDenied(f"{what}: the token may not do this (403)")
         if status == 404:
             return errors.PinNotFound(f"{what}: not found (404)")
         if status == 412:  # the parent commit is not the head any more: another writer
-            return errors.BackendError(
-                f"{what}: {self.conf.revision} kept moving ({COMMIT_ATTEMPTS} attempts)",
-                reason=reasons.BRANCH_MOVED,
+            return errors.BranchMoved(
+                f"{what}: {self.conf.revision} kept moving ({commitstore.COMMIT_ATTEMPTS} attempts)"
             )
         if status in (413, 507):
             return errors.StorageFull(f"{what}: the Hub refused it as too large ({status})")
@@ -417,17 +581,28 @@ class HuggingfaceBackend(base.Backend):
         return base.Usage(bytes=sum(p.size or 0 for p in pins.values()), objects=len(pins))
 
     async def _info(self, cid: str) -> base.PinInfo:
-        found = await self.call(
-            f"read {cid} in {self.location}",
-            self.api.get_paths_info,
-            paths=[self.path(cid)],
-            revision=self.conf.revision,
-            **self._kw(),
-        )
-        for pin in map(self._pin, found):
-            if pin is not None and pin.cid == cid:
-                return pin
-        raise errors.PinNotFound(f"{cid}: not in {self.location}")
+        pin = (await self._infos(f"read {cid} in {self.location}", [cid])).get(cid)
+        if pin is None:
+            raise errors.PinNotFound(f"{cid}: not in {self.location}")
+        return pin
+
+    async def _infos(
+        self, what: str, cids: Sequence[str], revision: str | None = None
+    ) -> dict[str, base.PinInfo]:
+        """Those of ``cids`` present on the revision (or another), from their tree entries:
+        ``paths-info`` for PATHS_PER_REQUEST at a time, never a walk of the whole tree."""
+        paths = [self.path(cid) for cid in cids]
+        found: dict[str, base.PinInfo] = {}
+        for start in range(0, len(paths), PATHS_PER_REQUEST):
+            entries = await self.call(
+                what,
+                self.api.get_paths_info,
+                paths=paths[start : start + PATHS_PER_REQUEST],
+                revision=revision or self.conf.revision,
+                **self._kw(),
+            )
+            found.update((pin.cid, pin) for pin in map(self._pin, entries) if pin is not None)
+        return found
 
     async def verify_pin(
         self, cid: str, *, deep: bool = False, listed: base.PinInfo | None = None
@@ -448,7 +623,7 @@ class HuggingfaceBackend(base.Backend):
         return info
 
     async def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
-        self._check_blocked(f"download {cid}")
+        self._check_blocked(f"download {cid}", "resolvers")
         url = huggingface_hub.hf_hub_url(
             self.conf.repo,
             self.path(cid),
@@ -466,19 +641,20 @@ class HuggingfaceBackend(base.Backend):
                 httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client,
                 client.stream("GET", url, headers=headers) as response,
             ):
-                if response.status_code == 429:
-                    raise HubRateLimited(retry_after(response.headers))
+                status, body = response.status_code, ""
+                if status == 429:  # the commit quota's is known by its text only
+                    body = (await response.aread()).decode(errors="replace")[:2000]
+                limited = rate_limit(status, response.headers, url, self._token, body)
+                if limited is not None:
+                    raise limited
                 if response.status_code != 200:
                     raise self._refused(response, what)
-                    raise errors.BackendError(f"{what}: the Hub answered {response.status_code}")
                 async for chunk in response.aiter_bytes(CHUNK):
                     yield chunk
 
     def _refused(self, response: httpx.Response, what: str) -> errors.BackendError:
         """A download's error answer, read as the library reads one (``X-Error-Code``)."""
         status, code = response.status_code, response.headers.get("X-Error-Code")
-        if status == 429:
-            raise HubRateLimited(retry_after(response.headers))
         if code == "RepoNotFound":
             return self._no_repo(what)
         if code == "RevisionNotFound":
@@ -487,43 +663,30 @@ class HuggingfaceBackend(base.Backend):
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _spool(self) -> str:
-        if self._spool_dir is None:
-            self._spool_dir = tempfile.TemporaryDirectory(prefix="pinsync-hf-")
-        return self._spool_dir.name
+    @property
+    def max_commit_bytes(self) -> int:
+        return self.conf.max_bytes
 
-    async def _stage(self, meta: base.PinMeta, source: base.Source) -> Staged:
+    async def stage(self, meta: base.PinMeta, source: base.Source) -> Staged:
         """The pin's stream into a spool file (LFS needs its sha256 before the upload)."""
-        digest, size = hashlib.sha256(), 0
-        fd, spool = tempfile.mkstemp(dir=self._spool(), suffix=CAR)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in source:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    await asyncio.to_thread(out.write, chunk)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(spool)
-            raise
-        return Staged(
-            meta=meta, path=self.path(meta.cid), spool=spool, size=size, sha256=digest.hexdigest()
-        )
-
-    async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
-        return await self.put_one(meta, content)
+        hashed = commitstore.Hashed(aiter(source))
+        fd, spool = tempfile.mkstemp(dir=self.spool_dir(), suffix=CAR)
+        with commitstore.discarded_on_failure([spool]), os.fdopen(fd, "wb") as out:
+            async for chunk in hashed:
+                await asyncio.to_thread(out.write, chunk)
+        path = self.path(meta.cid)
+        return Staged(meta=meta, path=path, spool=spool, size=hashed.size, sha256=hashed.sha256)
 
     async def put_pins(self, uploads: Sequence[base.Upload]) -> list[base.PinInfo | Exception]:
-        """Spool the batch, then commit it: one commit per ``maxBytes`` of it (normally one)."""
+        """Nothing staged while the token must wait: no stream opened, nothing asked."""
         try:
             self._check_blocked(f"write to {self.location}")
+            self._rate()
         except errors.RateLimited as exc:
-            return [exc] * len(uploads)  # no stream opened, nothing asked
-        return await self.commit_batch(
-            uploads, stage=self._stage, commit=self._commit_staged, max_bytes=self.conf.max_bytes
-        )
+            return [exc] * len(uploads)
+        return await super().put_pins(uploads)
 
-    async def _commit_staged(self, staged: list[tuple[int, Staged]], results: base.Results) -> None:
+    async def commit_staged(self, staged: list[tuple[int, Staged]], results: base.Results) -> None:
         pins = [pin for _, pin in staged]
         try:
             stored = await self._commit(pins)
@@ -550,15 +713,14 @@ class HuggingfaceBackend(base.Backend):
             )
 
     def _rate(self) -> None:
-        """At most ``maxCommitsPerHour`` commits in any hour, counted by this backend."""
-        hour_ago = time.monotonic() - 3600
-        while self._commits and self._commits[0] <= hour_ago:
-            self._commits.popleft()
-        if len(self._commits) >= self.conf.commits_per_hour:
-            wait = self._commits[0] - hour_ago
+        """At most ``maxCommitsPerHour`` commits in any hour, counted for the token (every
+        backend using it), fewer if the Hub's commit quota said so."""
+        made, wait = self.budget.commit_wait(self.conf.commits_per_hour)
+        if wait > 0:
             raise errors.RateLimited(
-                f"{self.location}: {len(self._commits)} commits in the last hour "
-                f"(maxCommitsPerHour {self.conf.commits_per_hour}); {wait:.0f}s to wait",
+                f"{self.location}: {made} commits with this token in the last hour "
+                f"(maxCommitsPerHour {self.conf.commits_per_hour}, or the Hub's commit quota); "
+                f"{wait:.0f}s to wait",
                 retry_after=wait,
             )
 
@@ -592,54 +754,117 @@ class HuggingfaceBackend(base.Backend):
         )
         await self._write(message, ops)
         self._files = (self._files or 0) + len(pins)
-        found = await self.call(
-            f"read back {len(pins)} pins in {self.location}",
-            self.api.get_paths_info,
-            paths=[p.path for p in pins],
-            revision=self.conf.revision,
-            **self._kw(),
-        )
-        return {pin.cid: pin for pin in map(self._pin, found) if pin is not None}
+        what = f"read back {len(pins)} pins in {self.location}"
+        return await self._infos(what, [pin.meta.cid for pin in pins])
 
     async def _write(self, message: str, ops: list[Any]) -> None:
         """One commit on the head it was built on; rebuilt on a moved head (412)."""
-        async with self._lock:
-            for attempt in range(COMMIT_ATTEMPTS):
-                # The head our last commit made, while nobody else moves it: no request.
-                parent = self._head or await self.head()
-                self._rate()
-                try:
-                    made = await self.call(
-                        f"commit to {self.location}",
-                        self.api.create_commit,
-                        operations=ops,
-                        commit_message=message,
-                        revision=self.conf.revision,
-                        parent_commit=parent,
-                        writing=True,
-                        **self._kw(),
-                    )
-                except errors.BackendError as exc:
-                    self._head = None  # ask again: moved, or unknown after a failure
-                    if exc.reason != reasons.BRANCH_MOVED.name or attempt == COMMIT_ATTEMPTS - 1:
-                        raise
-                    await asyncio.sleep(0.1 * (attempt + 1))
-                    continue
-                self._head = str(made.oid)
-                self._commits.append(time.monotonic())
-                self.commits_made += 1
-                return
+
+        async def attempt() -> None:
+            # The head our last commit made, while nobody else moves it: no request.
+            parent = self._head or await self.head()
+            self._rate()
+            try:
+                made = await self.call(
+                    f"commit to {self.location}",
+                    self.api.create_commit,
+                    operations=ops,
+                    commit_message=message,
+                    revision=self.conf.revision,
+                    parent_commit=parent,
+                    writing=True,
+                    **self._kw(),
+                )
+            except errors.BackendError:
+                self._head = None  # moved, or unknown after a failure: ask again
+                raise
+            self._head = str(made.oid)
+            self.budget.committed()
+            self.commits_made += 1
+
+        await self.rebuilt_while_moving(attempt)
 
     async def remove_pin(self, cid: str) -> None:
-        try:
-            await self._info(cid)
-        except errors.PinNotFound:
+        failed = (await self.remove_pins([cid]))[0]
+        if failed is not None:
+            raise failed
+
+    async def remove_pins(self, cids: Sequence[str]) -> list[errors.BackendError | None]:
+        """Prune: one commit deleting the pins' files (per ``batch.maxPins``), then their LFS
+        objects deleted for good, since deleting a pointer frees no storage (hub-docs
+        ``storage-limits.md``) and the private storage quota counts every object pushed."""
+        if not cids:
+            return []
+        results: list[errors.BackendError | None] = [None] * len(cids)
+        listed = await self._infos(f"read {len(cids)} pins in {self.location}", cids)
+        present = [(i, cid) for i, cid in enumerate(cids) if cid in listed]
+        for start in range(0, len(present), self.conf.max_pins):
+            chunk = present[start : start + self.conf.max_pins]
+            ops = [
+                huggingface_hub.CommitOperationDelete(path_in_repo=self.path(cid))
+                for _, cid in chunk
+            ]
+            message = (
+                f"pinsync: remove {chunk[0][1]}"
+                if len(chunk) == 1
+                else f"pinsync: remove {len(chunk)} pins"
+            )
+            try:
+                await self._write(message, ops)
+            except errors.BackendError as exc:
+                self._listed = None  # some may be gone meanwhile: the next pass lists again
+                for i, _ in chunk:
+                    results[i] = exc
+                continue
+            for _, cid in chunk:
+                self._uploaded.pop(cid, None)
+                pin = listed[cid]
+                if pin.sha256 is not None:
+                    self._unfreed[pin.sha256] = (cid, pin.size or 0)
+            if self._files:
+                self._files = max(0, self._files - len(chunk))
+        await self._free()
+        return results
+
+    async def _free(self) -> None:
+        """Delete for good the LFS objects of removed pins, except those a branch or tag of the
+        repository holds at the same path: another backend's revision, or this one's when a pin
+        was put back since. ``rewriteHistory``: old commits lose their pointers too, which gives
+        the branch a new head, so it runs under the commit lock. A failure is logged and tried
+        again at the next prune: the pins are removed either way."""
+        if not self._unfreed:
             return
-        op = huggingface_hub.CommitOperationDelete(path_in_repo=self.path(cid))
+        what = f"free the storage of {len(self._unfreed)} removed pins in {self.location}"
         try:
-            await self._write(f"pinsync: remove {cid}", [op])
-        except errors.PinNotFound:
-            return  # removed meanwhile by someone else
-        self._uploaded.pop(cid, None)
-        if self._files:
-            self._files -= 1
+            async with self._lock:  # no commit between the check and the deletion
+                refs = await self.call(what, self.api.list_repo_refs, **self._kw())
+                cids = sorted(cid for cid, _ in self._unfreed.values())
+                for ref in [*refs.branches, *refs.tags]:
+                    for pin in (await self._infos(what, cids, ref.name)).values():
+                        self._unfreed.pop(pin.sha256 or "", None)  # still used there
+                if not self._unfreed:
+                    return
+                # The deletion names objects by their sha256 (``fileOid``; the rest of the
+                # record is not sent), which the tree's LFS pointers gave: no listing of every
+                # LFS object of the repository (paged, at the api rate limit) is needed.
+                now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())  # as the Hub's
+                gone = [
+                    huggingface_hub.hf_api.LFSFileInfo(
+                        fileOid=sha, oid=sha, filename=self.path(cid), pushedAt=now, size=size
+                    )
+                    for sha, (cid, size) in self._unfreed.items()
+                ]
+                await self.call(
+                    what,
+                    self.api.permanently_delete_lfs_files,
+                    lfs_files=gone,
+                    rewrite_history=True,
+                    writing=True,
+                    **self._kw(),
+                )
+        except errors.BackendError as exc:
+            self._head = self._listed = None
+            logger.warning("%s", exc)
+            return
+        self._head = self._listed = None  # history rewritten: a new head
+        self._unfreed.clear()
