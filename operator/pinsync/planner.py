@@ -8,7 +8,8 @@ Pure code over plain values, so every rule is unit-testable without Kubernetes o
 * a pin whose last attempt failed waits for its ``nextRetryAt`` (exponential backoff with jitter,
   persisted in status so that an operator restart does not hammer it: the first ``MAX_LISTED``
   in full, every one of them in the compact :func:`pack` form);
-* delete only with ``deletionPolicy: Prune``, and then only present - desired.
+* delete only with ``deletionPolicy: Prune``, and then only present - desired; a pin whose
+  deletion failed waits for its ``nextRetryAt`` like a failed transfer.
 """
 
 from __future__ import annotations
@@ -103,9 +104,11 @@ class Plan:
     verify: tuple[str, ...]
     """Present pins to verify first (full sync only); failures join the transfers."""
     prune: tuple[str, ...]
-    """Present pins no PinSet wants, to delete (Prune policy only)."""
+    """Present pins no PinSet wants, to delete now (Prune policy only)."""
+    prune_waiting: tuple[str, ...]
+    """Present pins no PinSet wants whose deletion failed and is not due again yet."""
     next_retry_at: datetime.datetime | None
-    """When the earliest waiting pin becomes due."""
+    """When the earliest waiting pin (to transfer or to delete) becomes due."""
 
     @property
     def missing(self) -> int:
@@ -122,21 +125,32 @@ def plan(
     prune: bool = False,
 ) -> Plan:
     wanted, held = _keys(desired), _keys(present)
+    # Sorted; strings only for the missing pins (and the unwanted ones, when pruning).
+    due, waiting = _due(wanted.minus(held), failures, now)
+    doomed, spared = _due(held.minus(wanted), failures, now) if prune else ([], [])
+    retry_times = [f.next_retry_at for c in (*waiting, *spared) if (f := failures[c]).next_retry_at]
+    return Plan(
+        transfer=tuple(due),
+        waiting=tuple(waiting),
+        verify=tuple(held.common(wanted)) if full else (),
+        prune=tuple(doomed),
+        prune_waiting=tuple(spared),
+        next_retry_at=min(retry_times, default=None),
+    )
+
+
+def _due(
+    keys: Iterable[str], failures: Mapping[str, Failure], now: datetime.datetime
+) -> tuple[list[str], list[str]]:
+    """``keys`` split into those due now and those whose failure's retry time is to come."""
     due, waiting = [], []
-    for cid in wanted.minus(held):  # sorted; strings only for the missing pins
+    for cid in keys:
         failure = failures.get(cid)
         if failure and failure.next_retry_at and failure.next_retry_at > now:
             waiting.append(cid)
         else:
             due.append(cid)
-    retry_times = [f.next_retry_at for c in waiting if (f := failures[c]).next_retry_at]
-    return Plan(
-        transfer=tuple(due),
-        waiting=tuple(waiting),
-        verify=tuple(held.common(wanted)) if full else (),
-        prune=tuple(held.minus(wanted)) if prune else (),
-        next_retry_at=min(retry_times, default=None),
-    )
+    return due, waiting
 
 
 def _keys(values: Collection[str] | pinlists.Keys) -> pinlists.Keys:
