@@ -3,9 +3,10 @@
 Against the real Pinning Service API of ipfs-cluster (``pinsvcapi``) on the contract kit's
 cluster peer, in front of the session's Kubo: a put really ends ``pinned`` on the cluster, with
 pinsync's name, the spec's meta plus PinSet attribution, and of the Kubo node's addresses the
-public ones as origins (the session's node has only loopback ones: none); bearer tokens are enforced; a CID nobody provides stays in progress (retryable
-``Pinning``), and on a cluster with a short pin timeout turns ``failed``: then it is not present,
-and the next put replaces the failed request; removal touches only pinsync's requests.
+public ones as origins (the session's node has only loopback ones: none); bearer tokens are
+enforced; a CID nobody provides stays in progress (retryable ``Pinning``), and on a cluster
+with a short pin timeout turns ``failed``: then it is not present, and the next put replaces
+the failed request; removal touches only pinsync's requests.
 
 The error answers a cluster never gives (409, 429 and Retry-After, the spec's error body) are
 checked on the mapping itself, with responses built in the test.

@@ -296,6 +296,18 @@ async def test_a_used_up_rate_limit_is_waited_out_not_refused(
     assert answered(fake, "GET", 429) == []
 
 
+async def test_concurrent_requests_share_the_rate_limit_without_a_429(
+    start: Start, on: Callable[..., Backend]
+) -> None:
+    fake = start("pinata", rate_limit=3, rate_window=2.0)
+    backend = on(fake)
+    await backend.health()  # the service is metered: its quota headers say so
+    started = time.monotonic()
+    await asyncio.gather(*(backend.health() for _ in range(8)))  # as a sync's workers do
+    assert time.monotonic() - started >= 1.0  # 9 requests, 3 a window
+    assert answered(fake, "GET", 429) == [] and len(fake.state()["requests"]) == 9
+
+
 async def test_a_long_rate_limit_wait_is_rate_limited_without_a_request(
     start: Start, on: Callable[..., Backend], monkeypatch: pytest.MonkeyPatch
 ) -> None:

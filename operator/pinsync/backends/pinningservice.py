@@ -213,10 +213,10 @@ class PinningServiceBackend(base.Backend):
         """One API call; the decoded JSON answer (None when empty, and for a ``DELETE``, whose
         2xx is success whatever it says), or the backend error it maps to. ``one_pin``: a 404
         means that request is gone, not that there is no API here."""
-        await self._pacer.pace(what)
-        with self.translating(what, writing=method != "GET"):
-            response = await self.client().request(method, path, params=params, json=body)
-        self._pacer.note(response.headers)
+        async with self._pacer.paced(what):
+            with self.translating(what, writing=method != "GET"):
+                response = await self.client().request(method, path, params=params, json=body)
+            self._pacer.note(response.headers)
         self.raise_for_status(response, what, one_pin=one_pin)
         if method == "DELETE" or not response.content:
             return None

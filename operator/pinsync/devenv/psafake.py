@@ -32,7 +32,9 @@ Which match strategy works, the page default, the answer codes and bodies and th
 common to all: pins are kept in memory, ``count`` counts every pin matching the filters
 (including ``before``/``after``, as the spec says and the providers do), results are newest
 first, and a pin is ``queued`` when made and ``pinned`` ``settle`` seconds later (nothing is
-fetched). Tests look behind the API through ``/_fake/*``: the pins and every request answered.
+fetched). Tests look behind the API through ``/_fake/*``: the pins and every request answered,
+and ``POST /_fake/deletes`` makes every ``DELETE`` fail with a given status (a service
+that stopped deleting, for the operator's handling of a failed prune; not a recording).
 
 Run as ``python -m pinsync.devenv.psafake <config.json> <port>``; :class:`PsaFake` writes the
 config (the token, so in a file of mode 0600).
@@ -56,6 +58,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 from aiohttp import web
 
 from pinsync.devenv.processes import Process, Server, free_port, http_ok, serve
@@ -222,11 +225,14 @@ class Provider:
         self.ids = itertools.count(1182535330)
         self.window: tuple[float, int] = (0.0, 0)
         """(Unix time the rate window resets, requests left in it)."""
+        self.deletes_fail: int | None = None
+        """The status every DELETE answers, when set through ``/_fake/deletes``."""
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.logged])
         app.router.add_get("/_fake/health", self.health)
         app.router.add_get("/_fake/state", self.state)
+        app.router.add_post("/_fake/deletes", self.set_deletes)
         app.router.add_get("/pins", self.list_pins)
         app.router.add_post("/pins", self.add)
         app.router.add_get("/pins/{requestid}", self.get)
@@ -249,6 +255,10 @@ class Provider:
     async def state(self, request: web.Request) -> web.Response:
         pins = [self.status_of(pin) for pin in self.pins.values()]
         return web.json_response({"pins": pins, "requests": self.log})
+
+    async def set_deletes(self, request: web.Request) -> web.Response:
+        self.deletes_fail = (await request.json()).get("fail")
+        return web.json_response({})
 
     # -- answers ----------------------------------------------------------------------------------
 
@@ -395,6 +405,9 @@ class Provider:
     async def delete(self, request: web.Request) -> web.Response:
         if (refused := self.refused(request)) is not None:
             return refused
+        if self.deletes_fail is not None:
+            body = {"error": {"reason": "INTERNAL", "details": "deletes are failing (test)"}}
+            return web.json_response(body, status=self.deletes_fail)
         if self.pins.pop(request.match_info["requestid"], None) is None:
             return web.json_response(self.profile.not_found, status=404)
         return web.Response(
@@ -448,10 +461,14 @@ class PsaFake(Server):
 
     def state(self) -> dict[str, Any]:
         """``pins`` (as the API shows them) and ``requests`` (method, path, status) so far."""
-        import httpx
-
         state: dict[str, Any] = httpx.get(f"{self.url}/_fake/state", timeout=10).json()
         return state
+
+    def fail_deletes(self, status: int | None) -> None:
+        """Make every ``DELETE`` answer ``status`` (None: delete again)."""
+        httpx.post(
+            f"{self.url}/_fake/deletes", json={"fail": status}, timeout=10
+        ).raise_for_status()
 
 
 def main() -> None:
