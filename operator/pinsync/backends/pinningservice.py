@@ -260,12 +260,7 @@ class PinningServiceBackend(base.Backend):
             case 409:  # the spec's "insufficient funds"
                 raise errors.StorageFull(f"{what}: {shown}", reason=reasons.QUOTA_EXCEEDED)
             case 429:
-                wait = ratelimit.wait_of(response.headers)
-                if wait is None:  # no (readable) Retry-After: RateLimited's default wait
-                    raise errors.RateLimited(f"{what}: {shown}")
-                raise errors.RateLimited(
-                    f"{what}: {shown}; retry after {wait:.0f} s", retry_after=wait
-                )
+                raise ratelimit.refused(f"{what}: {shown}", response.headers)
             case 400:
                 raise Rejected(f"{what}: {shown}", said=self.scrub(error_reason(response)))
         raise ServiceError(f"{what}: {shown}")

@@ -57,6 +57,15 @@ def wait_of(headers: Mapping[str, str], *, now: datetime.datetime | None = None)
     return quota_wait(headers, now=None if now is None else now.timestamp())
 
 
+def refused(message: str, headers: Mapping[str, str]) -> errors.RateLimited:
+    """The error of a 429 answer, carrying the wait it asks for (RateLimited's default when
+    it names none)."""
+    wait = wait_of(headers)
+    if wait is None:
+        return errors.RateLimited(message)
+    return errors.RateLimited(f"{message}; retry after {wait:.0f} s", retry_after=wait)
+
+
 class Pacer:
     """What one client may still send, from the answers it got (see the module docstring)."""
 
