@@ -330,3 +330,20 @@ async def test_quota_headers_read_as_unix_time_or_seconds() -> None:
     assert ratelimit.quota_wait({**used_up, "x-ratelimit-reset": "soon"}, now=now) is None
     assert ratelimit.quota_wait({}, now=now) is None
     assert ratelimit.wait_of({**used_up, "Retry-After": "7"}) == 7.0  # Retry-After first
+
+
+async def test_the_cursor_reaches_one_second_back_and_a_server_ignoring_limit_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pinningservice, "PAGE_LIMIT", 2)
+    pages = pinningservice.Pages()
+    page = [
+        {"requestid": "b", "created": "2023-01-25T18:01:56.000-05:00"},
+        {"requestid": "a", "created": "2023-01-25T18:01:55.000-05:00"},
+    ]
+    assert len(pages.take(page)) == 2
+    # Filebase's recorded second page: count 5 is what remains, not the total.
+    assert pages.following(new=2, page=2, count=5) == ("before", "2023-01-25T23:01:56.000000Z")
+    assert pages.take(page) == []  # the overlap brings them again: dropped
+    assert pages.following(new=0, page=2, count=5) == ("before", "2023-01-25T23:01:55.000000Z")
+    assert pages.following(new=3, page=3, count=3) is None  # more than asked: everything

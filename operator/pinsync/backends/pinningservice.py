@@ -39,17 +39,17 @@ What the protocol's words mean here:
 Listings page at ``limit=1000`` by ``created`` (see :class:`Pages`: ``count`` is what matches
 *including* the cursor, so what remains, as Filebase and 4EVERLAND answer; ``created`` may have
 one-second resolution; and servers that do not page, count only the page, or list oldest first
-are coped with). ``requestid`` is opaque
-(ipfs-cluster uses the CID itself, the reference mock ``req-N``). The ``cid`` filter takes at
-most ten CIDs per request.
+are coped with). ``requestid`` is opaque (ipfs-cluster uses the CID itself, the reference mock
+``req-N``, Filebase a base64 id). The ``cid`` filter takes at most ten CIDs per request.
 
 Errors follow the spec's ``{"error": {"reason", "details"}}``: 401 ``AuthFailed``, 403
 ``PermissionDenied``, 409 (insufficient funds) ``QuotaExceeded``, 429 ``RateLimited`` with the
 ``Retry-After`` the engine's backoff honours, 400 ``ServiceRejected``, the rest
-``ServiceError``. Rate limits are also honoured before a refusal: once an answer's
-``x-ratelimit-remaining`` is 0 (Pinata), the next request waits for ``x-ratelimit-reset``
-(:class:`pinsync.backends.ratelimit.Pacer`). ``details`` is shown cut to a line of printable
-text, with the token removed should a service ever echo it.
+``ServiceError``. Rate limits are also honoured before a refusal: an answer's
+``x-ratelimit-remaining`` (Pinata) is the budget of requests until ``x-ratelimit-reset``, and
+one that would exceed it waits for the reset (:class:`pinsync.backends.ratelimit.Pacer`).
+``details`` is shown cut to a line of printable text, with the token removed should a service
+ever echo it.
 
 Credentials: ``token``, sent as ``Authorization: Bearer <token>`` (the API's only scheme).
 """
@@ -511,10 +511,11 @@ class Pages:
     a page holds), so the listing always moves on.
 
     Other servers are tolerated too: one that ignores paging (ipfs-cluster: everything at
-    once) or repeats a page brings nothing new, which ends the listing; one that answers
-    ``count`` as the page size (the spec's reference mock) is followed while its pages are
-    full; one that lists oldest first (the mock again) answers a ``before`` page with nothing
-    new, and is then paged forward with ``after`` = the newest seen.
+    once) answers more than the limit, or repeats a page, which brings nothing new; either
+    ends the listing. One that answers ``count`` as the page size (the spec's reference mock)
+    is followed while its pages are full; one that lists oldest first (the mock again) answers
+    a ``before`` page with nothing new, and is then paged forward with ``after`` = the newest
+    seen.
     """
 
     def __init__(self) -> None:
@@ -543,6 +544,8 @@ class Pages:
     def following(self, *, new: int, page: int, count: int) -> tuple[str, str] | None:
         """The cursor parameter of the next page, or None when the listing is complete."""
         overlap = True
+        if page > PAGE_LIMIT:
+            return None  # more than asked for: a server that ignores paging gave everything
         if new == 0:
             if self.overlapped:
                 overlap = False  # only the overlap came back: step past the edge exactly
