@@ -55,13 +55,15 @@ class Keys:
         return str(self.array[index].decode())
 
     def __contains__(self, value: object) -> bool:
-        if not isinstance(value, str) or not len(self):
-            return False
+        return isinstance(value, str) and self.index(value) is not None
+
+    def index(self, value: str) -> int | None:
+        """Where ``value`` is in the sorted array (for values kept alongside), or None."""
         raw = value.encode()
-        if len(raw) > self.array.dtype.itemsize:
-            return False
+        if not len(self) or len(raw) > self.array.dtype.itemsize:
+            return None
         at = int(np.searchsorted(self.array, raw))
-        return at < len(self) and self.array[at] == raw
+        return at if at < len(self) and self.array[at] == raw else None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Keys):
@@ -87,12 +89,12 @@ class Keys:
     def minus(self, other: Keys) -> Keys:
         if not len(other) or not len(self):
             return self
-        return Keys(self.array[~self.mask_in(other)])
+        return self.select(~self.mask_in(other))
 
     def common(self, other: Keys) -> Keys:
         if len(other) < len(self):
             return other.common(self)
-        return Keys(self.array[self.mask_in(other)])
+        return self.select(self.mask_in(other))
 
     def count_in(self, other: Keys) -> int:
         return int(np.count_nonzero(self.mask_in(other)))
@@ -145,11 +147,16 @@ def _common_width(
 
 class Builder:
     """Collects identities (any order, duplicates allowed) into :class:`Keys`, optionally with
-    one value per key (a pin's name): then :meth:`build_with` keeps the first value of a key."""
+    one value per key (a pin's name): then :meth:`build_with` keeps the first value of a key.
+
+    Each chunk of ``CHUNK`` is sorted and merged into the keys so far as it fills: concatenating
+    every chunk and sorting at the end (``np.unique``) held four or five copies of a million
+    keys at once, the operator's peak memory when it read a large node's pin list.
+    """
 
     def __init__(self) -> None:
-        self._chunks: list[np.ndarray[Any, Any]] = []
-        self._values: list[np.ndarray[Any, Any]] = []
+        self._keys: np.ndarray[Any, Any] = np.array([], dtype="S1")
+        self._values: np.ndarray[Any, Any] | None = None
         self._pending: list[bytes] = []
         self._pending_values: list[bytes] = []
 
@@ -167,32 +174,38 @@ class Builder:
             self._flush()
 
     def _flush(self) -> None:
-        if self._pending:
-            self._chunks.append(np.array(self._pending, dtype=bytes))
-            if self._pending_values:
-                self._values.append(np.array(self._pending_values, dtype=bytes))
-            self._pending, self._pending_values = [], []
-
-    def _merged(self, parts: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
-        width = max((p.dtype.itemsize for p in parts), default=1)
-        return (
-            np.concatenate([p.astype(f"S{width}") for p in parts])
-            if parts
-            else np.array([], dtype="S1")
-        )
+        if not self._pending:
+            return
+        if self._pending_values and len(self._pending_values) != len(self._pending):
+            raise ValueError("add a value with every key, or with none")
+        chunk = np.array(self._pending, dtype=bytes)
+        # Sorted, first occurrence of each key (a stable sort keeps the order of equal keys).
+        order = np.argsort(chunk, kind="stable")
+        chunk = chunk[order]
+        first = np.ones(len(chunk), dtype=bool)
+        first[1:] = chunk[1:] != chunk[:-1]
+        new = ~Keys(chunk).mask_in(Keys(self._keys)) & first  # keys so far keep their value
+        keys, chunk = _common_width(self._keys, chunk[new])
+        at = np.searchsorted(keys, chunk)
+        self._keys = np.insert(keys, at, chunk)
+        if self._pending_values:
+            values = np.array(self._pending_values, dtype=bytes)[order][new]
+            held = self._values if self._values is not None else np.array([], dtype="S1")
+            held, values = _common_width(held, values)
+            self._values = np.insert(held, at, values)
+        self._pending, self._pending_values = [], []
 
     def build(self) -> Keys:
         self._flush()
-        return Keys(np.unique(self._merged(self._chunks)))
+        return Keys(self._keys)
 
     def build_with(self) -> tuple[Keys, np.ndarray[Any, Any]]:
         """(keys, their values in the same order)."""
         self._flush()
-        keys, values = self._merged(self._chunks), self._merged(self._values)
-        if len(keys) != len(values):
+        values = self._values if self._values is not None else np.array([], dtype="S1")
+        if len(values) != len(self._keys):
             raise ValueError("add a value with every key, or with none")
-        unique, first = np.unique(keys, return_index=True)
-        return Keys(unique), values[first]
+        return Keys(self._keys), values
 
 
 def starting_with(values: np.ndarray[Any, Any], prefix: str) -> np.ndarray[Any, Any]:

@@ -101,9 +101,10 @@ class Plan:
     """Missing pins to transfer now, in a stable order."""
     waiting: tuple[str, ...]
     """Missing pins whose retry time has not come yet."""
-    verify: tuple[str, ...]
-    """Present pins to verify first (full sync only); failures join the transfers."""
-    prune: tuple[str, ...]
+    verify: pinlists.Keys
+    """Present pins to verify first (full sync only); failures join the transfers. Kept as
+    keys: a full sync of a million present pins would otherwise hold a million strings."""
+    prune: pinlists.Keys
     """Present pins no PinSet wants, to delete now (Prune policy only)."""
     prune_waiting: tuple[str, ...]
     """Present pins no PinSet wants whose deletion failed and is not due again yet."""
@@ -125,32 +126,30 @@ def plan(
     prune: bool = False,
 ) -> Plan:
     wanted, held = _keys(desired), _keys(present)
-    # Sorted; strings only for the missing pins (and the unwanted ones, when pruning).
-    due, waiting = _due(wanted.minus(held), failures, now)
-    doomed, spared = _due(held.minus(wanted), failures, now) if prune else ([], [])
-    retry_times = [f.next_retry_at for c in (*waiting, *spared) if (f := failures[c]).next_retry_at]
-    return Plan(
-        transfer=tuple(due),
-        waiting=tuple(waiting),
-        verify=tuple(held.common(wanted)) if full else (),
-        prune=tuple(doomed),
-        prune_waiting=tuple(spared),
-        next_retry_at=min(retry_times, default=None),
-    )
-
-
-def _due(
-    keys: Iterable[str], failures: Mapping[str, Failure], now: datetime.datetime
-) -> tuple[list[str], list[str]]:
-    """``keys`` split into those due now and those whose failure's retry time is to come."""
     due, waiting = [], []
-    for cid in keys:
+    for cid in wanted.minus(held):  # sorted; strings only for the missing pins
         failure = failures.get(cid)
         if failure and failure.next_retry_at and failure.next_retry_at > now:
             waiting.append(cid)
         else:
             due.append(cid)
-    return due, waiting
+    unwanted = held.minus(wanted) if prune else pinlists.Keys.empty()
+    # Failed deletions not due yet: found among the failures (a few), not by making a string
+    # of every unwanted pin (a million, when a PinSet goes).
+    spared = sorted(
+        cid
+        for cid, failure in failures.items()
+        if failure.next_retry_at and failure.next_retry_at > now and cid in unwanted
+    )
+    retry_times = [f.next_retry_at for c in (*waiting, *spared) if (f := failures[c]).next_retry_at]
+    return Plan(
+        transfer=tuple(due),
+        waiting=tuple(waiting),
+        verify=held.common(wanted) if full else pinlists.Keys.empty(),
+        prune=unwanted.minus(pinlists.Keys.of(spared)) if spared else unwanted,
+        prune_waiting=tuple(spared),
+        next_retry_at=min(retry_times, default=None),
+    )
 
 
 def _keys(values: Collection[str] | pinlists.Keys) -> pinlists.Keys:

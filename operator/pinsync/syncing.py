@@ -24,7 +24,9 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import numpy as np
 
 from pinsync import car, cids, ipfs, pinlists, planner, reasons
 from pinsync.backends import base, errors
@@ -164,11 +166,21 @@ class Listing:
     keys: pinlists.Keys
     renamed: dict[str, str] = dataclasses.field(default_factory=dict)
     """Identity -> the name the backend holds it under, where that is another spelling."""
-    details: dict[str, base.PinInfo] | None = None
-    """Identity -> what the listing said (only when asked for: a full sync verifies from it)."""
+    sizes: np.ndarray[Any, Any] | None = None
+    """Each key's stored size as the listing said it (bytes of decimal digits, empty where it
+    said none), aligned with ``keys``; only when asked for: a full sync verifies from it. A
+    million ``PinInfo`` objects would cost ~300 MiB."""
 
     def name_of(self, key: str) -> str:
         return self.renamed.get(key, key)
+
+    def listed(self, key: str) -> base.PinInfo | None:
+        """What the listing said of ``key`` (a full listing), else None."""
+        at = self.keys.index(key) if self.sizes is not None else None
+        if at is None or self.sizes is None:
+            return None
+        size = self.sizes[at]
+        return base.PinInfo(cid=self.name_of(key), size=int(size) if size else None)
 
 
 async def listing(backend: base.Backend, *, detailed: bool = False) -> Listing:
@@ -176,17 +188,20 @@ async def listing(backend: base.Backend, *, detailed: bool = False) -> Listing:
     spelling, and the listing's details only when asked for)."""
     builder = pinlists.Builder()
     renamed: dict[str, str] = {}
-    details: dict[str, base.PinInfo] | None = {} if detailed else None
     async for info in backend.list_pins():
         identity = cids.key(info.cid)
         if identity is None:
             continue
-        builder.add(identity)
+        if detailed:
+            builder.add(identity, "" if info.size is None else str(info.size))
+        else:
+            builder.add(identity)
         if identity != info.cid:
             renamed.setdefault(identity, info.cid)
-        if details is not None:
-            details.setdefault(identity, info)
-    return Listing(keys=builder.build(), renamed=renamed, details=details)
+    if not detailed:
+        return Listing(keys=builder.build(), renamed=renamed)
+    keys, sizes = builder.build_with()
+    return Listing(keys=keys, renamed=renamed, sizes=sizes)
 
 
 async def _nothing() -> AsyncIterator[bytes]:
@@ -317,8 +332,7 @@ async def run(
     async def verify_one(cid: str) -> None:
         async with limit:
             try:
-                details = stored.details or {}
-                await backend.verify_pin(stored.name_of(cid), deep=deep, listed=details.get(cid))
+                await backend.verify_pin(stored.name_of(cid), deep=deep, listed=stored.listed(cid))
                 progress.verified += 1
             except errors.BackendError as exc:
                 logger.warning("pin %s failed verification: %s", cid, exc)
