@@ -8,7 +8,8 @@ Pure code over plain values, so every rule is unit-testable without Kubernetes o
 * a pin whose last attempt failed waits for its ``nextRetryAt`` (exponential backoff with jitter,
   persisted in status so that an operator restart does not hammer it: the first ``MAX_LISTED``
   in full, every one of them in the compact :func:`pack` form);
-* delete only with ``deletionPolicy: Prune``, and then only present - desired.
+* delete only with ``deletionPolicy: Prune``, and then only present - desired; a pin whose
+  deletion failed waits for its ``nextRetryAt`` like a failed transfer.
 """
 
 from __future__ import annotations
@@ -104,9 +105,11 @@ class Plan:
     """Present pins to verify first (full sync only); failures join the transfers. Kept as
     keys: a full sync of a million present pins would otherwise hold a million strings."""
     prune: pinlists.Keys
-    """Present pins no PinSet wants, to delete (Prune policy only)."""
+    """Present pins no PinSet wants, to delete now (Prune policy only)."""
+    prune_waiting: tuple[str, ...]
+    """Present pins no PinSet wants whose deletion failed and is not due again yet."""
     next_retry_at: datetime.datetime | None
-    """When the earliest waiting pin becomes due."""
+    """When the earliest waiting pin (to transfer or to delete) becomes due."""
 
     @property
     def missing(self) -> int:
@@ -130,12 +133,21 @@ def plan(
             waiting.append(cid)
         else:
             due.append(cid)
-    retry_times = [f.next_retry_at for c in waiting if (f := failures[c]).next_retry_at]
+    unwanted = held.minus(wanted) if prune else pinlists.Keys.empty()
+    # Failed deletions not due yet: found among the failures (a few), not by making a string
+    # of every unwanted pin (a million, when a PinSet goes).
+    spared = sorted(
+        cid
+        for cid, failure in failures.items()
+        if failure.next_retry_at and failure.next_retry_at > now and cid in unwanted
+    )
+    retry_times = [f.next_retry_at for c in (*waiting, *spared) if (f := failures[c]).next_retry_at]
     return Plan(
         transfer=tuple(due),
         waiting=tuple(waiting),
         verify=held.common(wanted) if full else pinlists.Keys.empty(),
-        prune=held.minus(wanted) if prune else pinlists.Keys.empty(),
+        prune=unwanted.minus(pinlists.Keys.of(spared)) if spared else unwanted,
+        prune_waiting=tuple(spared),
         next_retry_at=min(retry_times, default=None),
     )
 

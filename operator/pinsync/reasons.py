@@ -66,6 +66,9 @@ SYNCING = _reason("Syncing", "Reconciling", "a sync is running or due; pins are 
 DIRTY = _reason("Dirty", "Synced", "marked dirty: a sync will look for missing pins")
 SYNC_FAILED = _reason("SyncFailed", "Reconciling", "some pins failed (see status.failures)")
 PIN_FAILED = _reason("PinFailed", "Reconciling", "Kubo could not pin some CIDs; retried later")
+PRUNE_FAILED = _reason(
+    "PruneFailed", "failures", "a pin no PinSet wants could not be deleted; retried later"
+)
 
 # -- validation: fixed by a change to the spec or the Secret --------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import itertools
 import logging
 from collections.abc import (
     AsyncIterator,
@@ -49,6 +50,11 @@ class Progress:
     phase: str = "Planning"
     failures: dict[str, planner.Failure] = dataclasses.field(default_factory=dict)
     """By pin identity; the ones carried over from earlier passes too."""
+    pruning: bool = False
+    """The pass deletes present pins no PinSet wants (``deletionPolicy: Prune``)."""
+    prune_failures: dict[str, planner.Failure] = dataclasses.field(default_factory=dict)
+    """Unwanted pins whose deletion failed (reason ``PruneFailed``), by identity, carried
+    over like ``failures``: retried with the same backoff."""
     new_failures: dict[str, int] = dataclasses.field(default_factory=dict)
     """Failed attempts made in this pass, by reason (for metrics)."""
     present_cids: pinlists.Keys = dataclasses.field(default_factory=pinlists.Keys.empty)
@@ -216,6 +222,45 @@ async def each(items: Iterable[T], work: Callable[[T], Awaitable[None]], *, work
     await asyncio.gather(*(worker() for _ in range(max(1, workers))))
 
 
+async def prune_all(
+    backend: base.Backend,
+    doomed: Iterable[str],
+    stored: Listing,
+    progress: Progress,
+    now: Callable[[], datetime.datetime],
+) -> None:
+    """Delete the unwanted pins that are due; a deletion that fails is a failure of its own
+    (``PruneFailed``, in status and retried with backoff), not only a line in the log."""
+    streak = 0
+    pending = iter(doomed)
+    # One call per ``prune_batch`` pins: a store whose write is a commit deletes them in one.
+    while batch := list(itertools.islice(pending, backend.prune_batch)):
+        names = [stored.name_of(cid) for cid in batch]
+        for cid, name, exc in zip(batch, names, await backend.remove_pins(names), strict=True):
+            if exc is None:
+                streak = 0
+                progress.pruned += 1
+                progress.prune_failures.pop(cid, None)
+                continue
+            logger.warning("could not prune %s: %s", name, exc)
+            progress.prune_failures[cid] = planner.failed(
+                progress.prune_failures.get(cid),
+                name,
+                reasons.PRUNE_FAILED.name,
+                f"{exc.reason}: {exc}",
+                now=now(),
+                at_least=getattr(exc, "retry_after", 0.0),
+            )
+            reason = reasons.PRUNE_FAILED.name
+            progress.new_failures[reason] = progress.new_failures.get(reason, 0) + 1
+            streak += 1
+        if streak >= STOP_AFTER_STORAGE_ERRORS:
+            # The storage is gone: the rest wait for the next pass (untried, not failed).
+            logger.warning("%d prune errors in a row: stopping this pass", streak)
+            progress.stopped = True
+            return
+
+
 async def run(
     *,
     backend: base.Backend,
@@ -245,20 +290,23 @@ async def run(
     ``report`` is called after every pin; the caller throttles its writes.
     """
     wanted = desired if isinstance(desired, Wanted) else Wanted.of(desired, names or {})
-    progress = Progress(desired=len(wanted.keys))
+    progress = Progress(desired=len(wanted.keys), pruning=prune)
     stored = held if held is not None else await listing(backend, detailed=full)
     present = wanted.keys.common(stored.keys)
     progress.present = len(present)
+    unwanted = stored.keys.minus(wanted.keys) if prune else pinlists.Keys.empty()
     if callable(failures):
-        failures = failures(wanted.keys.minus(stored.keys))
-    # Failures of pins that are no longer wanted, or are present now, are history.
+        failures = failures(wanted.keys.minus(stored.keys).union(unwanted))
+    # Failures of pins that are no longer wanted, or are present now, are history; so are
+    # failed deletions of pins that are gone, or wanted again.
     progress.failures = {
         c: f for c, f in failures.items() if c in wanted.keys and c not in stored.keys
     }
+    progress.prune_failures = {c: f for c, f in failures.items() if c in unwanted}
     the_plan = planner.plan(
         desired=wanted.keys,
         present=stored.keys,
-        failures=progress.failures,
+        failures={**progress.failures, **progress.prune_failures},
         now=now(),
         # A pinning service lists a pin as soon as it accepted it; only verification says
         # whether it is actually pinned, and that costs no content transfer.
@@ -351,12 +399,7 @@ async def run(
     batches = (transfers[start : start + size] for start in range(0, len(transfers), size))
     await each(batches, transfer_batch, workers=concurrency)
 
-    pruning = [stored.name_of(cid) for cid in the_plan.prune]
-    for name, failed in zip(pruning, await backend.remove_pins(pruning), strict=True):
-        if failed is None:
-            progress.pruned += 1
-        else:
-            logger.warning("could not prune %s: %s", name, failed)
+    await prune_all(backend, the_plan.prune, stored, progress, now)
     progress.present_cids = present.minus(pinlists.Keys.of(lost)).union(pinlists.Keys.of(gained))
     progress.failed = len(progress.failures)
     progress.phase = "Idle"

@@ -239,3 +239,15 @@ async def test_providers_are_the_swarm_addresses_of_the_peers_ipfs_daemons(
     # One peer, whose IPFS daemon is the session's Kubo: a restoring node dials these.
     assert providers and all(a.endswith(f"/p2p/{identity['ID']}") for a in providers)
     assert set(providers) <= set(identity["Addresses"])
+
+
+async def test_a_429_is_rate_limited_with_the_wait_the_answer_asks_for() -> None:
+    request = httpx.Request("GET", "http://cluster.example/pins")
+    asked = httpx.Response(429, headers={"Retry-After": "120"}, request=request)
+    with pytest.raises(errors.RateLimited) as caught:
+        ipfscluster.raise_for_status(asked, "list pins")
+    assert caught.value.retry_after == 120.0 and caught.value.retryable
+    quota = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "30"}
+    with pytest.raises(errors.RateLimited) as caught:
+        ipfscluster.raise_for_status(httpx.Response(429, headers=quota, request=request), "x")
+    assert caught.value.retry_after == 30.0

@@ -84,6 +84,15 @@ def test_a_dirty_backend_shows_its_newest_reason_and_how_many_more() -> None:
     assert views.dirty_row(summary, NOW) == ["minio", "2m", "2", "yes", "requested: disks; created"]
 
 
+def test_failed_deletions_show_beside_failed_pins_only_where_counted() -> None:
+    pruning = views.backend_summary(backend(counts={"desired": 4, "present": 4, "pruneFailed": 2}))
+    assert pruning["pins"]["pruneFailed"] == 2
+    assert views.pins_cell(pruning) == "4/4 (2 not pruned)"
+    both = views.backend_summary(backend(counts={"desired": 4, "failed": 1, "pruneFailed": 2}))
+    assert views.pins_cell(both) == "0/4 (1 failed, 2 not pruned)"
+    assert "pruneFailed" not in views.backend_summary(SYNCED)["pins"]
+
+
 def test_a_bare_timestamp_health_check_is_read_without_latency() -> None:
     # Objects written before lastHealthCheck gained its latency hold only the time.
     summary = views.backend_summary(

@@ -64,6 +64,18 @@ def test_a_failed_pass_after_the_request_fails_the_wait_naming_pins() -> None:
     assert verdict.failure == "sync failed: 2 pin(s) failed (bafy1: ContentUnavailable)"
 
 
+def test_a_pass_whose_deletions_failed_fails_the_wait_counting_them() -> None:
+    status = {
+        "lastHandledSyncRequest": "T1",
+        "dirty": {"dirty": True, "token": 6},
+        "lastSync": {"result": "Failed", "token": 6},
+        "counts": {"failed": 0, "pruneFailed": 1},
+        "failures": [{"cid": "bafy9", "reason": "PruneFailed"}],
+    }
+    verdict = waiting.sync(obj(**status), SYNC)
+    assert verdict.failure == "sync failed: 1 pin(s) failed (bafy9: PruneFailed)"
+
+
 def test_stalled_and_suspended_end_a_sync_wait() -> None:
     stalled = waiting.sync(obj([("Stalled", "True", "SecretNotFound")]), SYNC)
     assert stalled.failure == "Stalled: SecretNotFound: SecretNotFound message"

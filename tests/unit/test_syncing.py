@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Sequence
 
 from multiformats import CID, multihash
 
-from pinsync import reasons, syncing
+from pinsync import planner, reasons, syncing
 from pinsync.backends import base, errors
 from pinsync.reconciling import backends as reconciling
+from pinsync.reconciling import reporting
 
 
 class Gone(base.Backend):
@@ -53,16 +54,22 @@ async def nothing(progress: syncing.Progress) -> None:
 
 
 async def sync(
-    backend: base.Backend, count: int, now: datetime.datetime, *, prune: bool = False
+    backend: base.Backend,
+    count: int,
+    now: datetime.datetime,
+    *,
+    failures: dict[str, planner.Failure] | None = None,
+    prune: bool = False,
 ) -> syncing.Progress:
-    """One pass over ``count`` desired pins the node holds, none present on the backend."""
+    """One pass over ``count`` desired pins the node holds, with the ``failures`` recorded
+    before it."""
     desired: dict[str, tuple[str, ...]] = {f"bafk{i:04d}": ("ns/p",) for i in range(count)}
     return await syncing.run(
         backend=backend,
         kubo_for=lambda cid: None,  # type: ignore[arg-type,return-value]  (never reached)
         desired=desired,
         node_pins=dict.fromkeys(desired, "pinned"),
-        failures={},
+        failures=lambda keys: {k: f for k, f in (failures or {}).items() if k in keys},
         full=False,
         deep=False,
         prune=prune,
@@ -114,6 +121,8 @@ def test_an_unhealthy_backend_is_not_asked_again_before_the_servers_retry_after(
 class Holding(Gone):
     """A storage holding pins nobody wants any more; one of them cannot be removed."""
 
+    prune_batch = 100
+
     def __init__(self, held: list[str], stuck: str) -> None:
         super().__init__()
         self.held, self.stuck = held, stuck
@@ -139,3 +148,75 @@ async def test_a_prune_hands_the_backend_every_pin_at_once() -> None:
     )
     assert [sorted(cids) for cids in backend.removals] == [sorted(held)]
     assert progress.pruned == 4
+
+
+class Stubborn(Gone):
+    """A storage holding pins nobody wants, one of which it will not delete until told to."""
+
+    def __init__(self, held: list[str], refusing: set[str]) -> None:
+        super().__init__()
+        self.held, self.refusing, self.removals = list(held), refusing, list[str]()
+
+    async def list_pins(self) -> AsyncIterator[base.PinInfo]:
+        for cid in list(self.held):
+            yield base.PinInfo(cid=cid)
+
+    async def remove_pin(self, cid: str) -> None:
+        self.removals.append(cid)
+        if cid in self.refusing:
+            raise errors.BackendError(f"unpin {cid}: the answer is not JSON", reason="ServiceError")
+        self.held.remove(cid)
+
+
+async def prune_pass(
+    backend: base.Backend, now: datetime.datetime, failures: dict[str, planner.Failure]
+) -> syncing.Progress:
+    """One Prune pass wanting nothing: every held pin is to be deleted."""
+    return await sync(backend, 0, now, failures=failures, prune=True)
+
+
+async def test_a_failed_prune_is_counted_reasoned_and_retried_with_backoff() -> None:
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    keep, gone = (
+        str(CID("base32", 1, "raw", multihash.digest(b, "sha2-256"))) for b in (b"k", b"g")
+    )
+    backend = Stubborn([keep, gone], refusing={keep})
+    first = await prune_pass(backend, now, {})
+    assert first.pruned == 1 and backend.held == [keep]
+    failure = first.prune_failures[keep]
+    assert (failure.reason, failure.attempts) == ("PruneFailed", 1)
+    assert failure.message.startswith(f"ServiceError: unpin {keep}")
+    assert failure.next_retry_at is not None and failure.next_retry_at > now
+    # In status: a count of its own, the failure listed and packed for the backoff.
+    fields = reporting.progress_fields(first)
+    assert fields["counts"] == {
+        "desired": 0,
+        "present": 0,
+        "missing": 0,
+        "failed": 0,
+        "pruneFailed": 1,
+    }
+    assert [(f["cid"], f["reason"]) for f in fields["failures"]] == [(keep, "PruneFailed")]
+    assert reporting.failures_of(fields, {keep: keep})[keep].attempts == 1
+    message = reconciling.failed_message(first)
+    assert f"1 pin(s) could not be pruned, e.g. {keep}: ServiceError" in message
+
+    # Not due yet: not tried again, still failed.
+    early = await prune_pass(backend, now, first.prune_failures)
+    assert backend.removals.count(keep) == 1 and keep in early.prune_failures
+    # Due, still refused: a second attempt, a longer wait.
+    due = failure.next_retry_at
+    second = await prune_pass(backend, due, early.prune_failures)
+    again = second.prune_failures[keep]
+    assert again.attempts == 2 and again.next_retry_at is not None and again.next_retry_at > due
+    # Due, and the storage deletes it now: the failure is gone.
+    backend.refusing.clear()
+    assert again.next_retry_at is not None
+    third = await prune_pass(backend, again.next_retry_at, second.prune_failures)
+    assert third.prune_failures == {} and backend.held == []
+    assert reporting.progress_fields(third)["counts"]["pruneFailed"] == 0
+
+
+async def test_a_pass_that_does_not_prune_writes_no_prune_count() -> None:
+    progress = await sync(Gone(), 0, datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+    assert "pruneFailed" not in reporting.progress_fields(progress)["counts"]

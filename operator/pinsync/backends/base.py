@@ -240,6 +240,9 @@ class Backend(abc.ABC):
     credential_keys: ClassVar[CredentialKeys] = CredentialKeys()
     stores_content: ClassVar[bool] = True
     """False for pinning services that fetch content by CID themselves."""
+    prune_batch: ClassVar[int] = 1
+    """Pins handed to :meth:`remove_pins` at a time: one by default, so a storage that fails
+    every deletion stops a prune after a few; a store whose write is a commit takes many."""
 
     batch_size: int = 1
     """How many pins the engine hands :meth:`put_pins` at once. 1 for stores where each write

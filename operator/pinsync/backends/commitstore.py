@@ -73,6 +73,8 @@ class CommitStore(base.Backend, Generic[S]):
     """A backend whose write is a commit of staged pins (``S``) on a branch."""
 
     spool_prefix: ClassVar[str] = "pinsync-"
+    prune_batch: ClassVar[int] = 10_000
+    """A prune's deletions go into as few commits as the backend's batch allows."""
 
     def __init__(self, config: Mapping[str, Any], credentials: base.Credentials) -> None:
         super().__init__(config, credentials)

@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 import httpx
 
 from pinsync import clusterpins, reasons
-from pinsync.backends import base, errors
+from pinsync.backends import base, errors, ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -411,6 +411,8 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
         )
     if code == 400:
         raise Rejected(f"{what}: {shown}")
+    if code == 429:  # a proxy in front of the cluster limiting requests: wait as it asks
+        raise ratelimit.refused(f"{what}: {shown}", response.headers)
     raise ClusterError(f"{what}: {shown}")
 
 

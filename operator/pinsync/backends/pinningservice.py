@@ -20,27 +20,36 @@ What the protocol's words mean here:
   the status from that listing (one request per 1000 pins, not one per pin: providers meter
   requests); otherwise it asks ``GET /pins?cid=``.
 * **put**: an existing request of ours for the CID is reused (a failed one is deleted first);
-  else ``POST /pins`` with the prefixed name, ``origins`` (the spec's, or the Kubo node's own
-  addresses) and ``meta`` (the spec's, plus ``pinsync/pinset`` naming the PinSets that want
-  the pin). The ``delegates``
+  else ``POST /pins`` with the prefixed name, ``origins`` and ``meta`` (the spec's, plus
+  ``pinsync/pinset`` naming the PinSets that want the pin). Origins are the spec's, else those
+  of the Kubo node's own addresses the API allows (:func:`allowed_origins`: public, ending in
+  ``/p2p/<peer id>``, or ``/dnsaddr``): Kubo lists loopback, LAN, ``quic-v1`` and
+  ``webtransport`` addresses, and Pinata refuses the whole pin for one of them with 400
+  ``INVALID_ORIGINS``. That answer is taken as "this service refuses our origins": the pin is
+  sent again without them, and so is every later one of this client. The ``delegates``
   the service answers are handed to Kubo (``swarm/connect``) so that its peers can fetch from
   us; then a bounded wait (``put_wait``) polls ``GET /pins/{requestid}``. A pin still in
   progress when the wait ends stays requested and ``put_pin`` raises ``Pinning``; ``failed``
   raises ``ServicePinFailed`` with the service's ``info``.
-* **remove**: ``DELETE /pins/{requestid}`` for each of our requests for the CID.
+* **remove**: ``DELETE /pins/{requestid}`` for each of our requests for the CID. Any 2xx is
+  done, whatever its body: the spec's is 202 and empty, Pinata's 200 ``text/plain`` ``OK``.
 * **usage**: ``objects`` counts our present requests; ``bytes`` is 0 and ``free`` unknown (the
   API reports neither). **fetch**: unsupported; the API serves no content.
 
-Listings page at ``limit=1000`` by ``created`` (see :class:`Pages`, which also copes with
-servers that do not page, count only the page, or list oldest first). ``requestid`` is opaque
-(ipfs-cluster uses the CID itself, the reference mock ``req-N``). The ``cid`` filter takes at
-most ten CIDs per request.
+Listings page at ``limit=1000`` by ``created`` (see :class:`Pages`: ``count`` is what matches
+*including* the cursor, so what remains, as Filebase and 4EVERLAND answer; ``created`` may have
+one-second resolution; and servers that do not page, count only the page, or list oldest first
+are coped with). ``requestid`` is opaque (ipfs-cluster uses the CID itself, the reference mock
+``req-N``, Filebase a base64 id). The ``cid`` filter takes at most ten CIDs per request.
 
 Errors follow the spec's ``{"error": {"reason", "details"}}``: 401 ``AuthFailed``, 403
 ``PermissionDenied``, 409 (insufficient funds) ``QuotaExceeded``, 429 ``RateLimited`` with the
 ``Retry-After`` the engine's backoff honours, 400 ``ServiceRejected``, the rest
-``ServiceError``. ``details`` is shown cut to a line of printable text, with the token removed
-should a service ever echo it.
+``ServiceError``. Rate limits are also honoured before a refusal: an answer's
+``x-ratelimit-remaining`` (Pinata) is the budget of requests until ``x-ratelimit-reset``, and
+one that would exceed it waits for the reset (:class:`pinsync.backends.ratelimit.Pacer`).
+``details`` is shown cut to a line of printable text, with the token removed should a service
+ever echo it.
 
 Credentials: ``token``, sent as ``Authorization: Bearer <token>`` (the API's only scheme).
 """
@@ -51,6 +60,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import ipaddress
 import json
 import logging
 import time
@@ -60,7 +70,7 @@ from typing import Any, ClassVar
 import httpx
 
 from pinsync import reasons
-from pinsync.backends import base, errors
+from pinsync.backends import base, errors, ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +99,11 @@ VISIBLE_WITHIN = 10.0
 counts as lost."""
 SHOWN = 200
 """Characters of a service's ``details`` or ``info`` put into a message."""
+OVERLAP = datetime.timedelta(seconds=1)
+"""How far a page's cursor reaches back into the page before it: requests made in the same
+second as a page's edge (Filebase writes ``created`` in whole seconds) are not skipped."""
+INVALID_ORIGINS = "INVALID_ORIGINS"
+"""The reason Pinata's 400 gives for origins it will not take."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -105,6 +120,16 @@ class ServiceError(errors.BackendError):
     """The service answered, but with an error or something that is not the API's answer."""
 
     reason = reasons.SERVICE_ERROR.name
+
+
+class Rejected(errors.BackendError):
+    """A 400: the service refused the request as made. ``said``: the spec error's ``reason``."""
+
+    reason = reasons.SERVICE_REJECTED.name
+
+    def __init__(self, message: str, *, said: str = "") -> None:
+        super().__init__(message)
+        self.said = said
 
 
 class PinningServiceBackend(base.Backend):
@@ -153,6 +178,9 @@ class PinningServiceBackend(base.Backend):
         self._client: httpx.AsyncClient | None = None
         self._listed: dict[str, Mapping[str, Any]] = {}
         """CID -> its best request in the last listing, for the verifications that follow it."""
+        self._pacer = ratelimit.Pacer()
+        self._origins_refused = False
+        """The service answered INVALID_ORIGINS once: pins go without origins from then on."""
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -182,12 +210,15 @@ class PinningServiceBackend(base.Backend):
         body: Mapping[str, Any] | None = None,
         one_pin: bool = False,
     ) -> Any:
-        """One API call; the decoded JSON answer (None when empty), or the backend error it maps
-        to. ``one_pin``: a 404 means that request is gone, not that there is no API here."""
-        with self.translating(what, writing=method != "GET"):
-            response = await self.client().request(method, path, params=params, json=body)
+        """One API call; the decoded JSON answer (None when empty, and for a ``DELETE``, whose
+        2xx is success whatever it says), or the backend error it maps to. ``one_pin``: a 404
+        means that request is gone, not that there is no API here."""
+        async with self._pacer.paced(what):
+            with self.translating(what, writing=method != "GET"):
+                response = await self.client().request(method, path, params=params, json=body)
+            self._pacer.note(response.headers)
         self.raise_for_status(response, what, one_pin=one_pin)
-        if not response.content:
+        if method == "DELETE" or not response.content:
             return None
         try:
             return response.json()
@@ -229,14 +260,9 @@ class PinningServiceBackend(base.Backend):
             case 409:  # the spec's "insufficient funds"
                 raise errors.StorageFull(f"{what}: {shown}", reason=reasons.QUOTA_EXCEEDED)
             case 429:
-                wait = errors.retry_after(response.headers.get("Retry-After"))
-                if wait is None:  # no (readable) Retry-After: RateLimited's default wait
-                    raise errors.RateLimited(f"{what}: {shown}")
-                raise errors.RateLimited(
-                    f"{what}: {shown}; retry after {wait:.0f} s", retry_after=wait
-                )
+                raise ratelimit.refused(f"{what}: {shown}", response.headers)
             case 400:
-                raise errors.BackendError(f"{what}: {shown}", reason=reasons.SERVICE_REJECTED)
+                raise Rejected(f"{what}: {shown}", said=self.scrub(error_reason(response)))
         raise ServiceError(f"{what}: {shown}")
 
     def ours(self, status: Mapping[str, Any]) -> bool:
@@ -262,8 +288,8 @@ class PinningServiceBackend(base.Backend):
             for status in fresh:
                 yield status
             count = answer.get("count")
-            total = count if isinstance(count, int) and not isinstance(count, bool) else 0
-            following = pages.following(new=len(fresh), page=len(results), count=total)
+            matching = count if isinstance(count, int) and not isinstance(count, bool) else 0
+            following = pages.following(new=len(fresh), page=len(results), count=matching)
             if following is None:
                 return
             cursor = dict([following])
@@ -331,9 +357,6 @@ class PinningServiceBackend(base.Backend):
                 "name": (self.prefix + (meta.name or cid))[:MAX_NAME],
                 "meta": {**self.conf.meta, **attribution(meta)},
             }
-            origins = await self.origins(meta)
-            if origins:
-                body["origins"] = origins
             if existing is not None:
                 # A failed request goes before a new one is made, so there are never two. Not
                 # the spec's replace (POST /pins/{requestid}): ipfs-cluster, whose requestid is
@@ -342,9 +365,7 @@ class PinningServiceBackend(base.Backend):
                     await self.request(
                         "DELETE", f"/pins/{request_id(existing, cid)}", f"unpin {cid}", one_pin=True
                     )
-            status = await self.request("POST", "/pins", f"pin {cid}", body=body)
-            if not isinstance(status, Mapping):
-                raise ServiceError(f"pin {cid}: the answer is not a PinStatus")
+            status = await self.add(meta, body)
         return await self.wait(meta, status)
 
     async def verify_pin(
@@ -379,14 +400,33 @@ class PinningServiceBackend(base.Backend):
 
     # -- one pin ----------------------------------------------------------------------------------
 
+    async def add(self, meta: base.PinMeta, body: dict[str, Any]) -> Mapping[str, Any]:
+        """``POST /pins``, with origins unless the service refused ours: then again without."""
+        origins = [] if self._origins_refused else await self.origins(meta)
+        offered = {**body, "origins": origins} if origins else body
+        try:
+            status = await self.request("POST", "/pins", f"pin {meta.cid}", body=offered)
+        except Rejected as exc:
+            if exc.said != INVALID_ORIGINS or not origins:
+                raise
+            # Origins are a hint (the service finds the content through the DHT too), so the
+            # pin must not fail over them; and once refused, they are not offered again.
+            logger.warning("%s: pins are sent without origins from now on", exc)
+            self._origins_refused = True
+            status = await self.request("POST", "/pins", f"pin {meta.cid}", body=body)
+        if not isinstance(status, Mapping):
+            raise ServiceError(f"pin {meta.cid}: the answer is not a PinStatus")
+        return status
+
     async def origins(self, meta: base.PinMeta) -> list[str]:
-        """Where the service should fetch from: the spec's list, else the node's addresses."""
+        """Where the service should fetch from: the spec's list, else the node's addresses
+        that the API allows."""
         if self.conf.origins is not None:
             return list(self.conf.origins)
         if meta.node is None:
             return []
         try:
-            return (await meta.node.addresses())[:MAX_ORIGINS]
+            return allowed_origins(await meta.node.addresses())[:MAX_ORIGINS]
         except reasons.ReasonedError as exc:
             # Origins are a hint; the service can still find the content through the DHT.
             logger.warning("no origins for %s: the node's addresses: %s", meta.cid, exc)
@@ -457,24 +497,37 @@ class PinningServiceBackend(base.Backend):
 class Pages:
     """Where the next page of a listing starts, if there is one.
 
-    The spec pages by ``created``: ask again with ``before`` = the oldest ``created`` seen (as
-    the server wrote it), newest first. Servers differ, and each way is tolerated: one that
-    ignores paging (ipfs-cluster: everything at once) or repeats a page brings nothing new,
-    which ends the listing; one that answers ``count`` as the page size (the spec's reference
-    mock) is followed while its pages are full; one that lists oldest first (the mock again)
-    answers a ``before`` page with nothing new, and is then paged forward with ``after`` = the
-    newest seen. Requests created in the same instant as a page's edge may be missed by that
-    page (the spec's cursor is a timestamp); the next listing sees them.
+    The spec pages by ``created``: ask again with ``before`` = the oldest ``created`` seen,
+    newest first; ``count`` is the number of requests matching the filters *including*
+    ``before``, so on a later page it is what remains (Filebase and 4EVERLAND answer so; a
+    total taken from the first page ended listings early). Each page is judged by itself:
+    there is more while the page is full, or while the server counts more than it gave.
+
+    The cursor reaches back :data:`OVERLAP` into the page before: ``created`` may have
+    one-second resolution (Filebase), several requests share a page edge's second, and a
+    strict ``before`` would skip those the page did not hold. Results are deduplicated by
+    ``requestid``, so the overlap costs no duplicates. A page that brings nothing new
+    although it overlapped is asked again without overlap (more requests in one second than
+    a page holds), so the listing always moves on.
+
+    Other servers are tolerated too: one that ignores paging (ipfs-cluster: everything at
+    once) answers more than the limit, or repeats a page, which brings nothing new; either
+    ends the listing. One that answers ``count`` as the page size (the spec's reference mock)
+    is followed while its pages are full; one that lists oldest first (the mock again) answers
+    a ``before`` page with nothing new, and is then paged forward with ``after`` = the newest
+    seen.
     """
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
-        self.oldest: tuple[datetime.datetime, str] | None = None
-        self.newest: tuple[datetime.datetime, str] | None = None
+        self.oldest: datetime.datetime | None = None
+        self.newest: datetime.datetime | None = None
         self.direction = "before"
+        self.overlapped = False
+        """The last cursor reached back into the page before it."""
 
     def take(self, results: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """The results not seen before (by ``requestid``), noting the page's time edges."""
+        """The results not seen before (by ``requestid``), noting the listing's time edges."""
         fresh = []
         for status in results:
             request = str(status.get("requestid") or "")
@@ -484,21 +537,31 @@ class Pages:
             fresh.append(status)
             created = parse_time(status.get("created"))
             if created is not None:
-                edge = (created, str(status["created"]))
-                self.oldest = edge if self.oldest is None or edge < self.oldest else self.oldest
-                self.newest = edge if self.newest is None or edge > self.newest else self.newest
+                self.oldest = created if self.oldest is None else min(self.oldest, created)
+                self.newest = created if self.newest is None else max(self.newest, created)
         return fresh
 
     def following(self, *, new: int, page: int, count: int) -> tuple[str, str] | None:
         """The cursor parameter of the next page, or None when the listing is complete."""
+        overlap = True
+        if page > PAGE_LIMIT:
+            return None  # more than asked for: a server that ignores paging gave everything
         if new == 0:
-            if self.direction == "after" or self.newest is None:
+            if self.overlapped:
+                overlap = False  # only the overlap came back: step past the edge exactly
+            elif self.direction == "after" or self.newest is None:
                 return None
-            self.direction = "after"  # nothing older: an oldest-first server, page forward
-        elif page < PAGE_LIMIT and len(self.seen) >= count:
-            return None  # a short page, and as many seen as the server counts
+            else:
+                self.direction = "after"  # nothing older: an oldest-first server, page forward
+        elif page < PAGE_LIMIT and count <= page:
+            return None  # a short page, and nothing counted beyond it
         edge = self.oldest if self.direction == "before" else self.newest
-        return None if edge is None else (self.direction, edge[1])
+        if edge is None:
+            return None
+        self.overlapped = overlap
+        if overlap:
+            edge = edge + OVERLAP if self.direction == "before" else edge - OVERLAP
+        return self.direction, format_time(edge)
 
 
 # -- reading the spec and the answers -------------------------------------------------------------
@@ -557,6 +620,11 @@ def request_id(status: Mapping[str, Any], cid: str) -> str:
     return request
 
 
+def format_time(when: datetime.datetime) -> str:
+    """A cursor time in RFC 3339 UTC, to the microsecond (``...T12:00:01.000250Z``)."""
+    return when.astimezone(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def parse_time(value: Any) -> datetime.datetime | None:
     """A PinStatus ``created`` (RFC 3339, possibly with nanoseconds), or None."""
     if not isinstance(value, str):
@@ -566,6 +634,44 @@ def parse_time(value: Any) -> datetime.datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
+
+
+def allowed_origins(addresses: Iterable[str]) -> list[str]:
+    """The addresses the API allows as origins: a public host (no loopback, private, link-local
+    or other special range; no ``localhost``) ending in ``/p2p/<peer id>``, or a ``/dnsaddr``
+    name (which resolves to such addresses)."""
+    allowed = []
+    for address in addresses:
+        parts = address.split("/")
+        if len(parts) < 3 or parts[0] or not parts[2]:
+            continue
+        protocol, host = parts[1], parts[2]
+        if protocol == "dnsaddr":
+            public = True
+        elif len(parts) < 5 or parts[-2] != "p2p" or not parts[-1]:
+            public = False
+        elif protocol in ("ip4", "ip6"):
+            try:
+                public = ipaddress.ip_address(host).is_global
+            except ValueError:
+                public = False
+        elif protocol in ("dns", "dns4", "dns6"):
+            name = host.lower().rstrip(".")
+            public = "." in name and not name.endswith((".localhost", ".local", ".internal"))
+        else:
+            public = False
+        if public:
+            allowed.append(address)
+    return allowed
+
+
+def error_reason(response: httpx.Response) -> str:
+    """The spec error's ``reason`` (``INVALID_ORIGINS``), or ""."""
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        error = json.loads(response.content).get("error")
+        if isinstance(error, Mapping):
+            return str(error.get("reason") or "")
+    return ""
 
 
 def error_text(response: httpx.Response) -> str:

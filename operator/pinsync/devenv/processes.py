@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pathlib
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import httpx
+from aiohttp import web
 
 
 def free_port() -> int:
@@ -114,3 +116,11 @@ class Server:
         if self.process is not None:
             self.process.stop()
         self.process = None
+
+
+async def serve(app: web.Application, port: int) -> None:
+    """Serve an aiohttp app on a loopback port until the process is stopped."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()

@@ -112,7 +112,11 @@ def backend_summary(obj: Mapping[str, Any]) -> Summary:
             "token": dirty.get("token", 0),
             "full": bool(dirty.get("full")),
         },
-        "pins": {k: counts.get(k, 0) for k in ("present", "desired", "missing", "failed")},
+        "pins": {
+            **{k: counts.get(k, 0) for k in ("present", "desired", "missing", "failed")},
+            # Only backends that prune count failed deletions.
+            **({"pruneFailed": counts["pruneFailed"]} if "pruneFailed" in counts else {}),
+        },
         "bytesTransferred": status.get("bytesTransferred"),
         "lastSync": {
             "result": last.get("result"),
@@ -185,7 +189,10 @@ def dirty_cell(summary: Summary, now: datetime.datetime) -> str:
 def pins_cell(summary: Summary) -> str:
     pins = summary["pins"]
     cell = f"{pins['present']}/{pins['desired']}"
-    return f"{cell} ({pins['failed']} failed)" if pins["failed"] else cell
+    notes = [f"{pins['failed']} failed"] if pins["failed"] else []
+    if pins.get("pruneFailed"):
+        notes.append(f"{pins['pruneFailed']} not pruned")
+    return f"{cell} ({', '.join(notes)})" if notes else cell
 
 
 def last_sync_cell(summary: Summary, now: datetime.datetime) -> str:

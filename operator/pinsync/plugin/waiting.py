@@ -95,7 +95,8 @@ def sync(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
     if int(last.get("token") or 0) > request.token and last.get("result") == "Failed":
         failures = status.get("failures") or ()
         named = ", ".join(f"{f.get('cid')}: {f.get('reason')}" for f in failures[:3])
-        count = (status.get("counts") or {}).get("failed", len(failures))
+        counts = status.get("counts") or {}
+        count = counts.get("failed", len(failures)) + counts.get("pruneFailed", 0)
         return Verdict(failure=f"sync failed: {count} pin(s) failed ({named})")
     if (status.get("dirty") or {}).get("dirty"):
         healthy = views.condition(obj, "Healthy")

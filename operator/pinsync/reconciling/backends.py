@@ -317,7 +317,7 @@ class Pass:
             now=conditions.utcnow,
             held=held,
         )
-        ok = not progress.failures and not progress.stopped
+        ok = not progress.failures and not progress.prune_failures and not progress.stopped
         reporting.record_metrics(self.key, progress, ok)
         fields = {
             **reporting.progress_fields(progress),
@@ -331,6 +331,8 @@ class Pass:
             },
             "sources": reporting.sources_status(found, progress),
         }
+        if not progress.pruning and "pruneFailed" in (self.status.get("counts") or {}):
+            fields["counts"]["pruneFailed"] = None  # no longer pruning: merge-patched away
         message = f"{progress.present} of {progress.desired} pins present"
         if ok:
             readiness = conditions.readiness(progress.missing, progress.desired)
@@ -347,18 +349,31 @@ class Pass:
                 f"uploaded {progress.uploaded} pin(s), {progress.bytes} bytes; {message}",
             )
             return (0.0 if self.state.dirty else self.idle_delay()), progress
-        first = next(iter(progress.failures.values()))
-        message = f"{len(progress.failures)} pin(s) failed, e.g. {first.cid}: {first.reason}"
+        message = failed_message(progress)
         updates = [conditions.synced(False, reasons.SYNC_FAILED.name, message)]
         updates += conditions.reconciling(reasons.SYNC_FAILED.name, message)
         await self.write(updates, **fields)
         await self.event("Warning", "SyncFailed", message)
-        retry_at = min(
-            (f.next_retry_at for f in progress.failures.values() if f.next_retry_at), default=None
-        )
+        failed = [*progress.failures.values(), *progress.prune_failures.values()]
+        retry_at = min((f.next_retry_at for f in failed if f.next_retry_at), default=None)
         if retry_at is None:
             return ctx.settings.retry_interval, progress
         return max(1.0, (retry_at - conditions.utcnow()).total_seconds()), progress
+
+
+def failed_message(progress: syncing.Progress) -> str:
+    """What went wrong in a pass that did not succeed: failed pins, failed deletions."""
+    parts = []
+    if progress.failures:
+        first = next(iter(progress.failures.values()))
+        parts.append(f"{len(progress.failures)} pin(s) failed, e.g. {first.cid}: {first.reason}")
+    if progress.prune_failures:
+        first = next(iter(progress.prune_failures.values()))
+        count = len(progress.prune_failures)
+        parts.append(f"{count} pin(s) could not be pruned, e.g. {first.cid}: {first.message}")
+    if progress.stopped and not parts:
+        parts.append("stopped after storage errors in a row")
+    return "; ".join(parts)
 
 
 async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:

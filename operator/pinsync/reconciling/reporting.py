@@ -2,7 +2,9 @@
 
 Failures are kept twice: the first ``planner.MAX_LISTED`` in full (``status.failures``, for
 people) and every one of them compactly (``status.retries``, for the backoff), so that backoff
-holds for any number of failing pins, across passes and operator restarts.
+holds for any number of failing pins, across passes and operator restarts. Failed deletions of
+a Prune pass (``PruneFailed``) are kept with them, and counted apart (``counts.pruneFailed``,
+written only by passes that prune).
 """
 
 from __future__ import annotations
@@ -30,16 +32,19 @@ def failures_of(status: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
 
 
 def progress_fields(progress: syncing.Progress) -> dict[str, Any]:
+    counts = {
+        "desired": progress.desired,
+        "present": progress.present,
+        "missing": progress.missing,
+        "failed": len(progress.failures),
+    }
+    if progress.pruning:
+        counts["pruneFailed"] = len(progress.prune_failures)
     return {
         "phase": progress.phase,
-        "counts": {
-            "desired": progress.desired,
-            "present": progress.present,
-            "missing": progress.missing,
-            "failed": len(progress.failures),
-        },
+        "counts": counts,
         "bytesTransferred": progress.bytes,
-        **failures_status(progress.failures),
+        **failures_status({**progress.failures, **progress.prune_failures}),
     }
 
 
