@@ -8,13 +8,17 @@ and replicated byte-identical to a second bucket, through the operator.
 from __future__ import annotations
 
 import os
+import pathlib
+from collections.abc import Iterator
 
 import kubernetes
 import pytest
 
+from pinsync.backends import github
+from pinsync.devenv import cluster, gitserver
 from tests.e2e.conftest import Bucket, World
 from tests.e2e.test_restore import lose, pinned_as
-from tests.kubetools import eventually
+from tests.kubetools import create_secret, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -83,3 +87,57 @@ def test_a_source_that_is_also_a_target_is_refused_by_the_schema(world: World) -
     with pytest.raises(kubernetes.client.ApiException) as refused:
         world.pinsets.create("loop", {"fromBackend": {"name": "a"}, "backends": ["a"]})
     assert "spec.fromBackend names a backend that spec.backends also targets" in refused.value.body
+
+
+@pytest.fixture(scope="module")
+def git_server(workdir: pathlib.Path) -> Iterator[gitserver.GitServer]:
+    server = gitserver.GitServer(workdir / "git-from-backend")
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
+
+
+def test_a_pinning_services_pins_move_to_a_git_repository(
+    world: World, ipfs_cluster: cluster.IpfsCluster, git_server: gitserver.GitServer
+) -> None:
+    """Leaving a pinning service (the cluster's real pinsvcapi) for a git host: what the
+    service lists becomes the PinSet's pins, committed to git byte-identical."""
+    create_secret(world.k8s, world.namespace, "psa", {"token": ipfs_cluster.token()})
+    world.backends.create(
+        "service",
+        {
+            "type": "pinningService",
+            "pinningService": {
+                "endpoint": ipfs_cluster.pinsvc_url,
+                "namePrefix": f"pinsync-{world.namespace}/",
+            },
+            "credentialsSecretRef": {"name": "psa"},
+        },
+    )
+    cids = [world.ipfs.add(os.urandom(size)) for size in (150_000, 3000)]
+    world.pinsets.create("seed", {"cids": cids, "backends": ["service"]})
+    world.wait_synced("service", present=2)
+    world.pinsets.api.delete_namespaced_custom_object(
+        "pinsync.io", "v1alpha1", world.namespace, "pinsets", "seed"
+    )
+    eventually(lambda: "seed" not in names(world), timeout=60)
+
+    repo = git_server.make_repo(world.namespace)
+    create_secret(world.k8s, world.namespace, "git", {"token": git_server.token})
+    world.backends.create(
+        "repo",
+        {
+            "type": "github",
+            "github": {"url": git_server.repo_url(world.namespace), "basePath": "ipfs"},
+            "credentialsSecretRef": {"name": "git"},
+        },
+    )
+    world.pinsets.create("move", {"fromBackend": {"name": "service"}, "backends": ["repo"]})
+    world.wait_synced("repo", present=2, timeout=180)
+    for cid in cids:
+        where = f"ipfs/{github.shard(cid)}/{cid}.car"
+        assert gitserver.git("show", f"refs/heads/main:{where}", cwd=repo) == (
+            world.ipfs.export_car(cid)
+        )
+    world.pinsets.wait_condition("move", "Ready", "True", timeout=60)
