@@ -79,6 +79,17 @@ async def test_the_agent_is_derived_from_the_secret_padded_or_not() -> None:
     assert storacha.agent_of(secret).startswith("did:key:z6Mk")
 
 
+async def test_bridge_answers_are_read_in_the_current_and_the_older_shape() -> None:
+    """Today's ``[{"p", "s"}]`` (what the local bridge answers, so every test here reads it) and
+    the older ``[{"data", "sig"}]``; anything else is no receipt."""
+    out = {"ok": {"results": []}}
+    assert storacha.bridge_out([{"p": {"out": out}, "s": {}}]) == out
+    assert storacha.bridge_out([{"data": {"out": out}, "sig": {}}]) == out
+    for wrong in ([], {}, [{"q": {"out": out}}], [{"p": {"out": "ok"}}], [{"p": []}]):
+        with pytest.raises((LookupError, TypeError)):
+            storacha.bridge_out(wrong)
+
+
 async def test_tokens_that_do_not_belong_together_fail_before_any_request(
     kit: StorachaKit, built: Backends
 ) -> None:

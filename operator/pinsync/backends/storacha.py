@@ -117,6 +117,21 @@ def delegated_spaces(authorization: str, agent: str) -> set[str] | None:
     return spaces
 
 
+def bridge_out(answer: Any) -> Mapping[str, Any]:
+    """The ``out`` (``{"ok": …}`` or ``{"error": …}``) of the first receipt in a bridge answer.
+
+    The bridge answers a list, one receipt per task: today ``{"p": <outcome>, "s": <signature>}``
+    (storacha/w3infra ``upload-api/functions/bridge.js``, ``buildBridgeReceipts``; storacha docs
+    ``how-to/http-bridge``); an older bridge answered ``{"data": <outcome>, "sig": …}``. Raises
+    LookupError or TypeError for anything else."""
+    receipt = answer[0]
+    outcome = receipt["p"] if "p" in receipt else receipt["data"]
+    out = outcome["out"]
+    if not isinstance(out, Mapping):
+        raise TypeError("out is not a map")
+    return out
+
+
 def link(cid: str) -> dict[str, str]:
     """A CID as DAG-JSON writes a link (the bridge decodes the body as DAG-JSON)."""
     return {"/": cid}
@@ -334,13 +349,12 @@ class StorachaBackend(base.Backend):
             response = await self.client().post(url, json=body, headers=headers)
         self.raise_for_status(response, what)
         try:
-            receipts = response.json()
-            out = receipts[0]["data"]["out"]
+            out = bridge_out(response.json())
         except (ValueError, LookupError, TypeError):
             raise StorachaError(f"{what}: the answer is not a list of bridge receipts") from None
-        if isinstance(out, Mapping) and "ok" in out:
+        if "ok" in out:
             return out["ok"]
-        failure = out.get("error") if isinstance(out, Mapping) else None
+        failure = out.get("error")
         self.raise_failure(failure if isinstance(failure, Mapping) else {}, what)
 
     def raise_failure(self, failure: Mapping[str, Any], what: str) -> None:

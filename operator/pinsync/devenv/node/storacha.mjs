@@ -4,7 +4,7 @@
 //
 // In front of it, on 127.0.0.1:<port>, an HTTP bridge as the w3-ucan-bridge spec describes it
 // (POST /bridge, headers X-Auth-Secret + Authorization, JSON body {tasks: [[ability, with, nb]]},
-// JSON receipts {data, sig} back). That bridge is a CONTRACT FAKE: Storacha's own bridge lives in
+// DAG-JSON receipts [{p, s}] back). That bridge is a CONTRACT FAKE: Storacha's own bridge lives in
 // its hosted infrastructure (w3infra) and is on no registry. Each task becomes a real UCAN
 // invocation, signed by the agent the secret derives, with the Authorization delegation as proof,
 // executed by the real service, which checks the delegation chain as in production.
@@ -117,11 +117,16 @@ async function bridge(request, response) {
     nonce: crypto.randomUUID(),
   }))
   const receipts = await context.connection.execute(...invocations)
+  // The answer as the hosted bridge gives it today: one {p: <receipt outcome>, s: <signature>}
+  // per task, DAG-JSON (storacha/w3infra upload-api/functions/bridge.js, buildBridgeReceipts
+  // and serializeBridgeReceipts; storacha/docs how-to/http-bridge). An older bridge answered
+  // {data, sig}; the backend reads both.
   const out = receipts.map((receipt) => {
     const { ocm, sig } = receipt.root.data
-    return { data: ocm, sig }
+    return { p: ocm, s: sig }
   })
-  return answer(response, 200, dagJSON.stringify(out))
+  response.writeHead(200, { 'Content-Type': 'application/vnd.ipld.dag-json' })
+  response.end(dagJSON.stringify(out))
 }
 
 // A gateway stand-in (CONTRACT FAKE of `GET https://w3s.link/ipfs/<CAR CID>`, which serves a
