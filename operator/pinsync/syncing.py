@@ -57,7 +57,10 @@ class Progress:
     """Transfers the storage itself refused or dropped (not the content stream)."""
     stopped: bool = False
     """The pass stopped starting transfers after STOP_AFTER_STORAGE_ERRORS storage errors in a
-    row; the pins it did not try are still missing (and not failures)."""
+    row, or at the first refusal of every write; the pins it did not try are still missing (and
+    not failures)."""
+    refused: errors.WritesDisabled | None = None
+    """The service refuses every write (:class:`errors.WritesDisabled`): the first refusal."""
 
     @property
     def missing(self) -> int:
@@ -336,6 +339,10 @@ async def run(
                 if streak >= STOP_AFTER_STORAGE_ERRORS and not progress.stopped:
                     logger.warning("%d storage errors in a row: stopping this pass", streak)
                     progress.stopped = True
+                if isinstance(result, errors.WritesDisabled):
+                    # Every other pin would be refused the same way: one attempt tells.
+                    progress.refused = progress.refused or result
+                    progress.stopped = True
                 fail(cid, reason, message, retry_after=getattr(result, "retry_after", 0.0))
             else:
                 streak = 0
@@ -352,9 +359,14 @@ async def run(
     await each(batches, transfer_batch, workers=concurrency)
 
     for cid in the_plan.prune:
+        if progress.refused is not None:
+            break
         try:
             await backend.remove_pin(stored.name_of(cid))
             progress.pruned += 1
+        except errors.WritesDisabled as exc:
+            logger.warning("could not prune %s: %s", stored.name_of(cid), exc)
+            progress.refused = exc
         except errors.BackendError as exc:
             logger.warning("could not prune %s: %s", stored.name_of(cid), exc)
     progress.present_cids = present.minus(pinlists.Keys.of(lost)).union(pinlists.Keys.of(gained))

@@ -215,6 +215,49 @@ async def test_the_same_car_under_two_roots_is_stored_once_and_fetched_for_both(
     assert (await backend.usage()) == base.Usage(bytes=2048, objects=2)
 
 
+async def test_with_writes_switched_off_writes_are_writes_disabled_and_reads_still_work(
+    kit: StorachaKit, built: Backends
+) -> None:
+    """As the hosted service since 2026-05-15: every write answers ServiceUnavailable; listing,
+    verifying and fetching (what a restore reads) go on."""
+    backend = build(built, *kit.good())
+    blob, other = Blob(2048), Blob(1024)
+    await put(backend, blob)
+    kit.server.writes(disabled=True)
+    try:
+        with pytest.raises(errors.WritesDisabled) as caught:
+            await backend.put_pin(other.meta(), chunks(other.data, 512))
+        said = 'ServiceUnavailable: The "store/add" capability is currently disabled.'
+        assert said in str(caught.value)
+        assert caught.value.reason == "WritesDisabled" and not caught.value.retryable
+        with pytest.raises(errors.WritesDisabled):
+            await backend.remove_pin(blob.cid)
+        await backend.health()
+        assert await pins(backend) == {blob.cid: blob.size}
+        assert (await backend.verify_pin(blob.cid, deep=True)).size == blob.size
+        assert await fetch(backend, blob.cid) == blob.data
+    finally:
+        kit.server.writes()
+    await backend.put_pin(other.meta(), chunks(other.data, 512))  # back on: writes work again
+    assert await pins(backend) == {blob.cid: blob.size, other.cid: other.size}
+
+
+async def test_a_write_the_service_no_longer_implements_is_writes_disabled_not_a_missing_pin(
+    kit: StorachaKit, built: Backends
+) -> None:
+    """ucanto answers an ability without a handler with HandlerNotFound, which ends in
+    "NotFound" like a missing upload's error but means the write itself is gone."""
+    backend = build(built, *kit.good())
+    blob = Blob(1024)
+    kit.server.writes(removed=["store/add"])
+    try:
+        with pytest.raises(errors.WritesDisabled, match="no longer accepts this write") as caught:
+            await backend.put_pin(blob.meta(), chunks(blob.data, 512))
+        assert "HandlerNotFound" in str(caught.value)
+    finally:
+        kit.server.writes()
+
+
 # -- live: Storacha itself, only with credentials --------------------------------------------------
 
 LIVE_SPACE = os.environ.get("PINSYNC_LIVE_STORACHA_SPACE")

@@ -134,6 +134,35 @@ def test_pins_the_node_lost_come_back_from_the_space_byte_identical(
     assert status["counts"]["restoreFailed"] == 0
 
 
+def test_with_writes_switched_off_the_backend_stalls_with_writes_disabled_and_still_restores(
+    world: World, storacha_service: service.StorachaService
+) -> None:
+    """As the hosted service since 2026-05-15: a new pin cannot go up, so the backend says
+    WritesDisabled (Stalled, still Healthy); pins the node lost still come back from it."""
+    space_backend(storacha_service, world.k8s, world.namespace, world.backends)
+    cids = [world.ipfs.add(os.urandom(300_000))]
+    world.pinsets.create("media", {"cids": cids, "backends": ["space"]})
+    world.wait_synced("space", present=1)
+    before = {cid: world.ipfs.export_car(cid) for cid in cids}
+    storacha_service.writes(disabled=True)
+    try:
+        world.pinsets.patch("media", {"spec": {"cids": [*cids, world.ipfs.add(os.urandom(999))]}})
+        world.backends.wait_condition("space", "Stalled", "True", "WritesDisabled", timeout=90)
+        conditions = {c["type"]: c for c in world.backends.get("space")["status"]["conditions"]}
+        assert conditions["Ready"]["status"] == "False"
+        assert "currently disabled" in conditions["Ready"]["message"]
+        assert conditions["Healthy"]["status"] == "True"
+        lose(world, cids)
+        eventually(
+            lambda: pinned_as(world, cids, f"pinsync/{world.namespace}/media"),
+            timeout=150,
+            interval=1,
+        )
+        assert_intact(world, before)
+    finally:
+        storacha_service.writes()
+
+
 def test_tokens_for_another_space_stall_the_backend_with_space_not_delegated(
     operator: Operator,
     storacha_service: service.StorachaService,

@@ -54,6 +54,8 @@ SHARD_SIZE = 133_169_152
 PAGE = 1000
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 SHOWN = 200
+READS = frozenset({"upload/list", "upload/get", "store/list", "store/get"})
+"""Abilities that change nothing in the space: any other is a write."""
 ED25519_PUB = b"\xed\x01"
 """The multicodec prefix of an ed25519 public key in a did:key."""
 
@@ -345,7 +347,8 @@ class StorachaBackend(base.Backend):
         }
         body = {"tasks": [[ability, self.conf.space, args]]}
         url = f"{self.conf.endpoint}/bridge"
-        with self.translating(what, writing=ability not in ("upload/list", "upload/get")):
+        writing = ability not in READS
+        with self.translating(what, writing=writing):
             response = await self.client().post(url, json=body, headers=headers)
         self.raise_for_status(response, what)
         try:
@@ -355,11 +358,23 @@ class StorachaBackend(base.Backend):
         if "ok" in out:
             return out["ok"]
         failure = out.get("error")
-        self.raise_failure(failure if isinstance(failure, Mapping) else {}, what)
+        self.raise_failure(failure if isinstance(failure, Mapping) else {}, what, writing=writing)
 
-    def raise_failure(self, failure: Mapping[str, Any], what: str) -> None:
+    def raise_failure(self, failure: Mapping[str, Any], what: str, *, writing: bool) -> None:
         name = str(failure.get("name") or "Error")
         said = f"{name}: {self.shown(str(failure.get('message') or ''))}"
+        if writing and name == "ServiceUnavailable":
+            # How the hosted service has refused every write since 2026-05-15 (upload-api's
+            # disable-writes.js): nothing to retry until Storacha turns writes back on.
+            raise errors.WritesDisabled(f"{what}: the service accepts no writes ({said})")
+        if writing and name == "HandlerNotFound":
+            # ucanto's answer for an ability the service does not implement (store/add since
+            # upload-api 3.1.0): this write is gone for good, not a missing pin.
+            raise errors.WritesDisabled(
+                f"{what}: the service no longer accepts this write ({said})"
+            )
+        if name == "HandlerNotFound":
+            raise StorachaError(f"{what}: the service does not offer this ({said})")
         if name == "Unauthorized":
             raise errors.AuthFailed(f"{what}: the service refused the delegation ({said})")
         if name.endswith("NotFound"):

@@ -4,8 +4,9 @@ The service logic is npm's ``@storacha/upload-api`` (its ``./test/context``: the
 and UCAN validation over in-memory tables, a local HTTP bucket taking the CAR PUTs, local
 storage-node servers). In front of it the script serves, on one loopback port, a *contract fake*
 of Storacha's HTTP bridge (its own bridge is hosted infrastructure, on no registry), a stand-in
-of the gateway's ``GET /ipfs/<CAR CID>``, and a test-control route making a fresh provisioned
-space with its bridge tokens. Installed with ``npm ci`` into ``devenv/node`` by
+of the gateway's ``GET /ipfs/<CAR CID>``, and test-control routes: one making a fresh provisioned
+space with its bridge tokens, one switching writes off as the hosted service has
+(:meth:`StorachaService.writes`). Installed with ``npm ci`` into ``devenv/node`` by
 ``make node-deps``.
 
 ``stop``/``start`` close and reopen the listener (SIGUSR1/SIGUSR2) without ending the process:
@@ -20,7 +21,7 @@ import pathlib
 import shutil
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 
@@ -88,6 +89,13 @@ class StorachaService(Server):
     def refuses(self) -> bool:
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", self.port)) != 0
+
+    def writes(self, *, disabled: bool = False, removed: Sequence[str] = ()) -> None:
+        """Switch writes off as the hosted service does (``disabled``: every write answers
+        ``ServiceUnavailable``), or drop abilities (``removed``: ucanto answers
+        ``HandlerNotFound``, as upload-api 3.1.0 does for ``store/add``); no arguments: back on."""
+        settings = {"disabled": disabled, "removed": list(removed)}
+        httpx.post(f"{self.url}/_test/writes", json=settings, timeout=10).raise_for_status()
 
     def space(self) -> Space:
         made = httpx.post(f"{self.url}/_test/space", timeout=30).raise_for_status().json()

@@ -339,7 +339,7 @@ class Pass:
             now=conditions.utcnow,
             held=held,
         )
-        ok = not progress.failures and not progress.stopped
+        ok = not progress.failures and not progress.stopped and progress.refused is None
         reporting.record_metrics(self.key, progress, ok)
         fields = {
             **reporting.progress_fields(progress),
@@ -369,6 +369,8 @@ class Pass:
                 f"uploaded {progress.uploaded} pin(s), {progress.bytes} bytes; {message}",
             )
             return (0.0 if self.state.dirty else self.idle_delay()), progress
+        if progress.refused is not None:
+            return await self.writes_refused(progress.refused, fields), progress
         first = next(iter(progress.failures.values()))
         message = f"{len(progress.failures)} pin(s) failed, e.g. {first.cid}: {first.reason}"
         updates = [conditions.synced(False, reasons.SYNC_FAILED.name, message)]
@@ -381,6 +383,17 @@ class Pass:
         if retry_at is None:
             return ctx.settings.retry_interval, progress
         return max(1.0, (retry_at - conditions.utcnow()).total_seconds()), progress
+
+    async def writes_refused(self, refused: errors.WritesDisabled, fields: dict[str, Any]) -> float:
+        """The service takes no writes: Stalled (nothing the operator does changes that), but
+        still Healthy, listed, audited and restored from. The next pass tries one write again,
+        at the idle interval rather than each failed pin's backoff: no retry storm."""
+        message = f"{refused.message}; reads and restores still work"
+        updates = [conditions.synced(False, refused.reason, message)]
+        updates += conditions.stalled(refused.reason, message)
+        await self.write(updates, **fields)
+        await self.event("Warning", refused.reason, message)
+        return self.idle_delay()
 
 
 async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:

@@ -16,7 +16,7 @@ import crypto from 'node:crypto'
 import { createContext } from '@storacha/upload-api/test/context'
 import { provisionProvider } from '@storacha/upload-api/test/utils'
 import { ed25519, Absentee } from '@ucanto/principal'
-import { delegate, invoke, Delegation } from '@ucanto/core'
+import { delegate, invoke, Delegation, Failure } from '@ucanto/core'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { base64url } from 'multiformats/bases/base64'
 import * as dagJSON from '@ipld/dag-json'
@@ -75,6 +75,48 @@ async function freshSpace() {
   spaces += 1
   const { proof, spaceDid } = await registerSpace(owner, context, `pinsync-${spaces}`)
   return { space: spaceDid, ...(await generateTokens(owner, proof, spaceDid)) }
+}
+
+// TEST CONTROL (not Storacha's API): writes switched off as the hosted service runs them since
+// 2026-05-15 (WRITES_DISABLED=true; storacha/upload-service issue #709). upload-api after 2.8.4
+// does it in src/disable-writes.js (upload-service PR #708): each user-facing write in this
+// list gets a handler answering, before any validation, the error receipt
+// {name: 'ServiceUnavailable', message: 'The "<can>" capability is currently disabled.'};
+// reads are untouched. `removed` abilities lose their handler altogether, so ucanto answers
+// HandlerNotFound, as upload-api >= 3.1.0 does for store/add (upload-service PR #643).
+const WRITES = ['space/blob/add', 'space/blob/remove', 'space/blob/replicate', 'space/index/add',
+  'upload/add', 'upload/remove', 'store/add', 'store/remove']
+class ServiceUnavailable extends Failure {
+  get name() { return 'ServiceUnavailable' }
+}
+const service = context.connection.channel.service
+const handlers = new Map() // ability -> [parent object, leaf name, its original handler]
+function handlerOf(can) {
+  if (!handlers.has(can)) {
+    const path = can.split('/')
+    const parent = path.slice(0, -1).reduce((node, part) => node?.[part], service)
+    const leaf = path[path.length - 1]
+    handlers.set(can, [parent, leaf, parent?.[leaf]])
+  }
+  return handlers.get(can)
+}
+function setWrites({ disabled = false, removed = [] }) {
+  for (const can of new Set([...WRITES, ...removed, ...handlers.keys()])) {
+    const [parent, leaf, original] = handlerOf(can)
+    if (!parent || !original) continue
+    if (removed.includes(can)) delete parent[leaf]
+    else if (disabled && WRITES.includes(can)) {
+      parent[leaf] = async () => ({
+        error: new ServiceUnavailable(`The "${can}" capability is currently disabled.`),
+      })
+    } else parent[leaf] = original
+  }
+}
+
+async function jsonBody(request) {
+  const chunks = []
+  for await (const chunk of request) chunks.push(chunk)
+  return chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : {}
 }
 
 function answer(response, status, body) {
@@ -155,6 +197,8 @@ const server = http.createServer((request, response) => {
     gateway(pathname, response)
   } else if (request.method === 'POST' && pathname === '/_test/space') {
     freshSpace().then((made) => answer(response, 200, made), failed)
+  } else if (request.method === 'POST' && pathname === '/_test/writes') {
+    jsonBody(request).then((settings) => { setWrites(settings); answer(response, 200, {}) }, failed)
   } else {
     answer(response, 404, { error: { message: 'not found' } })
   }
