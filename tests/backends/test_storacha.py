@@ -64,7 +64,7 @@ async def test_the_defaults_are_storachas_service_gateway_and_shard_size() -> No
     conf = storacha.StorachaBackend.validate({"spaceDid": "did:key:z6Mkx"}, base.Credentials())
     assert (conf.endpoint, conf.gateway, conf.shard_size) == (
         "https://up.storacha.network",
-        "https://w3s.link",
+        "https://storacha.link",
         133_169_152,
     )
 

@@ -205,6 +205,6 @@ def test_the_schema_rejects_a_bad_storacha_block(
     assert spec == {
         "spaceDid": "did:key:z6Mkx",
         "endpoint": "https://up.storacha.network",
-        "gateway": "https://w3s.link",
+        "gateway": "https://storacha.link",
         "shardSize": 133169152,
     }

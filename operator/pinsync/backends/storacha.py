@@ -48,7 +48,11 @@ from pinsync import reasons
 from pinsync.backends import base, errors
 
 DEFAULT_ENDPOINT = "https://up.storacha.network"
-DEFAULT_GATEWAY = "https://w3s.link"
+DEFAULT_GATEWAY = "https://storacha.link"
+"""Storacha's own gateway (storacha/docs ``how-to/retrieve.mdx``, ``concepts/ipfs-gateways.md``:
+path style ``/ipfs/<cid>``; 200 requests a minute per IP). It runs storacha/freeway, whose
+``withCarBlockHandler`` answers a CAR CID with the stored CAR's bytes, before any
+authorization. Not w3s.link, the older name of the same gateway, announced to close."""
 SHARD_SIZE = 133_169_152
 """uploadCAR's default shard size in Storacha's own client (127 MiB)."""
 PAGE = 1000

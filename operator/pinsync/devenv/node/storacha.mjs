@@ -171,7 +171,7 @@ async function bridge(request, response) {
   response.end(dagJSON.stringify(out))
 }
 
-// A gateway stand-in (CONTRACT FAKE of `GET https://w3s.link/ipfs/<CAR CID>`, which serves a
+// A gateway stand-in (CONTRACT FAKE of `GET https://storacha.link/ipfs/<CAR CID>`, which serves a
 // stored shard as its bytes): the CARs the service's bucket received, by shard CID.
 function gateway(pathname, response) {
   const shard = pathname.slice('/ipfs/'.length)
