@@ -43,6 +43,13 @@ def build(built: Backends, config: dict[str, Any], credentials: base.Credentials
     return backend
 
 
+def index_size(root: str, data: bytes) -> int:
+    """Bytes of the sharded-DAG index of one single-shard upload whose bytes are no CAR."""
+    digest = hashlib.sha256(data).digest()
+    shard = storacha.Shard(start=0, end=len(data), header=b"", size=len(data), digest=digest)
+    return len(storacha.index_car(root, [shard], [[]]))
+
+
 @pytest.mark.parametrize(
     ("spec", "problem"),
     [
@@ -50,6 +57,7 @@ def build(built: Backends, config: dict[str, Any], credentials: base.Credentials
         ({"spaceDid": "did:web:x"}, "spec.storacha.spaceDid must be a did:key: DID"),
         ({"spaceDid": "did:key:z6Mk", "endpoint": "ftp://x"}, "must be an http(s) URL"),
         ({"spaceDid": "did:key:z6Mk", "shardSize": 10}, "spec.storacha.shardSize must be in"),
+        ({"spaceDid": "did:key:z6Mk", "serviceDid": "up"}, "spec.storacha.serviceDid must be a"),
     ],
 )
 async def test_a_bad_spec_is_invalid_config_naming_the_field(
@@ -62,8 +70,9 @@ async def test_a_bad_spec_is_invalid_config_naming_the_field(
 
 async def test_the_defaults_are_storachas_service_gateway_and_shard_size() -> None:
     conf = storacha.StorachaBackend.validate({"spaceDid": "did:key:z6Mkx"}, base.Credentials())
-    assert (conf.endpoint, conf.gateway, conf.shard_size) == (
+    assert (conf.endpoint, conf.service, conf.gateway, conf.shard_size) == (
         "https://up.storacha.network",
+        "did:web:up.storacha.network",
         "https://storacha.link",
         133_169_152,
     )
@@ -187,7 +196,9 @@ async def test_a_car_over_the_shard_size_is_uploaded_in_shards_and_read_back_who
             pos += prefix + length
         assert pos == len(raw)
     await backend.remove_pin(cid)
-    assert await pins(backend) == {} and (await backend.usage()).bytes == 0
+    # The shards are gone; the small sharded-DAG index stays (nothing names it afterwards).
+    assert await pins(backend) == {} and (await backend.usage()).objects == 0
+    assert not set(shards) & set(await backend.sizes())
 
 
 async def test_listing_pages_through_every_upload(
@@ -199,20 +210,23 @@ async def test_listing_pages_through_every_upload(
         await put(backend, blob)
     monkeypatch.setattr(storacha, "PAGE", 2)
     assert await pins(backend) == {blob.cid: blob.size for blob in blobs}
-    assert (await backend.usage()) == base.Usage(bytes=5 * 1024, objects=5)
+    indexes = sum(index_size(blob.cid, blob.data) for blob in blobs)
+    assert (await backend.usage()) == base.Usage(bytes=5 * 1024 + indexes, objects=5)
 
 
 async def test_the_same_car_under_two_roots_is_stored_once_and_fetched_for_both(
     kit: StorachaKit, built: Backends
 ) -> None:
-    """store/add answers ``done`` for a CAR the space already has: no second PUT."""
+    """space/blob/add answers with the ``http/put`` receipt done for a blob the space already
+    has: no second PUT, one shard; each root has its own index."""
     backend = build(built, *kit.good())
     blob = Blob(2048)
     other = Blob(16)
     await put(backend, blob)
     await backend.put_pin(base.PinMeta(cid=other.cid), chunks(blob.data, 1024))
     assert await fetch(backend, other.cid) == blob.data
-    assert (await backend.usage()) == base.Usage(bytes=2048, objects=2)
+    indexes = index_size(blob.cid, blob.data) + index_size(other.cid, blob.data)
+    assert (await backend.usage()) == base.Usage(bytes=2048 + indexes, objects=2)
 
 
 async def test_with_writes_switched_off_writes_are_writes_disabled_and_reads_still_work(
@@ -227,7 +241,7 @@ async def test_with_writes_switched_off_writes_are_writes_disabled_and_reads_sti
     try:
         with pytest.raises(errors.WritesDisabled) as caught:
             await backend.put_pin(other.meta(), chunks(other.data, 512))
-        said = 'ServiceUnavailable: The "store/add" capability is currently disabled.'
+        said = 'ServiceUnavailable: The "space/blob/add" capability is currently disabled.'
         assert said in str(caught.value)
         assert caught.value.reason == "WritesDisabled" and not caught.value.retryable
         with pytest.raises(errors.WritesDisabled):
@@ -242,6 +256,20 @@ async def test_with_writes_switched_off_writes_are_writes_disabled_and_reads_sti
     assert await pins(backend) == {blob.cid: blob.size, other.cid: other.size}
 
 
+async def test_puts_need_no_store_add_which_the_service_removed(
+    kit: StorachaKit, built: Backends
+) -> None:
+    """Without store/add, as upload-api >= 3.1.0 serves: the blob protocol uploads anyway."""
+    backend = build(built, *kit.good())
+    blob = Blob(1024)
+    kit.server.writes(removed=["store/add"])
+    try:
+        await put(backend, blob)
+        assert await fetch(backend, blob.cid) == blob.data
+    finally:
+        kit.server.writes()
+
+
 async def test_a_write_the_service_no_longer_implements_is_writes_disabled_not_a_missing_pin(
     kit: StorachaKit, built: Backends
 ) -> None:
@@ -249,7 +277,7 @@ async def test_a_write_the_service_no_longer_implements_is_writes_disabled_not_a
     "NotFound" like a missing upload's error but means the write itself is gone."""
     backend = build(built, *kit.good())
     blob = Blob(1024)
-    kit.server.writes(removed=["store/add"])
+    kit.server.writes(removed=["space/blob/add"])
     try:
         with pytest.raises(errors.WritesDisabled, match="no longer accepts this write") as caught:
             await backend.put_pin(blob.meta(), chunks(blob.data, 512))

@@ -40,7 +40,12 @@ async def read_back(
     server: service.StorachaService, space: service.Space, cids: list[str]
 ) -> dict[str, bytes]:
     backend = storacha.StorachaBackend(
-        {"spaceDid": space.did, "endpoint": server.url, "gateway": server.url},
+        {
+            "spaceDid": space.did,
+            "endpoint": server.url,
+            "gateway": server.url,
+            "serviceDid": service.SERVICE_DID,
+        },
         base.Credentials(
             data={"xAuthSecret": space.x_auth_secret, "authorization": space.authorization}
         ),
@@ -80,6 +85,7 @@ def space_backend(
                 "spaceDid": space.did,
                 "endpoint": server.url,
                 "gateway": server.url,
+                "serviceDid": service.SERVICE_DID,
                 "shardSize": 1024 * 1024,  # a 3 MiB pin goes up in 4 shards
             },
             "credentialsSecretRef": {"name": "storacha"},
@@ -200,11 +206,13 @@ def test_the_schema_rejects_a_bad_storacha_block(
     assert "spaceDid" in rejected({"spaceDid": "did:web:example.com"})
     assert "https://" in rejected({"spaceDid": "did:key:z6Mkx", "gateway": "ftp://x"})
     assert "shardSize" in rejected({"spaceDid": "did:key:z6Mkx", "shardSize": 12})
+    assert "serviceDid must be a DID" in rejected({"spaceDid": "did:key:z6Mkx", "serviceDid": "x"})
     objects.create("fine", {"type": "storacha", "storacha": {"spaceDid": "did:key:z6Mkx"}})
     spec = objects.get("fine")["spec"]["storacha"]
     assert spec == {
         "spaceDid": "did:key:z6Mkx",
         "endpoint": "https://up.storacha.network",
+        "serviceDid": "did:web:up.storacha.network",
         "gateway": "https://storacha.link",
         "shardSize": 133169152,
     }

@@ -1,30 +1,39 @@
-"""Pins as uploads to a Storacha space (type ``storacha``), through Storacha's HTTP bridge.
+"""Pins as uploads to a Storacha space (type ``storacha``).
 
-Storacha's API is UCAN invocations in CAR-encoded DAG-CBOR; its HTTP bridge (spec
-``w3-ucan-bridge``) turns ``POST {endpoint}/bridge`` with JSON tasks ``[ability, space, args]``
-into such invocations, signed by an agent key derived from the ``X-Auth-Secret`` header with the
-``Authorization`` header's delegation as proof, and answers the receipts as JSON. Both headers
-are what ``storacha bridge generate-tokens`` prints: two opaque strings in a Secret, no key
-management here, no UCAN signing in Python.
+Storacha's API is UCAN invocations in CAR-encoded DAG-CBOR. Reads (``upload/list``,
+``upload/get``, ``space/blob/list``, …) go through its HTTP bridge (spec ``w3-ucan-bridge``):
+``POST {endpoint}/bridge`` with JSON tasks ``[ability, space, args]``, turned into invocations
+signed by an agent key derived from the ``X-Auth-Secret`` header with the ``Authorization``
+header's delegation as proof; the receipts come back as JSON (:func:`bridge_out`). Writes cannot
+go that way: the blob protocol concludes a task with a receipt the client signs and attaches,
+which the bridge's JSON cannot carry, and ``store/add``, the upload the bridge could carry, is
+gone from the service (upload-api 3.1.0). So writes are invocations made here
+(:mod:`pinsync.backends.ucan`), signed by the same derived agent with the same delegation as
+proof, ``POST {endpoint}/``. Both headers are what ``storacha bridge generate-tokens`` prints.
 
-One pin is one upload: the exported CAR is spooled to a temporary file (a shard's CID, the CAR
-codec over its sha256, must be known before it is announced). A CAR up to ``shardSize`` is one
-shard, unchanged; a larger one is cut at block boundaries into shard CARs, each a CARv1 with
-the CAR's own header (:func:`plan_shards`; shards are ranges of the spool file, nothing is copied).
-Each shard is announced with ``store/add`` and PUT to the presigned URL the answer names (unless
-the service already has it); then ``upload/add`` registers the shards under the pin's root CID.
-A pin is present once ``upload/list`` shows it, so a put that stops half way leaves no pin.
+One pin is one upload: the exported CAR is spooled to a temporary file (a shard's digest must be
+known before it is announced). A CAR up to ``shardSize`` is one shard, unchanged; a larger one
+is cut at block boundaries into shard CARs, each a CARv1 with the CAR's own header
+(:func:`plan_shards`; shards are ranges of the spool file, nothing is copied). Each shard is a
+blob (:meth:`StorachaBackend.add_blob`), then the sharded-DAG index of the upload
+(:func:`index_car`), registered with ``space/index/add``; then ``upload/add`` registers the
+shards under the pin's root CID. A pin is present once ``upload/list`` shows it, so a put that
+stops half way leaves no pin.
 
 The CAR comes back as shard 1 followed by every later shard without its header: a deep verify
 and ``fetch_pin`` read shards from the gateway (``GET {gateway}/ipfs/<shard>``, which serves a
 CAR CID as the CAR's own bytes), check each against its CID and rebuild the CAR byte for byte.
 A shard's CID is the sha256 of its bytes, so a shallow verify of a single-shard pin
-(``upload/get``, ``store/get``) reports size and sha256 without a download; for several shards
-it reads the header length from the first bytes of shard 2.
+(``upload/get``, ``space/blob/get/0/1``) reports size and sha256 without a download; for several
+shards it reads the header length from the first bytes of shard 2.
 
 Before any request, the two headers are checked against each other: the agent the secret
 derives must be the audience of a delegation in the Authorization CAR (else ``AuthFailed``), and
 that delegation must name the configured space (else ``SpaceNotDelegated``).
+
+When the service refuses writes -- ``ServiceUnavailable``, as the hosted one has since
+2026-05-15, or ``HandlerNotFound`` for a write it no longer has -- a write raises
+:class:`errors.WritesDisabled`; reads go on.
 """
 
 from __future__ import annotations
@@ -35,19 +44,19 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
 import libipld
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from multiformats import CID, multibase, multihash, varint
 
-from pinsync import reasons
-from pinsync.backends import base, errors
+from pinsync import car, reasons
+from pinsync.backends import base, errors, ucan
 
 DEFAULT_ENDPOINT = "https://up.storacha.network"
+DEFAULT_SERVICE = "did:web:up.storacha.network"
+"""The upload service's DID, every invocation's audience (upload-client ``service.js``)."""
 DEFAULT_GATEWAY = "https://storacha.link"
 """Storacha's own gateway (storacha/docs ``how-to/retrieve.mdx``, ``concepts/ipfs-gateways.md``:
 path style ``/ipfs/<cid>``; 200 requests a minute per IP). It runs storacha/freeway, whose
@@ -58,7 +67,16 @@ SHARD_SIZE = 133_169_152
 PAGE = 1000
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 SHOWN = 200
-READS = frozenset({"upload/list", "upload/get", "store/list", "store/get"})
+READS = frozenset(
+    {
+        "upload/list",
+        "upload/get",
+        "store/list",
+        "store/get",
+        "space/blob/list",
+        "space/blob/get/0/1",
+    }
+)
 """Abilities that change nothing in the space: any other is a write."""
 ED25519_PUB = b"\xed\x01"
 """The multicodec prefix of an ed25519 public key in a did:key."""
@@ -68,6 +86,7 @@ ED25519_PUB = b"\xed\x01"
 class StorachaConfig(base.Config):
     space: str
     endpoint: str
+    service: str
     gateway: str
     shard_size: int
 
@@ -91,12 +110,16 @@ def unbase(value: str) -> bytes:
     return bytes(multibase.decode(value))
 
 
+def agent_key(secret: str) -> ucan.Signer:
+    """The agent the bridge derives from ``X-Auth-Secret``: ed25519 whose seed is the sha256 of
+    the multibase-decoded secret (w3infra ``bridge.js``, ``parseAuthSecretHeader``). The native
+    client signs as this same agent, so the bridge tokens serve both."""
+    return ucan.Signer(hashlib.sha256(unbase(secret)).digest())
+
+
 def agent_of(secret: str) -> str:
-    """The did:key of the agent the bridge derives from ``X-Auth-Secret``: ed25519 whose seed is
-    the sha256 of the multibase-decoded secret (the bridge spec's ``deriveSigner``)."""
-    seed = hashlib.sha256(unbase(secret)).digest()
-    public = ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key()
-    return did_key(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    """The did:key of :func:`agent_key`."""
+    return agent_key(secret).did
 
 
 def car_blocks(data: bytes) -> Iterator[Any]:
@@ -226,6 +249,100 @@ def plan_shards(path: str, limit: int, cid: str) -> list[Shard]:
     return shards
 
 
+Slice = tuple[bytes, int, int]
+"""A block's multihash, and the offset and length of its bytes in a shard."""
+
+
+def index_slices(path: str, shards: Sequence[Shard], cid: str) -> list[list[Slice]]:
+    """Where each block's bytes lie in its shard, per shard (blocking: run in a thread). Reads
+    only the start of each section: its length and CID. Bytes that are no CARv1 (nothing Kubo
+    exports; the contract tests' blobs) have no blocks to index: their shards are indexed whole."""
+    try:
+        return _slices(path, shards, cid)
+    except (car.CarError, errors.BackendError, ValueError):
+        return [[] for _ in shards]
+
+
+def _slices(path: str, shards: Sequence[Shard], cid: str) -> list[list[Slice]]:
+    found: list[list[Slice]] = []
+    with open(path, "rb") as spool:
+        for shard in shards:
+            slices: list[Slice] = []
+            shift = len(shard.header) - shard.start  # a later shard's bytes: its header first
+            pos = shard.start if shard.header else (section(spool, 0, cid) or 0)
+            while pos < shard.end and (length := section(spool, pos, cid)) is not None:
+                spool.seek(pos)
+                head = spool.read(min(length, 128))
+                _, prefix, _ = varint.decode_raw(head)
+                cid_len, code, digest, size = car.split_block(head[prefix:])
+                mh = varint.encode(code) + varint.encode(size) + digest
+                slices.append((mh, pos + prefix + cid_len + shift, length - prefix - cid_len))
+                pos += length
+            found.append(slices)
+    return found
+
+
+def index_car(root: str, shards: Sequence[Shard], slices: Sequence[Sequence[Slice]]) -> bytes:
+    """The sharded-DAG index of an upload (``index/sharded/dag@0.1``, ``@storacha/blob-index``):
+    a CAR whose root names the content and one block per shard, ``[shard multihash, [[block
+    multihash, [offset, length]], …]]`` (a block's bytes, after its CID), the whole shard among
+    its slices, as upload-client's ``sharding.js`` and ``index.js`` make them; shards and
+    slices ordered by digest, as ``@storacha/blob-index`` writes them."""
+    blocks = []
+    for shard, own in sorted(zip(shards, slices, strict=True), key=lambda pair: pair[0].digest):
+        mh = bytes([0x12, 32]) + shard.digest
+        entries = {m: (offset, length) for m, offset, length in [(mh, 0, shard.size), *own]}
+        ordered = sorted(entries.items(), key=lambda entry: bytes(multihash.unwrap(entry[0])))
+        blocks.append(ucan.block([mh, [[m, list(where)] for m, where in ordered]]))
+    body = {"content": ucan.Link.parse(root), "shards": [each.link for each in blocks]}
+    top = ucan.block({"index/sharded/dag@0.1": body})
+    return ucan.write_car([top.link], [top, *blocks])
+
+
+async def shard_bytes(path: str, shard: Shard) -> AsyncIterator[bytes]:
+    """A shard's bytes: its header, then its range of the spooled CAR."""
+    if shard.header:
+        yield shard.header
+    spooled = await asyncio.to_thread(open, path, "rb")
+    try:
+        spooled.seek(shard.start)
+        left = shard.end - shard.start
+        while left > 0:
+            block = await asyncio.to_thread(spooled.read, min(left, 1024 * 1024))
+            if not block:
+                raise StorachaError("the spooled CAR is shorter than planned")
+            left -= len(block)
+            yield block
+    finally:
+        spooled.close()
+
+
+async def once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def digest_of(shard: str) -> dict[str, Any]:
+    """A shard's multihash as DAG-JSON bytes (the bridge decodes the body as DAG-JSON)."""
+    encoded = base64.b64encode(bytes(CID.decode(shard).digest)).decode().rstrip("=")
+    return {"/": {"bytes": encoded}}
+
+
+def json_bytes(value: Any) -> bytes | None:
+    """DAG-JSON bytes (``{"/": {"bytes": <base64>}}``) as bytes; None for anything else."""
+    inner = value.get("/") if isinstance(value, Mapping) else None
+    text = inner.get("bytes") if isinstance(inner, Mapping) else None
+    if not isinstance(text, str):
+        return None
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def car_of(digest: bytes | None) -> str | None:
+    """The CAR CID a blob's sha256 multihash names (shards are CARs); None for another hash."""
+    if digest is None or digest[:2] != bytes([0x12, 32]) or len(digest) != 34:
+        return None
+    return car_cid(digest[2:])
+
+
 class HeaderSkip:
     """Drops the CAR header section at the start of a byte stream (when ``active``)."""
 
@@ -265,9 +382,12 @@ class StorachaBackend(base.Backend):
         space = fields.text("spaceDid", empty=False).strip()
         if not space.startswith("did:key:"):
             raise fields.invalid("spaceDid", "must be a did:key: DID")
+        if not fields.text("serviceDid", DEFAULT_SERVICE).startswith("did:"):
+            raise fields.invalid("serviceDid", "must be a DID")
         return StorachaConfig(
             space=space,
             endpoint=fields.url("endpoint", DEFAULT_ENDPOINT),
+            service=fields.text("serviceDid", DEFAULT_SERVICE, empty=False).strip(),
             gateway=fields.url("gateway", DEFAULT_GATEWAY),
             shard_size=fields.integer("shardSize", SHARD_SIZE, low=1024, high=4 * 2**30),
         )
@@ -359,10 +479,51 @@ class StorachaBackend(base.Backend):
             out = bridge_out(response.json())
         except (ValueError, LookupError, TypeError):
             raise StorachaError(f"{what}: the answer is not a list of bridge receipts") from None
+        return self.ok_of(out, what, writing=writing)
+
+    def ok_of(self, out: Mapping[str, Any], what: str, *, writing: bool) -> Any:
+        """A receipt's ``ok``, or the error its ``error`` maps to."""
         if "ok" in out:
             return out["ok"]
         failure = out.get("error")
         self.raise_failure(failure if isinstance(failure, Mapping) else {}, what, writing=writing)
+
+    def agent(self) -> ucan.Signer:
+        return agent_key(self.credentials.get("xAuthSecret") or "")
+
+    def proofs(self) -> list[ucan.Block]:
+        """The Authorization delegation's blocks: the proof of every native invocation."""
+        try:
+            return ucan.delegation(unbase(self.credentials.get("authorization") or ""))
+        except Exception:  # checked by check_tokens already; no detail, it would quote the token
+            raise errors.AuthFailed("the authorization is not a delegation archive") from None
+
+    async def execute(self, invocation: ucan.Invocation, what: str) -> ucan.Receipt:
+        """One invocation straight to the service (``POST {endpoint}/``, ucanto's CAR transport):
+        the write path, whose attached receipts the bridge's JSON cannot carry."""
+        self.check_tokens()
+        headers = {"Content-Type": ucan.CAR_TYPE, "Accept": ucan.CAR_TYPE}
+        with self.translating(what, writing=True):
+            response = await self.client().post(
+                f"{self.conf.endpoint}/", content=ucan.message([invocation]), headers=headers
+            )
+        self.raise_for_status(response, what)
+        try:
+            return ucan.receipts(response.content, [invocation])[0]
+        except Exception:  # a CAR, CBOR or schema problem: the answer is no receipt
+            raise StorachaError(f"{what}: the answer is not a CAR of receipts") from None
+
+    async def native(
+        self, ability: str, args: Mapping[str, Any], what: str
+    ) -> tuple[Any, ucan.Receipt]:
+        """``ability`` on the space, signed here by the agent with the delegation as proof; its
+        ``ok`` (or the error it maps to) and the whole receipt (its effects)."""
+        self.check_tokens()
+        invocation = ucan.invocation(
+            self.agent(), self.conf.service, ability, self.conf.space, args, proofs=self.proofs()
+        )
+        receipt = await self.execute(invocation, what)
+        return self.ok_of(receipt.out, what, writing=True), receipt
 
     def raise_failure(self, failure: Mapping[str, Any], what: str, *, writing: bool) -> None:
         name = str(failure.get("name") or "Error")
@@ -423,8 +584,15 @@ class StorachaBackend(base.Backend):
         await self.invoke("upload/list", {"size": 1}, "list uploads")
 
     async def sizes(self) -> dict[str, int]:
-        """Shard CID -> bytes, for every CAR stored in the space (``store/list``)."""
+        """Shard CID -> bytes, for every blob in the space (``space/blob/list``) and every CAR
+        stored the legacy way (``store/list``: spaces written before the blob protocol)."""
         sizes: dict[str, int] = {}
+        async for item in self.listing("space/blob/list"):
+            blob = item.get("blob")
+            if isinstance(blob, Mapping):
+                shard, size = car_of(json_bytes(blob.get("digest"))), blob.get("size")
+                if shard is not None and isinstance(size, int) and not isinstance(size, bool):
+                    sizes[shard] = size
         async for item in self.listing("store/list"):
             size = item.get("size")
             if isinstance(size, int) and not isinstance(size, bool):
@@ -450,10 +618,16 @@ class StorachaBackend(base.Backend):
         return base.Usage(bytes=sum((await self.sizes()).values()), objects=count)
 
     async def shard_size(self, shard: str) -> int:
-        answer = await self.invoke("store/get", {"link": link(shard)}, f"look up shard {shard}")
-        size = answer.get("size") if isinstance(answer, Mapping) else None
+        what = f"look up shard {shard}"
+        try:
+            answer = await self.invoke("space/blob/get/0/1", {"digest": digest_of(shard)}, what)
+            blob = answer.get("blob") if isinstance(answer, Mapping) else None
+            size = blob.get("size") if isinstance(blob, Mapping) else None
+        except errors.PinNotFound:  # a CAR stored the legacy way
+            answer = await self.invoke("store/get", {"link": link(shard)}, what)
+            size = answer.get("size") if isinstance(answer, Mapping) else None
         if not isinstance(size, int) or isinstance(size, bool):
-            raise StorachaError(f"look up shard {shard}: the answer has no size")
+            raise StorachaError(f"{what}: the answer has no size")
         return size
 
     async def list_pins(self) -> AsyncIterator[base.PinInfo]:
@@ -461,6 +635,9 @@ class StorachaBackend(base.Backend):
             yield info
 
     async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
+        """The blob protocol, as Storacha's own client uploads (upload-client ``uploadCAR``):
+        each shard, then the sharded-DAG index, as blobs (:meth:`add_blob`); ``space/index/add``
+        of the index; ``upload/add`` of the root and its shards."""
         source = base.Source(content)
         fd, path = tempfile.mkstemp(prefix="pinsync-storacha-", suffix=".car")
         try:
@@ -475,47 +652,75 @@ class StorachaBackend(base.Backend):
                 shards = [Shard(start=0, end=size, header=b"", size=size, digest=digest.digest())]
             else:
                 shards = await asyncio.to_thread(plan_shards, path, self.conf.shard_size, meta.cid)
+            slices = await asyncio.to_thread(index_slices, path, shards, meta.cid)
             for shard in shards:
-                args = {"link": link(shard.cid), "size": shard.size}
-                answer = await self.invoke("store/add", args, f"announce {meta.cid}")
-                if isinstance(answer, Mapping) and answer.get("status") == "upload":
-                    await self.send(meta.cid, path, shard, answer)
-            added = {"root": link(meta.cid), "shards": [link(shard.cid) for shard in shards]}
-            await self.invoke("upload/add", added, f"register {meta.cid}")
+                await self.add_blob(meta.cid, shard.digest, shard.size, shard_bytes(path, shard))
+            index = index_car(meta.cid, shards, slices)
+            index_digest = hashlib.sha256(index).digest()
+            await self.add_blob(meta.cid, index_digest, len(index), once(index))
+            args = {"index": ucan.Link.parse(car_cid(index_digest))}
+            await self.native("space/index/add", args, f"index {meta.cid}")
+            added = {
+                "root": ucan.Link.parse(meta.cid),
+                "shards": [ucan.Link.parse(shard.cid) for shard in shards],
+            }
+            await self.native("upload/add", added, f"register {meta.cid}")
         finally:
             os.unlink(path)
         return base.PinInfo(cid=meta.cid, size=size, sha256=digest.hexdigest())
 
-    async def send(self, cid: str, path: str, shard: Shard, target: Mapping[str, Any]) -> None:
-        """PUT one shard (its header, then its range of the spooled CAR) to the presigned URL
-        ``store/add`` answered."""
-        url, headers = target.get("url"), target.get("headers")
-        if not isinstance(url, str) or not isinstance(headers, Mapping):
-            raise StorachaError(f"upload {cid}: store/add named no upload URL")
-
-        async def body() -> AsyncIterator[bytes]:
-            if shard.header:
-                yield shard.header
-            spooled = await asyncio.to_thread(open, path, "rb")
-            try:
-                spooled.seek(shard.start)
-                left = shard.end - shard.start
-                while left > 0:
-                    block = await asyncio.to_thread(spooled.read, min(left, 1024 * 1024))
-                    if not block:
-                        raise StorachaError(
-                            f"upload {cid}: the spooled CAR is shorter than planned"
-                        )
-                    left -= len(block)
-                    yield block
-            finally:
-                spooled.close()
-
+    async def add_blob(
+        self, cid: str, digest: bytes, size: int, body: AsyncIterator[bytes]
+    ) -> None:
+        """One blob into the space (upload-client ``blob/add.js``): ``space/blob/add`` answers
+        with effects -- ``blob/allocate`` (its receipt holds the PUT address, none if the blob
+        is there already), ``http/put``, ``blob/accept``; the bytes are PUT, and the ``http/put``
+        task is concluded (``ucan/conclude``) with a receipt signed by the key upload-api derives
+        from the blob's digest for that task (its ``deriveDID``), whereupon the service accepts
+        the blob."""
         what = f"upload {cid}"
+        blob = {"digest": bytes([0x12, 32]) + digest, "size": size}
+        _, answer = await self.native("space/blob/add", {"blob": blob}, what)
+        tasks = {str(capability.get("can")): task for task, capability in answer.tasks()}
+        allocate = tasks.get("blob/allocate") or tasks.get("web3.storage/blob/allocate")
+        put = tasks.get("http/put")
+        allocated = answer.embedded(allocate) if allocate is not None else None
+        if put is None or allocated is None:
+            raise StorachaError(f"{what}: space/blob/add named no allocation")
+        address = self.ok_of(allocated.out, what, writing=True).get("address")
+        put_done = answer.embedded(put)
+        if put_done is not None and "ok" in put_done.out:
+            return  # the space has it already
+        if isinstance(address, Mapping):
+            await self.send(cid, address, size, body)
+        provider = ucan.Signer(digest)
+        done = ucan.receipt(provider, ucan.Link(put), {"ok": {}})
+        agent = self.agent()
+        conclude = ucan.invocation(
+            agent,
+            self.conf.service,
+            "ucan/conclude",
+            agent.did,
+            {"receipt": done.link},
+            attached=[done],
+            expires=None,
+        )
+        concluded = await self.execute(conclude, what)
+        self.ok_of(concluded.out, what, writing=True)
+
+    async def send(
+        self, cid: str, address: Mapping[str, Any], size: int, body: AsyncIterator[bytes]
+    ) -> None:
+        """PUT a blob's bytes to the address ``blob/allocate`` answered: its headers (the
+        checksum the URL is signed for), and the length, which a streamed body does not tell."""
+        url, headers = address.get("url"), address.get("headers")
+        if not isinstance(url, str) or not isinstance(headers, Mapping):
+            raise StorachaError(f"upload {cid}: blob/allocate named no upload URL")
+        what = f"upload {cid}"
+        sent = {str(k).lower(): str(v) for k, v in headers.items()}
+        sent["content-length"] = str(size)
         with self.translating(what, writing=True):
-            response = await self.client().put(
-                url, content=body(), headers={str(k): str(v) for k, v in headers.items()}
-            )
+            response = await self.client().put(url, content=body, headers=sent)
         if not response.is_success:
             raise StorachaError(f"{what}: the storage node answered HTTP {response.status_code}")
 
@@ -563,8 +768,14 @@ class StorachaBackend(base.Backend):
             return
         await self.invoke("upload/remove", {"root": link(cid)}, f"remove {cid}")
         for shard in shards:
+            what = f"remove shard {shard}"
             try:
-                await self.invoke("store/remove", {"link": link(shard)}, f"remove shard {shard}")
+                await self.invoke("space/blob/remove", {"digest": digest_of(shard)}, what)
+                continue
+            except errors.PinNotFound:
+                pass  # not a blob: a CAR stored the legacy way, or removed meanwhile
+            try:
+                await self.invoke("store/remove", {"link": link(shard)}, what)
             except errors.PinNotFound:
                 pass  # removed meanwhile
 

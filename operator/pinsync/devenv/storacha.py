@@ -2,8 +2,9 @@
 
 The service logic is npm's ``@storacha/upload-api`` (its ``./test/context``: the real handlers
 and UCAN validation over in-memory tables, a local HTTP bucket taking the CAR PUTs, local
-storage-node servers). In front of it the script serves, on one loopback port, a *contract fake*
-of Storacha's HTTP bridge (its own bridge is hosted infrastructure, on no registry), a stand-in
+storage-node servers). On one loopback port the script serves the service itself at ``POST /``
+(UCAN invocations in CARs, as ``up.storacha.network`` takes them), a *contract fake* of
+Storacha's HTTP bridge (its own bridge is hosted infrastructure, on no registry), a stand-in
 of the gateway's ``GET /ipfs/<CAR CID>``, and test-control routes: one making a fresh provisioned
 space with its bridge tokens, one switching writes off as the hosted service has
 (:meth:`StorachaService.writes`). Installed with ``npm ci`` into ``devenv/node`` by
@@ -30,6 +31,8 @@ from pinsync.devenv.processes import Process, Server, free_port
 NODE_DIR = pathlib.Path(__file__).parent / "node"
 SCRIPT = NODE_DIR / "storacha.mjs"
 PACKAGE = NODE_DIR / "node_modules" / "@storacha" / "upload-api"
+SERVICE_DID = "did:web:test.up.storacha.network"
+"""The service's DID in upload-api's test context (``spec.storacha.serviceDid`` against it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +87,7 @@ class StorachaService(Server):
         self.listening = False
 
     def answers(self) -> bool:
-        return httpx.get(f"{self.url}/ipfs/none", timeout=2).status_code == 404
+        return httpx.get(f"{self.url}/ipfs/none", timeout=2).status_code == 400  # not a CID
 
     def refuses(self) -> bool:
         with socket.socket() as sock:

@@ -9,7 +9,8 @@
 // invocation, signed by the agent the secret derives, with the Authorization delegation as proof,
 // executed by the real service, which checks the delegation chain as in production.
 //
-// Also on that port: a gateway stand-in and a test-control route (see below).
+// Also on that port: the service itself at POST / (native UCAN invocations: the write path), a
+// gateway stand-in and test-control routes (see below).
 // Usage: node storacha.mjs <port>. Prints {"url": ...} once listening; runs until killed.
 import http from 'node:http'
 import crypto from 'node:crypto'
@@ -19,10 +20,35 @@ import { ed25519, Absentee } from '@ucanto/principal'
 import { delegate, invoke, Delegation, Failure } from '@ucanto/core'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { base64url } from 'multiformats/bases/base64'
+import { base58btc } from 'multiformats/bases/base58'
+import { CID } from 'multiformats/cid'
 import * as dagJSON from '@ipld/dag-json'
 
 const port = Number(process.argv[2] || 0)
-const context = await createContext({ http, requirePaymentPlan: false })
+// upload-api's test storage nodes end every answer with response.destroy() ("otherwise it keep
+// connection lingering"), which cuts a GET longer than a socket buffer short; the gateway
+// stand-in reads blobs back through those GETs, so a GET is let finish.
+const finishingGets = {
+  ...http,
+  createServer: (handler) => http.createServer((request, response) => {
+    if (request.method === 'GET') response.destroy = () => response
+    return handler(request, response)
+  }),
+}
+const context = await createContext({ http: finishingGets, requirePaymentPlan: false })
+// The test context's claims and indexing clients prove `assert/*` with a delegation of ucanto's
+// default lifetime, 30 s: after that every space/index/add fails "Claim {"can":"assert/index"}
+// is not authorized". Each is re-delegated without expiry (the audience there is the service
+// signer itself), as a long-running service's would be.
+for (const client of [context.claimsService, context.indexingService]) {
+  const config = client.invocationConfig
+  config.proofs = [await delegate({
+    issuer: config.audience,
+    audience: config.issuer,
+    capabilities: config.proofs[0].capabilities,
+    expiration: Infinity,
+  })]
+}
 const owner = await ed25519.generate()
 
 // A new space, delegated wholly to `owner` and provisioned for a (did:mailto) account, as
@@ -51,8 +77,9 @@ async function deriveAgent(secret) {
 }
 
 // What `storacha bridge generate-tokens <space> --can ...` prints, for a space.
-const abilities = ['store/add', 'store/get', 'store/list', 'store/remove', 'upload/add',
-  'upload/get', 'upload/list', 'upload/remove', 'usage/report']
+const abilities = ['space/blob/add', 'space/blob/get/0/1', 'space/blob/list', 'space/blob/remove',
+  'space/index/add', 'store/get', 'store/list', 'store/remove', 'upload/add', 'upload/get',
+  'upload/list', 'upload/remove', 'usage/report']
 async function generateTokens(owner, proof, spaceDid) {
   const secret = crypto.randomBytes(32)
   const agent = await deriveAgent(secret)
@@ -171,17 +198,43 @@ async function bridge(request, response) {
   response.end(dagJSON.stringify(out))
 }
 
+// The upload service itself at its root, as https://up.storacha.network/ takes UCAN invocations:
+// a CAR of invocations in, a CAR of receipts out (ucanto's CAR transport). Native clients
+// (`@storacha/client`, pinsync's) write through here; the bridge cannot carry the blob protocol.
+async function ucanto(request, response) {
+  const chunks = []
+  for await (const chunk of request) chunks.push(chunk)
+  const headers = Object.fromEntries(Object.entries(request.headers).map(([k, v]) => [k, String(v)]))
+  const { status = 200, headers: out = {}, body } = await context.connection.channel.request({
+    headers, body: new Uint8Array(Buffer.concat(chunks)),
+  })
+  response.writeHead(status, out)
+  response.end(Buffer.from(body))
+}
+
 // A gateway stand-in (CONTRACT FAKE of `GET https://storacha.link/ipfs/<CAR CID>`, which serves a
-// stored shard as its bytes): the CARs the service's bucket received, by shard CID.
-function gateway(pathname, response) {
+// stored shard as its bytes). As storacha/freeway's withCarBlockHandler: the blob stored under
+// the CID's multihash first (the blob protocol: here on the local storage nodes), then the CAR
+// the legacy bucket received under the CID (store/add).
+async function gateway(pathname, response) {
   const shard = pathname.slice('/ipfs/'.length)
-  for (const [key, bytes] of context.carStoreBucket.content) {
-    if (key.endsWith(`/${shard}.car`)) {
-      response.writeHead(200, { 'Content-Type': 'application/vnd.ipld.car', 'Content-Length': bytes.length })
-      return response.end(Buffer.from(bytes))
-    }
+  let digest
+  try { digest = CID.parse(shard).multihash } catch { return answer(response, 400, { error: { message: 'bad CID' } }) }
+  const key = base58btc.encode(digest.bytes)
+  for (const node of context.storageProviders) {
+    const base = node.baseURL ?? `http://127.0.0.1:${node.server.address().port}`
+    const found = await fetch(new URL(`/${key}/${key}.blob`, base))
+    if (found.status === 200) return send(response, new Uint8Array(await found.arrayBuffer()))
+  }
+  for (const [name, bytes] of context.carStoreBucket.content) {
+    if (name.endsWith(`/${shard}.car`)) return send(response, bytes)
   }
   answer(response, 404, { error: { message: 'not found' } })
+}
+
+function send(response, bytes) {
+  response.writeHead(200, { 'Content-Type': 'application/vnd.ipld.car', 'Content-Length': bytes.length })
+  response.end(Buffer.from(bytes))
 }
 
 const sockets = new Set()
@@ -193,8 +246,10 @@ const server = http.createServer((request, response) => {
   }
   if (request.method === 'POST' && pathname === '/bridge') {
     bridge(request, response).catch(failed)
+  } else if (request.method === 'POST' && pathname === '/') {
+    ucanto(request, response).catch(failed)
   } else if (request.method === 'GET' && pathname.startsWith('/ipfs/')) {
-    gateway(pathname, response)
+    gateway(pathname, response).catch(failed)
   } else if (request.method === 'POST' && pathname === '/_test/space') {
     freshSpace().then((made) => answer(response, 200, made), failed)
   } else if (request.method === 'POST' && pathname === '/_test/writes') {
