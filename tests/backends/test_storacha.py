@@ -9,11 +9,12 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import libipld
 import pytest
-from multiformats import varint
+from multiformats import CID, varint
 
 from pinsync import car
-from pinsync.backends import base, errors, storacha
+from pinsync.backends import base, errors, storacha, ucan
 from pinsync.devenv import kubo
 
 from .conftest import Backends
@@ -195,6 +196,21 @@ async def test_a_car_over_the_shard_size_is_uploaded_in_shards_and_read_back_who
             car.verify_block(raw[pos + prefix : pos + prefix + length])
             pos += prefix + length
         assert pos == len(raw)
+    # space/index/add registered the index: each slice of it names a block's bytes in a shard.
+    [index] = kit.server.indexes(cid)
+    roots, blocks = ucan.read_car(b"".join([c async for c in backend.read_shard(cid, index)]))
+    top = libipld.decode_dag_cbor(blocks[roots[0]])["index/sharded/dag@0.1"]
+    assert top["content"] == bytes(CID.decode(cid)) and len(top["shards"]) == 4
+    read = {}
+    for each in shards:
+        read[bytes(CID.decode(each).digest)] = b"".join(
+            [c async for c in backend.read_shard(cid, each)]
+        )
+    for link in top["shards"]:
+        shard, slices = libipld.decode_dag_cbor(blocks[bytes(link)])
+        assert len(slices) > 1  # the shard itself and its blocks
+        for digest, (offset, length) in slices:
+            assert digest[2:] == hashlib.sha256(read[shard][offset : offset + length]).digest()
     await backend.remove_pin(cid)
     # The shards are gone; the small sharded-DAG index stays (nothing names it afterwards).
     assert await pins(backend) == {} and (await backend.usage()).objects == 0

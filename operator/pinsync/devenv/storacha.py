@@ -100,6 +100,12 @@ class StorachaService(Server):
         settings = {"disabled": disabled, "removed": list(removed)}
         httpx.post(f"{self.url}/_test/writes", json=settings, timeout=10).raise_for_status()
 
+    def indexes(self, root: str) -> list[str]:
+        """The index CIDs the service claimed for ``root`` (``space/index/add`` publishes them)."""
+        url = f"{self.url}/_test/indexes/{root}"
+        found: list[str] = httpx.get(url, timeout=10).raise_for_status().json()["indexes"]
+        return found
+
     def space(self) -> Space:
         made = httpx.post(f"{self.url}/_test/space", timeout=30).raise_for_status().json()
         return Space(made["space"], made["xAuthSecret"], made["authorization"])

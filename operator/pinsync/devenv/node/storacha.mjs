@@ -140,6 +140,18 @@ function setWrites({ disabled = false, removed = [] }) {
   }
 }
 
+// TEST CONTROL (not Storacha's API): the indexes claimed for a content CID (space/index/add
+// publishes an assert/index claim to the indexing service, or to the legacy content-claims
+// service for a legacy provider), read from the test context's stores.
+async function indexes(pathname, response) {
+  const content = CID.parse(pathname.slice('/_test/indexes/'.length))
+  const query = await context.indexingService.queryClaims({ hashes: [content.multihash] })
+  const legacy = await context.claimsService.read(content.multihash)
+  const claims = [...(query.ok?.claims?.values() ?? []), ...(legacy.ok ?? [])]
+  const found = claims.filter((claim) => claim.type === 'assert/index').map((claim) => `${claim.index}`)
+  answer(response, 200, { indexes: found })
+}
+
 async function jsonBody(request) {
   const chunks = []
   for await (const chunk of request) chunks.push(chunk)
@@ -252,6 +264,8 @@ const server = http.createServer((request, response) => {
     gateway(pathname, response).catch(failed)
   } else if (request.method === 'POST' && pathname === '/_test/space') {
     freshSpace().then((made) => answer(response, 200, made), failed)
+  } else if (request.method === 'GET' && pathname.startsWith('/_test/indexes/')) {
+    indexes(pathname, response).catch(failed)
   } else if (request.method === 'POST' && pathname === '/_test/writes') {
     jsonBody(request).then((settings) => { setWrites(settings); answer(response, 200, {}) }, failed)
   } else {
