@@ -272,6 +272,29 @@ async def test_with_writes_switched_off_writes_are_writes_disabled_and_reads_sti
     assert await pins(backend) == {blob.cid: blob.size, other.cid: other.size}
 
 
+async def test_tokens_made_for_the_legacy_upload_path_still_read_but_cannot_write(
+    kit: StorachaKit, built: Backends
+) -> None:
+    """Tokens with the abilities README listed before the blob protocol (store/*, upload/*):
+    listing and fetching (a restore) work, the blob abilities being used only where granted; a
+    verify of a blob and a put say which abilities are missing."""
+    space = kit.server.space()
+    blob, other = Blob(2048), Blob(1024)
+    await put(build(built, kit.config(space.did), kit.credentials(space)), blob)
+    legacy = [f"{kind}/{verb}" for kind in ("store", "upload") for verb in VERBS]
+    old = build(built, kit.config(space.did), kit.credentials(kit.server.tokens(space, legacy)))
+    assert await pins(old) == {blob.cid: None}  # no space/blob/list: the size is unknown
+    with pytest.raises(errors.PermissionDenied, match="do not grant space/blob/get/0/1"):
+        await old.verify_pin(blob.cid)  # not PinNotFound: that would have it sent again
+    assert await fetch(old, blob.cid) == blob.data
+    with pytest.raises(errors.PermissionDenied, match="space/blob/add, space/index/add"):
+        await old.put_pin(other.meta(), chunks(other.data, 512))
+    assert await pins(old) == {blob.cid: None}
+
+
+VERBS = ("add", "get", "list", "remove")
+
+
 async def test_puts_need_no_store_add_which_the_service_removed(
     kit: StorachaKit, built: Backends
 ) -> None:

@@ -78,6 +78,8 @@ READS = frozenset(
     }
 )
 """Abilities that change nothing in the space: any other is a write."""
+WRITES = ("space/blob/add", "space/index/add", "upload/add")
+"""What a put invokes on the space (``ucan/conclude`` is on the agent's own DID)."""
 ED25519_PUB = b"\xed\x01"
 """The multicodec prefix of an ed25519 public key in a did:key."""
 
@@ -128,22 +130,31 @@ def car_blocks(data: bytes) -> Iterator[Any]:
     yield from blocks.values()
 
 
-def delegated_spaces(authorization: str, agent: str) -> set[str] | None:
-    """The resources delegations to ``agent`` in the Authorization CAR name; None when no
-    delegation in it is to ``agent``. Raises ValueError if it is no delegation CAR at all."""
-    spaces: set[str] | None = None
+def delegated(authorization: str, agent: str) -> dict[str, set[str]] | None:
+    """Resource -> abilities, of the delegations to ``agent`` in the Authorization CAR; None
+    when no delegation in it is to ``agent``. Raises ValueError if it is no delegation CAR."""
+    found: dict[str, set[str]] | None = None
     for block in car_blocks(unbase(authorization)):
-        ucan = block if isinstance(block, dict) else {}
-        audience = ucan.get("aud")
+        model = block if isinstance(block, dict) else {}
+        audience = model.get("aud")
         if not isinstance(audience, bytes) or not audience.startswith(ED25519_PUB):
             continue
         if did_key(audience[len(ED25519_PUB) :]) != agent:
             continue
-        spaces = spaces or set()
-        for capability in ucan.get("att") or ():
+        found = found or {}
+        for capability in model.get("att") or ():
             if isinstance(capability, dict) and isinstance(capability.get("with"), str):
-                spaces.add(capability["with"])
-    return spaces
+                can = capability.get("can")
+                found.setdefault(capability["with"], set()).add(can if isinstance(can, str) else "")
+    return found
+
+
+def grants(abilities: set[str], ability: str) -> bool:
+    """Whether ``abilities`` include ``ability``, by name or by a wildcard (``*``,
+    ``space/blob/*`` covers ``space/blob/get/0/1``)."""
+    parts = ability.split("/")
+    wildcards = {"/".join(parts[:n]) + "/*" for n in range(1, len(parts))}
+    return bool(abilities & ({"*", ability} | wildcards))
 
 
 def bridge_out(answer: Any) -> Mapping[str, Any]:
@@ -321,6 +332,11 @@ async def once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+async def nothing() -> AsyncIterator[Mapping[str, Any]]:
+    return
+    yield  # an async generator that yields nothing
+
+
 def digest_of(shard: str) -> dict[str, Any]:
     """A shard's multihash as DAG-JSON bytes (the bridge decodes the body as DAG-JSON)."""
     encoded = base64.b64encode(bytes(CID.decode(shard).digest)).decode().rstrip("=")
@@ -396,6 +412,7 @@ class StorachaBackend(base.Backend):
         super().__init__(config, credentials)
         self._client: httpx.AsyncClient | None = None
         self._checked = False
+        self._abilities: set[str] = set()
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -416,7 +433,7 @@ class StorachaBackend(base.Backend):
         secret = self.credentials.get("xAuthSecret") or ""
         authorization = self.credentials.get("authorization") or ""
         try:
-            spaces = delegated_spaces(authorization, agent_of(secret))
+            spaces = delegated(authorization, agent_of(secret))
         except Exception:  # multibase, varint, CBOR: no detail, it would quote the token
             raise errors.AuthFailed(
                 "xAuthSecret or authorization is not what `storacha bridge generate-tokens` prints"
@@ -431,7 +448,14 @@ class StorachaBackend(base.Backend):
                 f"the bridge tokens grant nothing on space {self.conf.space}",
                 reason=reasons.SPACE_NOT_DELEGATED,
             )
+        self._abilities = spaces.get(self.conf.space, set()) | spaces.get("ucan:*", set())
         self._checked = True
+
+    def granted(self, ability: str) -> bool:
+        """Whether the tokens grant ``ability`` on the space. Tokens made for the legacy upload
+        path (``store/*``, ``upload/*``) still read: the blob abilities are used where granted."""
+        self.check_tokens()
+        return grants(self._abilities, ability)
 
     def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
         if isinstance(exc, httpx.TransportError):
@@ -587,13 +611,15 @@ class StorachaBackend(base.Backend):
         """Shard CID -> bytes, for every blob in the space (``space/blob/list``) and every CAR
         stored the legacy way (``store/list``: spaces written before the blob protocol)."""
         sizes: dict[str, int] = {}
-        async for item in self.listing("space/blob/list"):
+        blobs = self.granted("space/blob/list")
+        async for item in self.listing("space/blob/list") if blobs else nothing():
             blob = item.get("blob")
             if isinstance(blob, Mapping):
                 shard, size = car_of(json_bytes(blob.get("digest"))), blob.get("size")
                 if shard is not None and isinstance(size, int) and not isinstance(size, bool):
                     sizes[shard] = size
-        async for item in self.listing("store/list"):
+        legacy = self.granted("store/list") or not blobs
+        async for item in self.listing("store/list") if legacy else nothing():
             size = item.get("size")
             if isinstance(size, int) and not isinstance(size, bool):
                 sizes[unlink(item.get("link"))] = size
@@ -619,12 +645,23 @@ class StorachaBackend(base.Backend):
 
     async def shard_size(self, shard: str) -> int:
         what = f"look up shard {shard}"
+        blobs = self.granted("space/blob/get/0/1")
         try:
+            if not blobs:
+                raise errors.PinNotFound(what)  # legacy tokens: store/get only
             answer = await self.invoke("space/blob/get/0/1", {"digest": digest_of(shard)}, what)
             blob = answer.get("blob") if isinstance(answer, Mapping) else None
             size = blob.get("size") if isinstance(blob, Mapping) else None
         except errors.PinNotFound:  # a CAR stored the legacy way
-            answer = await self.invoke("store/get", {"link": link(shard)}, what)
+            try:
+                answer = await self.invoke("store/get", {"link": link(shard)}, what)
+            except errors.PinNotFound:
+                if blobs:
+                    raise
+                raise errors.PermissionDenied(
+                    f"{what}: not stored the legacy way, and the tokens do not grant "
+                    "space/blob/get/0/1"
+                ) from None
             size = answer.get("size") if isinstance(answer, Mapping) else None
         if not isinstance(size, int) or isinstance(size, bool):
             raise StorachaError(f"{what}: the answer has no size")
@@ -638,6 +675,12 @@ class StorachaBackend(base.Backend):
         """The blob protocol, as Storacha's own client uploads (upload-client ``uploadCAR``):
         each shard, then the sharded-DAG index, as blobs (:meth:`add_blob`); ``space/index/add``
         of the index; ``upload/add`` of the root and its shards."""
+        missing = [ability for ability in WRITES if not self.granted(ability)]
+        if missing:
+            raise errors.PermissionDenied(
+                f"put {meta.cid}: the tokens do not grant {', '.join(missing)} on the space: "
+                "generate them with the --can flags README lists"
+            )
         source = base.Source(content)
         fd, path = tempfile.mkstemp(prefix="pinsync-storacha-", suffix=".car")
         try:
@@ -770,8 +813,9 @@ class StorachaBackend(base.Backend):
         for shard in shards:
             what = f"remove shard {shard}"
             try:
-                await self.invoke("space/blob/remove", {"digest": digest_of(shard)}, what)
-                continue
+                if self.granted("space/blob/remove"):
+                    await self.invoke("space/blob/remove", {"digest": digest_of(shard)}, what)
+                    continue
             except errors.PinNotFound:
                 pass  # not a blob: a CAR stored the legacy way, or removed meanwhile
             try:

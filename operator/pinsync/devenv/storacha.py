@@ -106,6 +106,13 @@ class StorachaService(Server):
         found: list[str] = httpx.get(url, timeout=10).raise_for_status().json()["indexes"]
         return found
 
+    def tokens(self, space: Space, abilities: Sequence[str]) -> Space:
+        """Other tokens for ``space``, granting ``abilities`` only."""
+        body = {"space": space.did, "abilities": list(abilities)}
+        made = httpx.post(f"{self.url}/_test/tokens", json=body, timeout=30)
+        made.raise_for_status()
+        return Space(space.did, made.json()["xAuthSecret"], made.json()["authorization"])
+
     def space(self) -> Space:
         made = httpx.post(f"{self.url}/_test/space", timeout=30).raise_for_status().json()
         return Space(made["space"], made["xAuthSecret"], made["authorization"])

@@ -80,13 +80,13 @@ async function deriveAgent(secret) {
 const abilities = ['space/blob/add', 'space/blob/get/0/1', 'space/blob/list', 'space/blob/remove',
   'space/index/add', 'store/get', 'store/list', 'store/remove', 'upload/add', 'upload/get',
   'upload/list', 'upload/remove', 'usage/report']
-async function generateTokens(owner, proof, spaceDid) {
+async function generateTokens(owner, proof, spaceDid, can = abilities) {
   const secret = crypto.randomBytes(32)
   const agent = await deriveAgent(secret)
   const grant = await delegate({
     issuer: owner,
     audience: agent,
-    capabilities: abilities.map((can) => ({ can, with: spaceDid })),
+    capabilities: can.map((ability) => ({ can: ability, with: spaceDid })),
     proofs: [proof],
     expiration: Infinity,
   })
@@ -96,12 +96,17 @@ async function generateTokens(owner, proof, spaceDid) {
 }
 
 // TEST CONTROL (not Storacha's API): a fresh provisioned space and its tokens, so each test
-// has an empty space of its own.
+// has an empty space of its own; more tokens for a space, granting some abilities only.
 let spaces = 0
+const proofs = new Map()
 async function freshSpace() {
   spaces += 1
   const { proof, spaceDid } = await registerSpace(owner, context, `pinsync-${spaces}`)
+  proofs.set(spaceDid, proof)
   return { space: spaceDid, ...(await generateTokens(owner, proof, spaceDid)) }
+}
+async function moreTokens({ space, abilities: can }) {
+  return { space, ...(await generateTokens(owner, proofs.get(space), space, can)) }
 }
 
 // TEST CONTROL (not Storacha's API): writes switched off as the hosted service runs them since
@@ -264,6 +269,8 @@ const server = http.createServer((request, response) => {
     gateway(pathname, response).catch(failed)
   } else if (request.method === 'POST' && pathname === '/_test/space') {
     freshSpace().then((made) => answer(response, 200, made), failed)
+  } else if (request.method === 'POST' && pathname === '/_test/tokens') {
+    jsonBody(request).then(moreTokens).then((made) => answer(response, 200, made), failed)
   } else if (request.method === 'GET' && pathname.startsWith('/_test/indexes/')) {
     indexes(pathname, response).catch(failed)
   } else if (request.method === 'POST' && pathname === '/_test/writes') {
