@@ -192,7 +192,6 @@ def invocation(
     *,
     proofs: Sequence[Block] = (),
     attached: Sequence[Block] = (),
-    facts: Sequence[Mapping[str, Any]] = (),
     expires: int | None = -1,
 ) -> Invocation:
     """``can`` on ``resource`` with arguments ``nb``, by ``issuer`` for ``audience``; proven by
@@ -203,16 +202,15 @@ def invocation(
     capability = {"can": can, "with": resource, "nb": dict(nb)}
     prf = [proofs[0].link] if proofs else []
     nonce = os.urandom(12).hex()
-    payload: dict[str, Any] = {
+    # No facts: dag-ucan leaves an empty fct out of both forms.
+    payload = {
         "iss": issuer.did,
         "aud": audience,
         "att": [capability],
         "exp": exp,
         "prf": [str(link) for link in prf],
+        "nnc": nonce,
     }
-    if facts:
-        payload["fct"] = list(facts)
-    payload["nnc"] = nonce
     header = {"alg": "EdDSA", "ucv": VERSION, "typ": "JWT"}
     signed = b".".join(_b64url(dag_json(part)) for part in (header, payload))
     model: dict[str, Any] = {
@@ -225,8 +223,6 @@ def invocation(
         "nnc": nonce,
         "s": issuer.sign(signed),
     }
-    if facts:
-        model["fct"] = list(facts)
     return Invocation(block(model), (*proofs, *attached))
 
 
@@ -237,8 +233,14 @@ def _b64url(data: bytes) -> bytes:
 def receipt(issuer: Signer, ran: Link, out: Mapping[str, Any]) -> Block:
     """A receipt for the task ``ran``, issued by ``issuer`` (``@ucanto/core`` ``Receipt.issue``:
     the signature is over the DAG-CBOR of the outcome)."""
-    outcome = {"ran": ran, "out": dict(out), "fx": {"fork": []}, "meta": {}, "iss": issuer.did}
-    outcome["prf"] = []
+    outcome = {
+        "ran": ran,
+        "out": dict(out),
+        "fx": {"fork": []},
+        "meta": {},
+        "iss": issuer.did,
+        "prf": [],
+    }
     return block({"ocm": outcome, "sig": issuer.sign(encode(outcome))})
 
 
