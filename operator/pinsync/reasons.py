@@ -108,6 +108,11 @@ RATE_LIMITED = _reason(
     "RateLimited", "Reconciling", "the service asked to wait (HTTP 429); retried after Retry-After"
 )
 UNSUPPORTED = _reason("Unsupported", "Stalled", "the operation has no meaning for this type")
+WRITES_DISABLED = _reason(
+    "WritesDisabled",
+    "Stalled",
+    "the service accepts no writes (switched off, or the write is gone); reads and restores work",
+)
 
 # -- storage: one pin -----------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ holds every pin of this PinSet's current version comes first (the others may lac
 cost a lookup), then a healthy one (an unhealthy one is not skipped: its health check includes a
 write probe, and a full disk still serves reads -- unless the check found it unreachable).
 Suspended and Stalled backends are never used: the user asked for nothing to be done with them,
-or they cannot be configured.
+or they cannot be configured -- except one Stalled only because its service takes no writes
+(``WritesDisabled``: Storacha since 2026-05-15), which still serves every read.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from pinsync import cids, conditions, planner, reasons
 
 AUTO, MANUAL = "Auto", "Manual"
 """``spec.restore``: restore lost pins by itself, or only when asked by the annotation."""
+STILL_READS = frozenset({reasons.WRITES_DISABLED.name})
+"""Stalled reasons of a backend that still serves reads: a restore may use it."""
 REQUESTED_AT = "pinsync.io/restore-requested-at"
 """Annotation: any new value restores now (also under ``Manual``); echoed in
 ``status.restoreRequestedAt`` once the restore it asked for has finished."""
@@ -70,7 +73,10 @@ def candidate(
 ) -> Candidate | None:
     """The backend as a restore source, or None if it must not be used (suspended, Stalled)."""
     spec, status = backend.get("spec") or {}, backend.get("status") or {}
-    if spec.get("suspend") or conditions.is_true(status.get("conditions"), "Stalled"):
+    stalled = conditions.find(status.get("conditions"), "Stalled")
+    if stalled and stalled.get("status") == "True" and stalled.get("reason") not in STILL_READS:
+        return None
+    if spec.get("suspend"):
         return None
     healthy = conditions.find(status.get("conditions"), "Healthy")
     if healthy and healthy.get("status") == "False" and healthy.get("reason") in UNREACHABLE:

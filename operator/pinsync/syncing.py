@@ -63,7 +63,10 @@ class Progress:
     """Transfers the storage itself refused or dropped (not the content stream)."""
     stopped: bool = False
     """The pass stopped starting transfers after STOP_AFTER_STORAGE_ERRORS storage errors in a
-    row; the pins it did not try are still missing (and not failures)."""
+    row, or at the first refusal of every write; the pins it did not try are still missing (and
+    not failures)."""
+    refused: errors.WritesDisabled | None = None
+    """The service refuses every write (:class:`errors.WritesDisabled`): the first refusal."""
 
     @property
     def missing(self) -> int:
@@ -232,9 +235,9 @@ async def prune_all(
     """Delete the unwanted pins that are due; a deletion that fails is a failure of its own
     (``PruneFailed``, in status and retried with backoff), not only a line in the log."""
     streak = 0
-    pending = iter(doomed)
+    pending, size = iter(doomed), backend.prune_batch
     # One call per ``prune_batch`` pins: a store whose write is a commit deletes them in one.
-    while batch := list(itertools.islice(pending, backend.prune_batch)):
+    while progress.refused is None and (batch := list(itertools.islice(pending, size))):
         names = [stored.name_of(cid) for cid in batch]
         for cid, name, exc in zip(batch, names, await backend.remove_pins(names), strict=True):
             if exc is None:
@@ -243,6 +246,9 @@ async def prune_all(
                 progress.prune_failures.pop(cid, None)
                 continue
             logger.warning("could not prune %s: %s", name, exc)
+            if isinstance(exc, errors.WritesDisabled):  # the service takes no deletions either
+                progress.refused = exc
+                return
             progress.prune_failures[cid] = planner.failed(
                 progress.prune_failures.get(cid),
                 name,
@@ -383,6 +389,10 @@ async def run(
                 streak = streak + 1 if storage else 0
                 if streak >= STOP_AFTER_STORAGE_ERRORS and not progress.stopped:
                     logger.warning("%d storage errors in a row: stopping this pass", streak)
+                    progress.stopped = True
+                if isinstance(result, errors.WritesDisabled):
+                    # Every other pin would be refused the same way: one attempt tells.
+                    progress.refused = progress.refused or result
                     progress.stopped = True
                 fail(cid, reason, message, retry_after=getattr(result, "retry_after", 0.0))
             else:

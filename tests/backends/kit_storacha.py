@@ -36,7 +36,12 @@ class StorachaKit(ServerKit):
 
     def config(self, space: str, endpoint: str | None = None) -> dict[str, Any]:
         url = endpoint or self.server.url
-        return {"spaceDid": space, "endpoint": url, "gateway": self.server.url}
+        return {
+            "spaceDid": space,
+            "endpoint": url,
+            "gateway": self.server.url,
+            "serviceDid": service.SERVICE_DID,
+        }
 
     def credentials(self, space: service.Space, secret: str | None = None) -> base.Credentials:
         self.handed += [space.x_auth_secret, space.authorization]

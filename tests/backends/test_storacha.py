@@ -9,11 +9,12 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import libipld
 import pytest
-from multiformats import varint
+from multiformats import CID, varint
 
 from pinsync import car
-from pinsync.backends import base, errors, storacha
+from pinsync.backends import base, errors, storacha, ucan
 from pinsync.devenv import kubo
 
 from .conftest import Backends
@@ -43,6 +44,13 @@ def build(built: Backends, config: dict[str, Any], credentials: base.Credentials
     return backend
 
 
+def index_size(root: str, data: bytes) -> int:
+    """Bytes of the sharded-DAG index of one single-shard upload whose bytes are no CAR."""
+    digest = hashlib.sha256(data).digest()
+    shard = storacha.Shard(start=0, end=len(data), header=b"", size=len(data), digest=digest)
+    return len(storacha.index_car(root, [shard], [[]]))
+
+
 @pytest.mark.parametrize(
     ("spec", "problem"),
     [
@@ -50,6 +58,7 @@ def build(built: Backends, config: dict[str, Any], credentials: base.Credentials
         ({"spaceDid": "did:web:x"}, "spec.storacha.spaceDid must be a did:key: DID"),
         ({"spaceDid": "did:key:z6Mk", "endpoint": "ftp://x"}, "must be an http(s) URL"),
         ({"spaceDid": "did:key:z6Mk", "shardSize": 10}, "spec.storacha.shardSize must be in"),
+        ({"spaceDid": "did:key:z6Mk", "serviceDid": "up"}, "spec.storacha.serviceDid must be a"),
     ],
 )
 async def test_a_bad_spec_is_invalid_config_naming_the_field(
@@ -62,9 +71,10 @@ async def test_a_bad_spec_is_invalid_config_naming_the_field(
 
 async def test_the_defaults_are_storachas_service_gateway_and_shard_size() -> None:
     conf = storacha.StorachaBackend.validate({"spaceDid": "did:key:z6Mkx"}, base.Credentials())
-    assert (conf.endpoint, conf.gateway, conf.shard_size) == (
+    assert (conf.endpoint, conf.service, conf.gateway, conf.shard_size) == (
         "https://up.storacha.network",
-        "https://w3s.link",
+        "did:web:up.storacha.network",
+        "https://storacha.link",
         133_169_152,
     )
 
@@ -77,6 +87,17 @@ async def test_the_agent_is_derived_from_the_secret_padded_or_not() -> None:
         == storacha.agent_of(f" {secret}\n")
     )
     assert storacha.agent_of(secret).startswith("did:key:z6Mk")
+
+
+async def test_bridge_answers_are_read_in_the_current_and_the_older_shape() -> None:
+    """Today's ``[{"p", "s"}]`` (what the local bridge answers, so every test here reads it) and
+    the older ``[{"data", "sig"}]``; anything else is no receipt."""
+    out = {"ok": {"results": []}}
+    assert storacha.bridge_out([{"p": {"out": out}, "s": {}}]) == out
+    assert storacha.bridge_out([{"data": {"out": out}, "sig": {}}]) == out
+    for wrong in ([], {}, [{"q": {"out": out}}], [{"p": {"out": "ok"}}], [{"p": []}]):
+        with pytest.raises((LookupError, TypeError)):
+            storacha.bridge_out(wrong)
 
 
 async def test_tokens_that_do_not_belong_together_fail_before_any_request(
@@ -175,8 +196,25 @@ async def test_a_car_over_the_shard_size_is_uploaded_in_shards_and_read_back_who
             car.verify_block(raw[pos + prefix : pos + prefix + length])
             pos += prefix + length
         assert pos == len(raw)
+    # space/index/add registered the index: each slice of it names a block's bytes in a shard.
+    [index] = kit.server.indexes(cid)
+    roots, blocks = ucan.read_car(b"".join([c async for c in backend.read_shard(cid, index)]))
+    top = libipld.decode_dag_cbor(blocks[roots[0]])["index/sharded/dag@0.1"]
+    assert top["content"] == bytes(CID.decode(cid)) and len(top["shards"]) == 4
+    read = {}
+    for each in shards:
+        read[bytes(CID.decode(each).digest)] = b"".join(
+            [c async for c in backend.read_shard(cid, each)]
+        )
+    for link in top["shards"]:
+        shard, slices = libipld.decode_dag_cbor(blocks[bytes(link)])
+        assert len(slices) > 1  # the shard itself and its blocks
+        for digest, (offset, length) in slices:
+            assert digest[2:] == hashlib.sha256(read[shard][offset : offset + length]).digest()
     await backend.remove_pin(cid)
-    assert await pins(backend) == {} and (await backend.usage()).bytes == 0
+    # The shards are gone; the small sharded-DAG index stays (nothing names it afterwards).
+    assert await pins(backend) == {} and (await backend.usage()).objects == 0
+    assert not set(shards) & set(await backend.sizes())
 
 
 async def test_listing_pages_through_every_upload(
@@ -188,20 +226,103 @@ async def test_listing_pages_through_every_upload(
         await put(backend, blob)
     monkeypatch.setattr(storacha, "PAGE", 2)
     assert await pins(backend) == {blob.cid: blob.size for blob in blobs}
-    assert (await backend.usage()) == base.Usage(bytes=5 * 1024, objects=5)
+    indexes = sum(index_size(blob.cid, blob.data) for blob in blobs)
+    assert (await backend.usage()) == base.Usage(bytes=5 * 1024 + indexes, objects=5)
 
 
 async def test_the_same_car_under_two_roots_is_stored_once_and_fetched_for_both(
     kit: StorachaKit, built: Backends
 ) -> None:
-    """store/add answers ``done`` for a CAR the space already has: no second PUT."""
+    """space/blob/add answers with the ``http/put`` receipt done for a blob the space already
+    has: no second PUT, one shard; each root has its own index."""
     backend = build(built, *kit.good())
     blob = Blob(2048)
     other = Blob(16)
     await put(backend, blob)
     await backend.put_pin(base.PinMeta(cid=other.cid), chunks(blob.data, 1024))
     assert await fetch(backend, other.cid) == blob.data
-    assert (await backend.usage()) == base.Usage(bytes=2048, objects=2)
+    indexes = index_size(blob.cid, blob.data) + index_size(other.cid, blob.data)
+    assert (await backend.usage()) == base.Usage(bytes=2048 + indexes, objects=2)
+
+
+async def test_with_writes_switched_off_writes_are_writes_disabled_and_reads_still_work(
+    kit: StorachaKit, built: Backends
+) -> None:
+    """As the hosted service since 2026-05-15: every write answers ServiceUnavailable; listing,
+    verifying and fetching (what a restore reads) go on."""
+    backend = build(built, *kit.good())
+    blob, other = Blob(2048), Blob(1024)
+    await put(backend, blob)
+    kit.server.writes(disabled=True)
+    try:
+        with pytest.raises(errors.WritesDisabled) as caught:
+            await backend.put_pin(other.meta(), chunks(other.data, 512))
+        said = 'ServiceUnavailable: The "space/blob/add" capability is currently disabled.'
+        assert said in str(caught.value)
+        assert caught.value.reason == "WritesDisabled" and not caught.value.retryable
+        with pytest.raises(errors.WritesDisabled):
+            await backend.remove_pin(blob.cid)
+        await backend.health()
+        assert await pins(backend) == {blob.cid: blob.size}
+        assert (await backend.verify_pin(blob.cid, deep=True)).size == blob.size
+        assert await fetch(backend, blob.cid) == blob.data
+    finally:
+        kit.server.writes()
+    await backend.put_pin(other.meta(), chunks(other.data, 512))  # back on: writes work again
+    assert await pins(backend) == {blob.cid: blob.size, other.cid: other.size}
+
+
+async def test_tokens_made_for_the_legacy_upload_path_still_read_but_cannot_write(
+    kit: StorachaKit, built: Backends
+) -> None:
+    """Tokens with the abilities README listed before the blob protocol (store/*, upload/*):
+    listing and fetching (a restore) work, the blob abilities being used only where granted; a
+    verify of a blob and a put say which abilities are missing."""
+    space = kit.server.space()
+    blob, other = Blob(2048), Blob(1024)
+    await put(build(built, kit.config(space.did), kit.credentials(space)), blob)
+    legacy = [f"{kind}/{verb}" for kind in ("store", "upload") for verb in VERBS]
+    old = build(built, kit.config(space.did), kit.credentials(kit.server.tokens(space, legacy)))
+    assert await pins(old) == {blob.cid: None}  # no space/blob/list: the size is unknown
+    with pytest.raises(errors.PermissionDenied, match="do not grant space/blob/get/0/1"):
+        await old.verify_pin(blob.cid)  # not PinNotFound: that would have it sent again
+    assert await fetch(old, blob.cid) == blob.data
+    with pytest.raises(errors.PermissionDenied, match="space/blob/add, space/index/add"):
+        await old.put_pin(other.meta(), chunks(other.data, 512))
+    assert await pins(old) == {blob.cid: None}
+
+
+VERBS = ("add", "get", "list", "remove")
+
+
+async def test_puts_need_no_store_add_which_the_service_removed(
+    kit: StorachaKit, built: Backends
+) -> None:
+    """Without store/add, as upload-api >= 3.1.0 serves: the blob protocol uploads anyway."""
+    backend = build(built, *kit.good())
+    blob = Blob(1024)
+    kit.server.writes(removed=["store/add"])
+    try:
+        await put(backend, blob)
+        assert await fetch(backend, blob.cid) == blob.data
+    finally:
+        kit.server.writes()
+
+
+async def test_a_write_the_service_no_longer_implements_is_writes_disabled_not_a_missing_pin(
+    kit: StorachaKit, built: Backends
+) -> None:
+    """ucanto answers an ability without a handler with HandlerNotFound, which ends in
+    "NotFound" like a missing upload's error but means the write itself is gone."""
+    backend = build(built, *kit.good())
+    blob = Blob(1024)
+    kit.server.writes(removed=["space/blob/add"])
+    try:
+        with pytest.raises(errors.WritesDisabled, match="no longer accepts this write") as caught:
+            await backend.put_pin(blob.meta(), chunks(blob.data, 512))
+        assert "HandlerNotFound" in str(caught.value)
+    finally:
+        kit.server.writes()
 
 
 # -- live: Storacha itself, only with credentials --------------------------------------------------

@@ -40,7 +40,12 @@ async def read_back(
     server: service.StorachaService, space: service.Space, cids: list[str]
 ) -> dict[str, bytes]:
     backend = storacha.StorachaBackend(
-        {"spaceDid": space.did, "endpoint": server.url, "gateway": server.url},
+        {
+            "spaceDid": space.did,
+            "endpoint": server.url,
+            "gateway": server.url,
+            "serviceDid": service.SERVICE_DID,
+        },
         base.Credentials(
             data={"xAuthSecret": space.x_auth_secret, "authorization": space.authorization}
         ),
@@ -80,6 +85,7 @@ def space_backend(
                 "spaceDid": space.did,
                 "endpoint": server.url,
                 "gateway": server.url,
+                "serviceDid": service.SERVICE_DID,
                 "shardSize": 1024 * 1024,  # a 3 MiB pin goes up in 4 shards
             },
             "credentialsSecretRef": {"name": "storacha"},
@@ -134,6 +140,35 @@ def test_pins_the_node_lost_come_back_from_the_space_byte_identical(
     assert status["counts"]["restoreFailed"] == 0
 
 
+def test_with_writes_switched_off_the_backend_stalls_with_writes_disabled_and_still_restores(
+    world: World, storacha_service: service.StorachaService
+) -> None:
+    """As the hosted service since 2026-05-15: a new pin cannot go up, so the backend says
+    WritesDisabled (Stalled, still Healthy); pins the node lost still come back from it."""
+    space_backend(storacha_service, world.k8s, world.namespace, world.backends)
+    cids = [world.ipfs.add(os.urandom(300_000))]
+    world.pinsets.create("media", {"cids": cids, "backends": ["space"]})
+    world.wait_synced("space", present=1)
+    before = {cid: world.ipfs.export_car(cid) for cid in cids}
+    storacha_service.writes(disabled=True)
+    try:
+        world.pinsets.patch("media", {"spec": {"cids": [*cids, world.ipfs.add(os.urandom(999))]}})
+        world.backends.wait_condition("space", "Stalled", "True", "WritesDisabled", timeout=90)
+        conditions = {c["type"]: c for c in world.backends.get("space")["status"]["conditions"]}
+        assert conditions["Ready"]["status"] == "False"
+        assert "currently disabled" in conditions["Ready"]["message"]
+        assert conditions["Healthy"]["status"] == "True"
+        lose(world, cids)
+        eventually(
+            lambda: pinned_as(world, cids, f"pinsync/{world.namespace}/media"),
+            timeout=150,
+            interval=1,
+        )
+        assert_intact(world, before)
+    finally:
+        storacha_service.writes()
+
+
 def test_tokens_for_another_space_stall_the_backend_with_space_not_delegated(
     operator: Operator,
     storacha_service: service.StorachaService,
@@ -171,11 +206,13 @@ def test_the_schema_rejects_a_bad_storacha_block(
     assert "spaceDid" in rejected({"spaceDid": "did:web:example.com"})
     assert "https://" in rejected({"spaceDid": "did:key:z6Mkx", "gateway": "ftp://x"})
     assert "shardSize" in rejected({"spaceDid": "did:key:z6Mkx", "shardSize": 12})
+    assert "serviceDid must be a DID" in rejected({"spaceDid": "did:key:z6Mkx", "serviceDid": "x"})
     objects.create("fine", {"type": "storacha", "storacha": {"spaceDid": "did:key:z6Mkx"}})
     spec = objects.get("fine")["spec"]["storacha"]
     assert spec == {
         "spaceDid": "did:key:z6Mkx",
         "endpoint": "https://up.storacha.network",
-        "gateway": "https://w3s.link",
+        "serviceDid": "did:web:up.storacha.network",
+        "gateway": "https://storacha.link",
         "shardSize": 133169152,
     }

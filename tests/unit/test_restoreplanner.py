@@ -96,6 +96,16 @@ def test_an_unhealthy_backend_is_kept_last_but_suspended_and_stalled_ones_are_ne
     assert got == ["unknown", "full"]
 
 
+def test_a_backend_stalled_only_because_its_service_takes_no_writes_is_still_restored_from() -> (
+    None
+):
+    writes_off = backend("writes-off", stalled=True)
+    writes_off["status"]["conditions"][0]["reason"] = "WritesDisabled"
+    auth = backend("auth", stalled=True)
+    auth["status"]["conditions"][0]["reason"] = "AuthFailed"
+    assert order(writes_off, auth) == ["writes-off"]
+
+
 def test_a_backend_its_health_check_found_unreachable_is_not_asked() -> None:
     gone = backend("gone", healthy=False)
     gone["status"]["conditions"][1]["reason"] = "Unreachable"

@@ -107,6 +107,24 @@ async def test_a_rate_limited_pin_is_retried_no_sooner_than_the_services_retry_a
     assert failure.next_retry_at == now + datetime.timedelta(seconds=900)
 
 
+class WritesOff(Gone):
+    """A service that refuses every write (Storacha since 2026-05-15) and still reads."""
+
+    async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
+        self.puts += 1
+        await asyncio.sleep(0)
+        raise errors.WritesDisabled(f"{meta.cid}: ServiceUnavailable")
+
+
+async def test_a_pass_stops_at_the_first_refusal_of_every_write() -> None:
+    """Not 16 refusals, nor one per pin per backoff: the batches already in flight, no more."""
+    backend = WritesOff()
+    progress = await sync(backend, 1000, datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+    assert progress.stopped and isinstance(progress.refused, errors.WritesDisabled)
+    assert 1 <= backend.puts <= 4  # concurrency 4
+    assert progress.refused.reason == "WritesDisabled" and progress.missing == 1000
+
+
 def test_an_unhealthy_backend_is_not_asked_again_before_the_servers_retry_after() -> None:
     def delay(error: errors.BackendError) -> float:
         return reconciling.unhealthy_delay(error, every=300.0, retry_interval=30.0)

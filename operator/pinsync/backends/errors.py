@@ -93,6 +93,15 @@ class Unsupported(BackendError):
     reason = reasons.UNSUPPORTED.name
 
 
+class WritesDisabled(BackendError):
+    """The service refuses every write for now -- switched off by its operator (Storacha since
+    2026-05-15), or the write's operation no longer exists there -- while reads still work.
+    Nothing done here changes that: the sync stops at the first refusal, the backend goes
+    Stalled, and it stays a source of restores."""
+
+    reason = reasons.WRITES_DISABLED.name
+
+
 class InvalidConfig(BackendError):
     """The spec or the credentials cannot work as given (e.g. an unknown host key).
 

@@ -1,30 +1,39 @@
-"""Pins as uploads to a Storacha space (type ``storacha``), through Storacha's HTTP bridge.
+"""Pins as uploads to a Storacha space (type ``storacha``).
 
-Storacha's API is UCAN invocations in CAR-encoded DAG-CBOR; its HTTP bridge (spec
-``w3-ucan-bridge``) turns ``POST {endpoint}/bridge`` with JSON tasks ``[ability, space, args]``
-into such invocations, signed by an agent key derived from the ``X-Auth-Secret`` header with the
-``Authorization`` header's delegation as proof, and answers the receipts as JSON. Both headers
-are what ``storacha bridge generate-tokens`` prints: two opaque strings in a Secret, no key
-management here, no UCAN signing in Python.
+Storacha's API is UCAN invocations in CAR-encoded DAG-CBOR. Reads (``upload/list``,
+``upload/get``, ``space/blob/list``, …) go through its HTTP bridge (spec ``w3-ucan-bridge``):
+``POST {endpoint}/bridge`` with JSON tasks ``[ability, space, args]``, turned into invocations
+signed by an agent key derived from the ``X-Auth-Secret`` header with the ``Authorization``
+header's delegation as proof; the receipts come back as JSON (:func:`bridge_out`). Writes cannot
+go that way: the blob protocol concludes a task with a receipt the client signs and attaches,
+which the bridge's JSON cannot carry, and ``store/add``, the upload the bridge could carry, is
+gone from the service (upload-api 3.1.0). So writes are invocations made here
+(:mod:`pinsync.backends.ucan`), signed by the same derived agent with the same delegation as
+proof, ``POST {endpoint}/``. Both headers are what ``storacha bridge generate-tokens`` prints.
 
-One pin is one upload: the exported CAR is spooled to a temporary file (a shard's CID, the CAR
-codec over its sha256, must be known before it is announced). A CAR up to ``shardSize`` is one
-shard, unchanged; a larger one is cut at block boundaries into shard CARs, each a CARv1 with
-the CAR's own header (:func:`plan_shards`; shards are ranges of the spool file, nothing is copied).
-Each shard is announced with ``store/add`` and PUT to the presigned URL the answer names (unless
-the service already has it); then ``upload/add`` registers the shards under the pin's root CID.
-A pin is present once ``upload/list`` shows it, so a put that stops half way leaves no pin.
+One pin is one upload: the exported CAR is spooled to a temporary file (a shard's digest must be
+known before it is announced). A CAR up to ``shardSize`` is one shard, unchanged; a larger one
+is cut at block boundaries into shard CARs, each a CARv1 with the CAR's own header
+(:func:`plan_shards`; shards are ranges of the spool file, nothing is copied). Each shard is a
+blob (:meth:`StorachaBackend.add_blob`), then the sharded-DAG index of the upload
+(:func:`index_car`), registered with ``space/index/add``; then ``upload/add`` registers the
+shards under the pin's root CID. A pin is present once ``upload/list`` shows it, so a put that
+stops half way leaves no pin.
 
 The CAR comes back as shard 1 followed by every later shard without its header: a deep verify
 and ``fetch_pin`` read shards from the gateway (``GET {gateway}/ipfs/<shard>``, which serves a
 CAR CID as the CAR's own bytes), check each against its CID and rebuild the CAR byte for byte.
 A shard's CID is the sha256 of its bytes, so a shallow verify of a single-shard pin
-(``upload/get``, ``store/get``) reports size and sha256 without a download; for several shards
-it reads the header length from the first bytes of shard 2.
+(``upload/get``, ``space/blob/get/0/1``) reports size and sha256 without a download; for several
+shards it reads the header length from the first bytes of shard 2.
 
 Before any request, the two headers are checked against each other: the agent the secret
 derives must be the audience of a delegation in the Authorization CAR (else ``AuthFailed``), and
 that delegation must name the configured space (else ``SpaceNotDelegated``).
+
+When the service refuses writes -- ``ServiceUnavailable``, as the hosted one has since
+2026-05-15, or ``HandlerNotFound`` for a write it no longer has -- a write raises
+:class:`errors.WritesDisabled`; reads go on.
 """
 
 from __future__ import annotations
@@ -35,25 +44,42 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
 import libipld
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from multiformats import CID, multibase, multihash, varint
 
-from pinsync import reasons
-from pinsync.backends import base, errors
+from pinsync import car, reasons
+from pinsync.backends import base, errors, ucan
 
 DEFAULT_ENDPOINT = "https://up.storacha.network"
-DEFAULT_GATEWAY = "https://w3s.link"
+DEFAULT_SERVICE = "did:web:up.storacha.network"
+"""The upload service's DID, every invocation's audience (upload-client ``service.js``)."""
+DEFAULT_GATEWAY = "https://storacha.link"
+"""Storacha's own gateway (storacha/docs ``how-to/retrieve.mdx``, ``concepts/ipfs-gateways.md``:
+path style ``/ipfs/<cid>``; 200 requests a minute per IP). It runs storacha/freeway, whose
+``withCarBlockHandler`` answers a CAR CID with the stored CAR's bytes, before any
+authorization. Not w3s.link, the older name of the same gateway, announced to close."""
 SHARD_SIZE = 133_169_152
 """uploadCAR's default shard size in Storacha's own client (127 MiB)."""
 PAGE = 1000
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 SHOWN = 200
+READS = frozenset(
+    {
+        "upload/list",
+        "upload/get",
+        "store/list",
+        "store/get",
+        "space/blob/list",
+        "space/blob/get/0/1",
+    }
+)
+"""Abilities that change nothing in the space: any other is a write."""
+WRITES = ("space/blob/add", "space/index/add", "upload/add")
+"""What a put invokes on the space (``ucan/conclude`` is on the agent's own DID)."""
 ED25519_PUB = b"\xed\x01"
 """The multicodec prefix of an ed25519 public key in a did:key."""
 
@@ -62,6 +88,7 @@ ED25519_PUB = b"\xed\x01"
 class StorachaConfig(base.Config):
     space: str
     endpoint: str
+    service: str
     gateway: str
     shard_size: int
 
@@ -85,12 +112,16 @@ def unbase(value: str) -> bytes:
     return bytes(multibase.decode(value))
 
 
+def agent_key(secret: str) -> ucan.Signer:
+    """The agent the bridge derives from ``X-Auth-Secret``: ed25519 whose seed is the sha256 of
+    the multibase-decoded secret (w3infra ``bridge.js``, ``parseAuthSecretHeader``). The native
+    client signs as this same agent, so the bridge tokens serve both."""
+    return ucan.Signer(hashlib.sha256(unbase(secret)).digest())
+
+
 def agent_of(secret: str) -> str:
-    """The did:key of the agent the bridge derives from ``X-Auth-Secret``: ed25519 whose seed is
-    the sha256 of the multibase-decoded secret (the bridge spec's ``deriveSigner``)."""
-    seed = hashlib.sha256(unbase(secret)).digest()
-    public = ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key()
-    return did_key(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    """The did:key of :func:`agent_key`."""
+    return agent_key(secret).did
 
 
 def car_blocks(data: bytes) -> Iterator[Any]:
@@ -99,22 +130,46 @@ def car_blocks(data: bytes) -> Iterator[Any]:
     yield from blocks.values()
 
 
-def delegated_spaces(authorization: str, agent: str) -> set[str] | None:
-    """The resources delegations to ``agent`` in the Authorization CAR name; None when no
-    delegation in it is to ``agent``. Raises ValueError if it is no delegation CAR at all."""
-    spaces: set[str] | None = None
+def delegated(authorization: str, agent: str) -> dict[str, set[str]] | None:
+    """Resource -> abilities, of the delegations to ``agent`` in the Authorization CAR; None
+    when no delegation in it is to ``agent``. Raises ValueError if it is no delegation CAR."""
+    found: dict[str, set[str]] | None = None
     for block in car_blocks(unbase(authorization)):
-        ucan = block if isinstance(block, dict) else {}
-        audience = ucan.get("aud")
+        model = block if isinstance(block, dict) else {}
+        audience = model.get("aud")
         if not isinstance(audience, bytes) or not audience.startswith(ED25519_PUB):
             continue
         if did_key(audience[len(ED25519_PUB) :]) != agent:
             continue
-        spaces = spaces or set()
-        for capability in ucan.get("att") or ():
+        found = found or {}
+        for capability in model.get("att") or ():
             if isinstance(capability, dict) and isinstance(capability.get("with"), str):
-                spaces.add(capability["with"])
-    return spaces
+                can = capability.get("can")
+                found.setdefault(capability["with"], set()).add(can if isinstance(can, str) else "")
+    return found
+
+
+def grants(abilities: set[str], ability: str) -> bool:
+    """Whether ``abilities`` include ``ability``, by name or by a wildcard (``*``,
+    ``space/blob/*`` covers ``space/blob/get/0/1``)."""
+    parts = ability.split("/")
+    wildcards = {"/".join(parts[:n]) + "/*" for n in range(1, len(parts))}
+    return bool(abilities & ({"*", ability} | wildcards))
+
+
+def bridge_out(answer: Any) -> Mapping[str, Any]:
+    """The ``out`` (``{"ok": …}`` or ``{"error": …}``) of the first receipt in a bridge answer.
+
+    The bridge answers a list, one receipt per task: today ``{"p": <outcome>, "s": <signature>}``
+    (storacha/w3infra ``upload-api/functions/bridge.js``, ``buildBridgeReceipts``; storacha docs
+    ``how-to/http-bridge``); an older bridge answered ``{"data": <outcome>, "sig": …}``. Raises
+    LookupError or TypeError for anything else."""
+    receipt = answer[0]
+    outcome = receipt["p"] if "p" in receipt else receipt["data"]
+    out = outcome["out"]
+    if not isinstance(out, Mapping):
+        raise TypeError("out is not a map")
+    return out
 
 
 def link(cid: str) -> dict[str, str]:
@@ -205,6 +260,105 @@ def plan_shards(path: str, limit: int, cid: str) -> list[Shard]:
     return shards
 
 
+Slice = tuple[bytes, int, int]
+"""A block's multihash, and the offset and length of its bytes in a shard."""
+
+
+def index_slices(path: str, shards: Sequence[Shard], cid: str) -> list[list[Slice]]:
+    """Where each block's bytes lie in its shard, per shard (blocking: run in a thread). Reads
+    only the start of each section: its length and CID. Bytes that are no CARv1 (nothing Kubo
+    exports; the contract tests' blobs) have no blocks to index: their shards are indexed whole."""
+    try:
+        return _slices(path, shards, cid)
+    except (car.CarError, errors.BackendError, ValueError):
+        return [[] for _ in shards]
+
+
+def _slices(path: str, shards: Sequence[Shard], cid: str) -> list[list[Slice]]:
+    found: list[list[Slice]] = []
+    with open(path, "rb") as spool:
+        for shard in shards:
+            slices: list[Slice] = []
+            shift = len(shard.header) - shard.start  # a later shard's bytes: its header first
+            pos = shard.start if shard.header else (section(spool, 0, cid) or 0)
+            while pos < shard.end and (length := section(spool, pos, cid)) is not None:
+                spool.seek(pos)
+                head = spool.read(min(length, 128))
+                _, prefix, _ = varint.decode_raw(head)
+                cid_len, code, digest, size = car.split_block(head[prefix:])
+                mh = varint.encode(code) + varint.encode(size) + digest
+                slices.append((mh, pos + prefix + cid_len + shift, length - prefix - cid_len))
+                pos += length
+            found.append(slices)
+    return found
+
+
+def index_car(root: str, shards: Sequence[Shard], slices: Sequence[Sequence[Slice]]) -> bytes:
+    """The sharded-DAG index of an upload (``index/sharded/dag@0.1``, ``@storacha/blob-index``):
+    a CAR whose root names the content and one block per shard, ``[shard multihash, [[block
+    multihash, [offset, length]], …]]`` (a block's bytes, after its CID), the whole shard among
+    its slices, as upload-client's ``sharding.js`` and ``index.js`` make them; shards and
+    slices ordered by digest, as ``@storacha/blob-index`` writes them."""
+    blocks = []
+    for shard, own in sorted(zip(shards, slices, strict=True), key=lambda pair: pair[0].digest):
+        mh = bytes([0x12, 32]) + shard.digest
+        entries = {m: (offset, length) for m, offset, length in [(mh, 0, shard.size), *own]}
+        ordered = sorted(entries.items(), key=lambda entry: bytes(multihash.unwrap(entry[0])))
+        blocks.append(ucan.block([mh, [[m, list(where)] for m, where in ordered]]))
+    body = {"content": ucan.Link.parse(root), "shards": [each.link for each in blocks]}
+    top = ucan.block({"index/sharded/dag@0.1": body})
+    return ucan.write_car([top.link], [top, *blocks])
+
+
+async def shard_bytes(path: str, shard: Shard) -> AsyncIterator[bytes]:
+    """A shard's bytes: its header, then its range of the spooled CAR."""
+    if shard.header:
+        yield shard.header
+    spooled = await asyncio.to_thread(open, path, "rb")
+    try:
+        spooled.seek(shard.start)
+        left = shard.end - shard.start
+        while left > 0:
+            block = await asyncio.to_thread(spooled.read, min(left, 1024 * 1024))
+            if not block:
+                raise StorachaError("the spooled CAR is shorter than planned")
+            left -= len(block)
+            yield block
+    finally:
+        spooled.close()
+
+
+async def once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def nothing() -> AsyncIterator[Mapping[str, Any]]:
+    return
+    yield  # an async generator that yields nothing
+
+
+def digest_of(shard: str) -> dict[str, Any]:
+    """A shard's multihash as DAG-JSON bytes (the bridge decodes the body as DAG-JSON)."""
+    encoded = base64.b64encode(bytes(CID.decode(shard).digest)).decode().rstrip("=")
+    return {"/": {"bytes": encoded}}
+
+
+def json_bytes(value: Any) -> bytes | None:
+    """DAG-JSON bytes (``{"/": {"bytes": <base64>}}``) as bytes; None for anything else."""
+    inner = value.get("/") if isinstance(value, Mapping) else None
+    text = inner.get("bytes") if isinstance(inner, Mapping) else None
+    if not isinstance(text, str):
+        return None
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def car_of(digest: bytes | None) -> str | None:
+    """The CAR CID a blob's sha256 multihash names (shards are CARs); None for another hash."""
+    if digest is None or digest[:2] != bytes([0x12, 32]) or len(digest) != 34:
+        return None
+    return car_cid(digest[2:])
+
+
 class HeaderSkip:
     """Drops the CAR header section at the start of a byte stream (when ``active``)."""
 
@@ -244,9 +398,12 @@ class StorachaBackend(base.Backend):
         space = fields.text("spaceDid", empty=False).strip()
         if not space.startswith("did:key:"):
             raise fields.invalid("spaceDid", "must be a did:key: DID")
+        if not fields.text("serviceDid", DEFAULT_SERVICE).startswith("did:"):
+            raise fields.invalid("serviceDid", "must be a DID")
         return StorachaConfig(
             space=space,
             endpoint=fields.url("endpoint", DEFAULT_ENDPOINT),
+            service=fields.text("serviceDid", DEFAULT_SERVICE, empty=False).strip(),
             gateway=fields.url("gateway", DEFAULT_GATEWAY),
             shard_size=fields.integer("shardSize", SHARD_SIZE, low=1024, high=4 * 2**30),
         )
@@ -255,6 +412,7 @@ class StorachaBackend(base.Backend):
         super().__init__(config, credentials)
         self._client: httpx.AsyncClient | None = None
         self._checked = False
+        self._abilities: set[str] = set()
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -275,7 +433,7 @@ class StorachaBackend(base.Backend):
         secret = self.credentials.get("xAuthSecret") or ""
         authorization = self.credentials.get("authorization") or ""
         try:
-            spaces = delegated_spaces(authorization, agent_of(secret))
+            spaces = delegated(authorization, agent_of(secret))
         except Exception:  # multibase, varint, CBOR: no detail, it would quote the token
             raise errors.AuthFailed(
                 "xAuthSecret or authorization is not what `storacha bridge generate-tokens` prints"
@@ -290,7 +448,14 @@ class StorachaBackend(base.Backend):
                 f"the bridge tokens grant nothing on space {self.conf.space}",
                 reason=reasons.SPACE_NOT_DELEGATED,
             )
+        self._abilities = spaces.get(self.conf.space, set()) | spaces.get("ucan:*", set())
         self._checked = True
+
+    def granted(self, ability: str) -> bool:
+        """Whether the tokens grant ``ability`` on the space. Tokens made for the legacy upload
+        path (``store/*``, ``upload/*``) still read: the blob abilities are used where granted."""
+        self.check_tokens()
+        return grants(self._abilities, ability)
 
     def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
         if isinstance(exc, httpx.TransportError):
@@ -330,22 +495,75 @@ class StorachaBackend(base.Backend):
         }
         body = {"tasks": [[ability, self.conf.space, args]]}
         url = f"{self.conf.endpoint}/bridge"
-        with self.translating(what, writing=ability not in ("upload/list", "upload/get")):
+        writing = ability not in READS
+        with self.translating(what, writing=writing):
             response = await self.client().post(url, json=body, headers=headers)
         self.raise_for_status(response, what)
         try:
-            receipts = response.json()
-            out = receipts[0]["data"]["out"]
+            out = bridge_out(response.json())
         except (ValueError, LookupError, TypeError):
             raise StorachaError(f"{what}: the answer is not a list of bridge receipts") from None
-        if isinstance(out, Mapping) and "ok" in out:
-            return out["ok"]
-        failure = out.get("error") if isinstance(out, Mapping) else None
-        self.raise_failure(failure if isinstance(failure, Mapping) else {}, what)
+        return self.ok_of(out, what, writing=writing)
 
-    def raise_failure(self, failure: Mapping[str, Any], what: str) -> None:
+    def ok_of(self, out: Mapping[str, Any], what: str, *, writing: bool) -> Any:
+        """A receipt's ``ok``, or the error its ``error`` maps to."""
+        if "ok" in out:
+            return out["ok"]
+        failure = out.get("error")
+        self.raise_failure(failure if isinstance(failure, Mapping) else {}, what, writing=writing)
+
+    def agent(self) -> ucan.Signer:
+        return agent_key(self.credentials.get("xAuthSecret") or "")
+
+    def proofs(self) -> list[ucan.Block]:
+        """The Authorization delegation's blocks: the proof of every native invocation."""
+        try:
+            return ucan.delegation(unbase(self.credentials.get("authorization") or ""))
+        except Exception:  # checked by check_tokens already; no detail, it would quote the token
+            raise errors.AuthFailed("the authorization is not a delegation archive") from None
+
+    async def execute(self, invocation: ucan.Invocation, what: str) -> ucan.Receipt:
+        """One invocation straight to the service (``POST {endpoint}/``, ucanto's CAR transport):
+        the write path, whose attached receipts the bridge's JSON cannot carry."""
+        self.check_tokens()
+        headers = {"Content-Type": ucan.CAR_TYPE, "Accept": ucan.CAR_TYPE}
+        with self.translating(what, writing=True):
+            response = await self.client().post(
+                f"{self.conf.endpoint}/", content=ucan.message([invocation]), headers=headers
+            )
+        self.raise_for_status(response, what)
+        try:
+            return ucan.receipts(response.content, [invocation])[0]
+        except Exception:  # a CAR, CBOR or schema problem: the answer is no receipt
+            raise StorachaError(f"{what}: the answer is not a CAR of receipts") from None
+
+    async def native(
+        self, ability: str, args: Mapping[str, Any], what: str
+    ) -> tuple[Any, ucan.Receipt]:
+        """``ability`` on the space, signed here by the agent with the delegation as proof; its
+        ``ok`` (or the error it maps to) and the whole receipt (its effects)."""
+        self.check_tokens()
+        invocation = ucan.invocation(
+            self.agent(), self.conf.service, ability, self.conf.space, args, proofs=self.proofs()
+        )
+        receipt = await self.execute(invocation, what)
+        return self.ok_of(receipt.out, what, writing=True), receipt
+
+    def raise_failure(self, failure: Mapping[str, Any], what: str, *, writing: bool) -> None:
         name = str(failure.get("name") or "Error")
         said = f"{name}: {self.shown(str(failure.get('message') or ''))}"
+        if writing and name == "ServiceUnavailable":
+            # How the hosted service has refused every write since 2026-05-15 (upload-api's
+            # disable-writes.js): nothing to retry until Storacha turns writes back on.
+            raise errors.WritesDisabled(f"{what}: the service accepts no writes ({said})")
+        if writing and name == "HandlerNotFound":
+            # ucanto's answer for an ability the service does not implement (store/add since
+            # upload-api 3.1.0): this write is gone for good, not a missing pin.
+            raise errors.WritesDisabled(
+                f"{what}: the service no longer accepts this write ({said})"
+            )
+        if name == "HandlerNotFound":
+            raise StorachaError(f"{what}: the service does not offer this ({said})")
         if name == "Unauthorized":
             raise errors.AuthFailed(f"{what}: the service refused the delegation ({said})")
         if name.endswith("NotFound"):
@@ -390,9 +608,18 @@ class StorachaBackend(base.Backend):
         await self.invoke("upload/list", {"size": 1}, "list uploads")
 
     async def sizes(self) -> dict[str, int]:
-        """Shard CID -> bytes, for every CAR stored in the space (``store/list``)."""
+        """Shard CID -> bytes, for every blob in the space (``space/blob/list``) and every CAR
+        stored the legacy way (``store/list``: spaces written before the blob protocol)."""
         sizes: dict[str, int] = {}
-        async for item in self.listing("store/list"):
+        blobs = self.granted("space/blob/list")
+        async for item in self.listing("space/blob/list") if blobs else nothing():
+            blob = item.get("blob")
+            if isinstance(blob, Mapping):
+                shard, size = car_of(json_bytes(blob.get("digest"))), blob.get("size")
+                if shard is not None and isinstance(size, int) and not isinstance(size, bool):
+                    sizes[shard] = size
+        legacy = self.granted("store/list") or not blobs
+        async for item in self.listing("store/list") if legacy else nothing():
             size = item.get("size")
             if isinstance(size, int) and not isinstance(size, bool):
                 sizes[unlink(item.get("link"))] = size
@@ -417,10 +644,27 @@ class StorachaBackend(base.Backend):
         return base.Usage(bytes=sum((await self.sizes()).values()), objects=count)
 
     async def shard_size(self, shard: str) -> int:
-        answer = await self.invoke("store/get", {"link": link(shard)}, f"look up shard {shard}")
-        size = answer.get("size") if isinstance(answer, Mapping) else None
+        what = f"look up shard {shard}"
+        blobs = self.granted("space/blob/get/0/1")
+        try:
+            if not blobs:
+                raise errors.PinNotFound(what)  # legacy tokens: store/get only
+            answer = await self.invoke("space/blob/get/0/1", {"digest": digest_of(shard)}, what)
+            blob = answer.get("blob") if isinstance(answer, Mapping) else None
+            size = blob.get("size") if isinstance(blob, Mapping) else None
+        except errors.PinNotFound:  # a CAR stored the legacy way
+            try:
+                answer = await self.invoke("store/get", {"link": link(shard)}, what)
+            except errors.PinNotFound:
+                if blobs:
+                    raise
+                raise errors.PermissionDenied(
+                    f"{what}: not stored the legacy way, and the tokens do not grant "
+                    "space/blob/get/0/1"
+                ) from None
+            size = answer.get("size") if isinstance(answer, Mapping) else None
         if not isinstance(size, int) or isinstance(size, bool):
-            raise StorachaError(f"look up shard {shard}: the answer has no size")
+            raise StorachaError(f"{what}: the answer has no size")
         return size
 
     async def list_pins(self) -> AsyncIterator[base.PinInfo]:
@@ -428,6 +672,15 @@ class StorachaBackend(base.Backend):
             yield info
 
     async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
+        """The blob protocol, as Storacha's own client uploads (upload-client ``uploadCAR``):
+        each shard, then the sharded-DAG index, as blobs (:meth:`add_blob`); ``space/index/add``
+        of the index; ``upload/add`` of the root and its shards."""
+        missing = [ability for ability in WRITES if not self.granted(ability)]
+        if missing:
+            raise errors.PermissionDenied(
+                f"put {meta.cid}: the tokens do not grant {', '.join(missing)} on the space: "
+                "generate them with the --can flags README lists"
+            )
         source = base.Source(content)
         fd, path = tempfile.mkstemp(prefix="pinsync-storacha-", suffix=".car")
         try:
@@ -442,47 +695,75 @@ class StorachaBackend(base.Backend):
                 shards = [Shard(start=0, end=size, header=b"", size=size, digest=digest.digest())]
             else:
                 shards = await asyncio.to_thread(plan_shards, path, self.conf.shard_size, meta.cid)
+            slices = await asyncio.to_thread(index_slices, path, shards, meta.cid)
             for shard in shards:
-                args = {"link": link(shard.cid), "size": shard.size}
-                answer = await self.invoke("store/add", args, f"announce {meta.cid}")
-                if isinstance(answer, Mapping) and answer.get("status") == "upload":
-                    await self.send(meta.cid, path, shard, answer)
-            added = {"root": link(meta.cid), "shards": [link(shard.cid) for shard in shards]}
-            await self.invoke("upload/add", added, f"register {meta.cid}")
+                await self.add_blob(meta.cid, shard.digest, shard.size, shard_bytes(path, shard))
+            index = index_car(meta.cid, shards, slices)
+            index_digest = hashlib.sha256(index).digest()
+            await self.add_blob(meta.cid, index_digest, len(index), once(index))
+            args = {"index": ucan.Link.parse(car_cid(index_digest))}
+            await self.native("space/index/add", args, f"index {meta.cid}")
+            added = {
+                "root": ucan.Link.parse(meta.cid),
+                "shards": [ucan.Link.parse(shard.cid) for shard in shards],
+            }
+            await self.native("upload/add", added, f"register {meta.cid}")
         finally:
             os.unlink(path)
         return base.PinInfo(cid=meta.cid, size=size, sha256=digest.hexdigest())
 
-    async def send(self, cid: str, path: str, shard: Shard, target: Mapping[str, Any]) -> None:
-        """PUT one shard (its header, then its range of the spooled CAR) to the presigned URL
-        ``store/add`` answered."""
-        url, headers = target.get("url"), target.get("headers")
-        if not isinstance(url, str) or not isinstance(headers, Mapping):
-            raise StorachaError(f"upload {cid}: store/add named no upload URL")
-
-        async def body() -> AsyncIterator[bytes]:
-            if shard.header:
-                yield shard.header
-            spooled = await asyncio.to_thread(open, path, "rb")
-            try:
-                spooled.seek(shard.start)
-                left = shard.end - shard.start
-                while left > 0:
-                    block = await asyncio.to_thread(spooled.read, min(left, 1024 * 1024))
-                    if not block:
-                        raise StorachaError(
-                            f"upload {cid}: the spooled CAR is shorter than planned"
-                        )
-                    left -= len(block)
-                    yield block
-            finally:
-                spooled.close()
-
+    async def add_blob(
+        self, cid: str, digest: bytes, size: int, body: AsyncIterator[bytes]
+    ) -> None:
+        """One blob into the space (upload-client ``blob/add.js``): ``space/blob/add`` answers
+        with effects -- ``blob/allocate`` (its receipt holds the PUT address, none if the blob
+        is there already), ``http/put``, ``blob/accept``; the bytes are PUT, and the ``http/put``
+        task is concluded (``ucan/conclude``) with a receipt signed by the key upload-api derives
+        from the blob's digest for that task (its ``deriveDID``), whereupon the service accepts
+        the blob."""
         what = f"upload {cid}"
+        blob = {"digest": bytes([0x12, 32]) + digest, "size": size}
+        _, answer = await self.native("space/blob/add", {"blob": blob}, what)
+        tasks = {str(capability.get("can")): task for task, capability in answer.tasks()}
+        allocate = tasks.get("blob/allocate") or tasks.get("web3.storage/blob/allocate")
+        put = tasks.get("http/put")
+        allocated = answer.embedded(allocate) if allocate is not None else None
+        if put is None or allocated is None:
+            raise StorachaError(f"{what}: space/blob/add named no allocation")
+        address = self.ok_of(allocated.out, what, writing=True).get("address")
+        put_done = answer.embedded(put)
+        if put_done is not None and "ok" in put_done.out:
+            return  # the space has it already
+        if isinstance(address, Mapping):
+            await self.send(cid, address, size, body)
+        provider = ucan.Signer(digest)
+        done = ucan.receipt(provider, ucan.Link(put), {"ok": {}})
+        agent = self.agent()
+        conclude = ucan.invocation(
+            agent,
+            self.conf.service,
+            "ucan/conclude",
+            agent.did,
+            {"receipt": done.link},
+            attached=[done],
+            expires=None,
+        )
+        concluded = await self.execute(conclude, what)
+        self.ok_of(concluded.out, what, writing=True)
+
+    async def send(
+        self, cid: str, address: Mapping[str, Any], size: int, body: AsyncIterator[bytes]
+    ) -> None:
+        """PUT a blob's bytes to the address ``blob/allocate`` answered: its headers (the
+        checksum the URL is signed for), and the length, which a streamed body does not tell."""
+        url, headers = address.get("url"), address.get("headers")
+        if not isinstance(url, str) or not isinstance(headers, Mapping):
+            raise StorachaError(f"upload {cid}: blob/allocate named no upload URL")
+        what = f"upload {cid}"
+        sent = {str(k).lower(): str(v) for k, v in headers.items()}
+        sent["content-length"] = str(size)
         with self.translating(what, writing=True):
-            response = await self.client().put(
-                url, content=body(), headers={str(k): str(v) for k, v in headers.items()}
-            )
+            response = await self.client().put(url, content=body, headers=sent)
         if not response.is_success:
             raise StorachaError(f"{what}: the storage node answered HTTP {response.status_code}")
 
@@ -530,8 +811,15 @@ class StorachaBackend(base.Backend):
             return
         await self.invoke("upload/remove", {"root": link(cid)}, f"remove {cid}")
         for shard in shards:
+            what = f"remove shard {shard}"
             try:
-                await self.invoke("store/remove", {"link": link(shard)}, f"remove shard {shard}")
+                if self.granted("space/blob/remove"):
+                    await self.invoke("space/blob/remove", {"digest": digest_of(shard)}, what)
+                    continue
+            except errors.PinNotFound:
+                pass  # not a blob: a CAR stored the legacy way, or removed meanwhile
+            try:
+                await self.invoke("store/remove", {"link": link(shard)}, what)
             except errors.PinNotFound:
                 pass  # removed meanwhile
 

@@ -317,7 +317,12 @@ class Pass:
             now=conditions.utcnow,
             held=held,
         )
-        ok = not progress.failures and not progress.prune_failures and not progress.stopped
+        ok = (
+            not progress.failures
+            and not progress.prune_failures
+            and not progress.stopped
+            and progress.refused is None
+        )
         reporting.record_metrics(self.key, progress, ok)
         fields = {
             **reporting.progress_fields(progress),
@@ -349,6 +354,8 @@ class Pass:
                 f"uploaded {progress.uploaded} pin(s), {progress.bytes} bytes; {message}",
             )
             return (0.0 if self.state.dirty else self.idle_delay()), progress
+        if progress.refused is not None:
+            return await self.writes_refused(progress.refused, fields), progress
         message = failed_message(progress)
         updates = [conditions.synced(False, reasons.SYNC_FAILED.name, message)]
         updates += conditions.reconciling(reasons.SYNC_FAILED.name, message)
@@ -359,6 +366,17 @@ class Pass:
         if retry_at is None:
             return ctx.settings.retry_interval, progress
         return max(1.0, (retry_at - conditions.utcnow()).total_seconds()), progress
+
+    async def writes_refused(self, refused: errors.WritesDisabled, fields: dict[str, Any]) -> float:
+        """The service takes no writes: Stalled (nothing the operator does changes that), but
+        still Healthy, listed, audited and restored from. The next pass tries one write again,
+        at the idle interval rather than each failed pin's backoff: no retry storm."""
+        message = f"{refused.message}; reads and restores still work"
+        updates = [conditions.synced(False, refused.reason, message)]
+        updates += conditions.stalled(refused.reason, message)
+        await self.write(updates, **fields)
+        await self.event("Warning", refused.reason, message)
+        return self.idle_delay()
 
 
 def failed_message(progress: syncing.Progress) -> str:
