@@ -16,7 +16,9 @@ import pytest
 
 from pinsync.backends import github
 from pinsync.devenv import cluster, gitserver
+from pinsync.devenv import storacha as service
 from tests.e2e.conftest import Bucket, World
+from tests.e2e.test_backend_storacha import space_backend
 from tests.e2e.test_restore import lose, pinned_as
 from tests.kubetools import create_secret, eventually
 
@@ -141,3 +143,37 @@ def test_a_pinning_services_pins_move_to_a_git_repository(
             world.ipfs.export_car(cid)
         )
     world.pinsets.wait_condition("move", "Ready", "True", timeout=60)
+
+
+@pytest.fixture(scope="module")
+def storacha_service(workdir: pathlib.Path) -> Iterator[service.StorachaService]:
+    with service.running(workdir / "storacha-from-backend") as server:
+        yield server
+
+
+def test_a_storacha_space_that_takes_no_writes_moves_to_s3(
+    world: World, storacha_service: service.StorachaService
+) -> None:
+    """Leaving Storacha as its users must since 2026-05-15: writes are off, reads work; the
+    space's pins come back onto the node from it and go to S3 byte-identical."""
+    space_backend(storacha_service, world.k8s, world.namespace, world.backends)
+    cids = [world.ipfs.add(os.urandom(size)) for size in (300_000, 2 * 1024 * 1024)]
+    world.pinsets.create("seed", {"cids": cids, "backends": ["space"]})
+    world.wait_synced("space", present=2)
+    before = {cid: world.ipfs.export_car(cid) for cid in cids}
+    world.pinsets.api.delete_namespaced_custom_object(
+        "pinsync.io", "v1alpha1", world.namespace, "pinsets", "seed"
+    )
+    eventually(lambda: "seed" not in names(world), timeout=60)
+    lose(world, cids)
+    storacha_service.writes(disabled=True)
+    try:
+        new = second_backend(world, "s3")
+        world.pinsets.create("move", {"fromBackend": {"name": "space"}, "backends": ["s3"]})
+        world.wait_synced("s3", present=2, timeout=240)
+        for cid, car in before.items():
+            assert new.read(f"moved/{cid}.car") == car
+        assert pinned_as(world, cids, f"pinsync/{world.namespace}/move")
+        assert world.pinsets.get("move")["status"]["counts"]["restored"] == 2
+    finally:
+        storacha_service.writes()
