@@ -51,6 +51,29 @@ def test_missing_secret_is_reported_and_cleared_when_it_appears(
     assert "s3cr3t-value-never-logged" not in json.dumps(status)
 
 
+def test_a_secret_with_a_token_and_a_username_and_password_is_ambiguous(
+    k8s: kubernetes.client.ApiClient, namespace: str, backends: Objects
+) -> None:
+    """Which one a git backend would use is not for the user to guess: neither is used."""
+    values = {"token": "t0ken-never-shown", "username": "u", "password": "pa55-never-shown"}
+    create_secret(k8s, namespace, "git", values)
+    backends.create(
+        "git",
+        {
+            "type": "github",
+            "github": {"url": "https://git.example/acme/pins.git"},
+            "credentialsSecretRef": {"name": "git"},
+        },
+    )
+    cond = backends.wait_condition("git", "Stalled", "True", "InvalidConfig")
+    assert "holds both token and password/username" in cond["message"]
+    assert "never-shown" not in json.dumps(backends.get("git")["status"])
+    kubernetes.client.CoreV1Api(k8s).patch_namespaced_secret(
+        "git", namespace, {"data": {"username": None, "password": None}}
+    )
+    eventually(lambda: backends.condition("git", "Stalled")["reason"] != "InvalidConfig")
+
+
 def test_observed_generation_follows_spec_and_transition_times_stay_stable(
     k8s: kubernetes.client.ApiClient, namespace: str, backends: Objects
 ) -> None:

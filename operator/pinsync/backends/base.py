@@ -90,6 +90,9 @@ class CredentialKeys:
     alternatives: tuple[frozenset[str], ...] = ()
     optional_secret: bool = False
     """The backend can work with no Secret at all (e.g. S3 with the default AWS chain)."""
+    exclusive: bool = False
+    """At most one alternative may be complete: both a token and a username/password leave
+    the user guessing which one is used."""
 
     def missing(self, present: set[str]) -> frozenset[str] | None:
         """Keys still needed, or None when some alternative is complete."""
@@ -97,6 +100,11 @@ class CredentialKeys:
             return None
         gaps = [alt - present for alt in self.alternatives]
         return None if any(not gap for gap in gaps) else min(gaps, key=len)
+
+    def conflicting(self, present: set[str]) -> list[frozenset[str]]:
+        """The complete alternatives, when there are several and only one is allowed."""
+        complete = [alt for alt in self.alternatives if alt <= present]
+        return complete if self.exclusive and len(complete) > 1 else []
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -537,7 +537,7 @@ def _read_chunks(path: str) -> Iterator[bytes]:
 class GithubBackend(commitstore.CommitStore[Staged]):
     spool_prefix: ClassVar[str] = "pinsync-git-"
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
-        alternatives=(frozenset({"token"}), frozenset({"username", "password"}))
+        alternatives=(frozenset({"token"}), frozenset({"username", "password"})), exclusive=True
     )
     conf: GithubConfig
     part_size: int = PART_SIZE

@@ -95,6 +95,7 @@ class IpfsClusterConfig(base.Config):
 class IpfsClusterBackend(base.Backend):
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
         alternatives=(frozenset({"username", "password"}), frozenset({"token"})),
+        exclusive=True,
         optional_secret=True,
     )
     stores_content: ClassVar[bool] = False

@@ -63,10 +63,15 @@ async def validate(ctx: Context, obj: dict[str, Any]) -> Verdict:
         keys = ", ".join(secret.undecodable)
         message = f"Secret {secret_name!r}: the value of key(s) {keys} is not UTF-8 text"
         return Verdict(conditions.stalled(reasons.SECRET_VALUE_INVALID.name, message))
-    missing = cls.credential_keys.missing({k for k, v in secret.data.items() if v})
+    present = {k for k, v in secret.data.items() if v}
+    missing = cls.credential_keys.missing(present)
     if missing is not None:
         message = f"Secret {secret_name!r} lacks key(s): {', '.join(sorted(missing))}"
         return Verdict(conditions.stalled(reasons.SECRET_KEY_MISSING.name, message))
+    if both := cls.credential_keys.conflicting(present):
+        sets = " and ".join("/".join(sorted(alt)) for alt in both)
+        message = f"Secret {secret_name!r} holds both {sets}: keep the keys of one of them"
+        return Verdict(conditions.stalled(reasons.INVALID_CONFIG.name, message))
     return checked(Verdict([], cls, base.Credentials(data=secret.data), secret.version), spec)
 
 
