@@ -53,7 +53,7 @@ class NodeError(RuntimeError):
 def node_ip() -> str:
     """The address Pods reach the host by: the source address of the default route."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.connect(("192.0.2.255", 9))  # no packet is sent; this only picks a route
+        sock.connect(("203.0.113.1", 9))  # TEST-NET-3; no packet is sent, this picks a route
         address: str = sock.getsockname()[0]
     if address.startswith("127."):
         raise NodeError("no non-loopback IPv4 address: Pods could not reach the host")
@@ -362,6 +362,15 @@ state = "{base / "state"}"
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         return kubectl(self.kubeconfig, *args, input=input)
+
+    def kubectl_result(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """kubectl's exit code and output, for commands expected to fail."""
+        return subprocess.run(
+            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     # -- stop -------------------------------------------------------------------------------------
 
