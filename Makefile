@@ -47,8 +47,9 @@ e2e: install system-deps tools node-deps
 test: install system-deps tools node-deps lint typecheck  ## the whole suite, as CI runs it
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
+# CLUSTER=1: on a real node, the operator as Pods from its image, installed by Helm.
 demo: install system-deps tools
-	$(PYTHON) -m pinsync.devenv.demo
+	$(PYTHON) -m pinsync.devenv.demo $(if $(CLUSTER),--cluster)
 
 bench: install tools
 	$(PYTHON) -m tests.bench
