@@ -50,6 +50,8 @@ class ControlPlane:
             "--enable-admission-plugins=NodeRestriction",
             f"--kubelet-client-certificate={certs.path('kubelet-client.crt')}",
             f"--kubelet-client-key={certs.path('kubelet-client.key')}",
+            # For logs and exec: the node's name is in no DNS, its address is.
+            "--kubelet-preferred-address-types=InternalIP",
         ]
 
     def start(self) -> ControlPlane:

@@ -198,7 +198,7 @@ state = "{base / "state"}"
 
     def import_image(self, built: tools.Image) -> str:
         """Make a built image available to Pods (``imagePullPolicy: Never``/``IfNotPresent``)."""
-        self.ctr("images", "import", "--no-unpack", str(built.archive))
+        self.ctr("images", "import", str(built.archive))
         return built.name
 
     def _kubelet(self) -> None:
