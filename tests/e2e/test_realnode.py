@@ -233,3 +233,41 @@ def test_the_standby_pod_takes_over_when_the_active_one_is_force_deleted_during_
     finally:
         history.stop()
     release.node.wait_rollout(NAMESPACE, f"deployment/{RELEASE}")
+
+
+def test_helm_upgrade_to_a_new_tag_during_a_sync_rolls_the_pods_and_the_sync_completes(
+    workdir: pathlib.Path, release: Release, tenant: Tenant
+) -> None:
+    repository, tag = release.image.rsplit(":", 1)
+    release.node.ctr("images", "tag", release.image, f"{repository}:{tag}-next")
+    world = cast(World, tenant)
+    history = DirtyHistory(world)
+    history.start()
+    try:
+        versioned(world)
+        cids = [release.ipfs.add(os.urandom(PIN_SIZE)) for _ in range(PINS)]
+        tenant.pinsets.create("p", {"cids": cids, "backends": ["minio"]})
+        tenant.backend(sync={"concurrency": 1})
+        eventually(lambda: 3 <= len(cars(world)) < PINS - 10, timeout=120, interval=0.05)
+        before = {p["metadata"]["name"] for p in release.pods()}
+
+        kubeconfig = f"--kubeconfig={release.node.kubeconfig}"
+        helm(workdir, "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
+             "--set", f"image.tag={tag}-next", kubeconfig)  # fmt: skip
+        release.node.wait_rollout(NAMESPACE, f"deployment/{RELEASE}", timeout=180)
+        pods = release.pods()
+        assert not {p["metadata"]["name"] for p in pods} & before  # every Pod replaced
+        assert all(p["spec"]["containers"][0]["image"].endswith("-next") for p in pods)
+
+        wait_synced(tenant.backends, "minio", present=PINS, timeout=300)
+        writes = writes_per_car(world)
+        assert set(writes) == {f"pins/{cid}.car" for cid in cids}
+        # A replica stopped (or outranked) while it writes a CAR leaves it without a sidecar,
+        # and its successor writes it again: once per change of the working replica -- at
+        # most three in a rollout of two Pods --, and never one CAR three times.
+        rewritten = {key: n for key, n in writes.items() if n != 1}
+        assert len(rewritten) <= 3 and all(n == 2 for n in rewritten.values()), rewritten
+        eventually(lambda: history.clearings() >= 1, timeout=10)
+        assert history.clearings() == 1  # the dirty mark survived the rollout, cleared once
+    finally:
+        history.stop()
