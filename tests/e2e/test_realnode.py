@@ -184,17 +184,15 @@ def test_the_pod_runs_with_the_security_settings_reviewers_expect(release: Relea
     assert int(limit) == 512 * 2**20
 
 
-# -- HA: the active Pod force-deleted in the middle of a sync -------------------------------------
+# -- the working Pod replaced in the middle of a sync ----------------------------------------------
 
 PINS, PIN_SIZE = 40, 2_000_000
-"""A sync long enough (80 MB at concurrency 1) to delete its Pod in the middle of it."""
+"""A sync long enough (80 MB at concurrency 1) to replace its Pod in the middle of it."""
 
 
-def test_the_standby_pod_takes_over_when_the_active_one_is_force_deleted_during_a_sync(
-    release: Release, tenant: Tenant
-) -> None:
-    pods = sorted((p["metadata"]["name"] for p in release.pods()), key=peering.priority_of)
-    standby, active = pods  # the higher priority works (priorities derive from Pod names)
+@pytest.fixture
+def sync(release: Release, tenant: Tenant) -> Iterator[Sync]:
+    """A sync of PINS pins to a versioned bucket, under way (a few CARs written)."""
     world = cast(World, tenant)  # the helpers use .k8s, .namespace and .bucket only
     history = DirtyHistory(world)
     history.start()
@@ -204,70 +202,73 @@ def test_the_standby_pod_takes_over_when_the_active_one_is_force_deleted_during_
         tenant.pinsets.create("p", {"cids": cids, "backends": ["minio"]})
         tenant.backend(sync={"concurrency": 1})
         eventually(lambda: 3 <= len(cars(world)) < PINS - 10, timeout=120, interval=0.05)
-        started = f"{tenant.namespace}/minio: SyncStarted"
-        assert started in release.logs(active) and started not in release.logs(standby)
-
-        release.node.kubectl("delete", "pod", "-n", NAMESPACE, active, "--grace-period=0",
-                             "--force", "--wait=false")  # fmt: skip
-        deleted_at = time.monotonic()
-        eventually(lambda: started in release.logs(standby), timeout=90, interval=0.2)
-        takeover = time.monotonic() - deleted_at
-        print(f"\nstandby Pod resumed the sync {takeover:.1f}s after the force-delete")
-
-        status = wait_synced(tenant.backends, "minio", present=PINS, timeout=300)
-        assert status["counts"]["present"] == PINS
-        for cid in cids[:3] + cids[-3:]:
-            assert tenant.bucket.read(f"pins/{cid}.car") == release.ipfs.export_car(cid)
-        # Each handover (this one, and another if the Deployment's replacement Pod outranks
-        # the standby) can leave one CAR without its sidecar, which the successor sends again.
-        handovers = 1 + sum(
-            "Pausing operations in favour of" in release.logs(pod["metadata"]["name"])
-            for pod in release.pods()
-        )
-        writes = writes_per_car(world)
-        assert set(writes) == {f"pins/{cid}.car" for cid in cids}
-        rewritten = {key: n for key, n in writes.items() if n != 1}
-        assert len(rewritten) <= handovers and all(n == 2 for n in rewritten.values()), rewritten
-        eventually(lambda: history.clearings() >= 1, timeout=10)
-        assert history.clearings() == 1
+        yield Sync(release, tenant, world, cids, history)
     finally:
         history.stop()
+
+
+@dataclasses.dataclass
+class Sync:
+    release: Release
+    tenant: Tenant
+    world: World
+    cids: list[str]
+    history: DirtyHistory
+
+    def assert_completes_with_each_car_written_once(self, changes: int) -> None:
+        """The sync completes. A replica stopped (or outranked) while it writes a CAR leaves it
+        without a sidecar, and its successor writes it again: at most one CAR per one of the
+        ``changes`` of the working replica, none three times. The dirty mark, set before,
+        is cleared once."""
+        status = wait_synced(self.tenant.backends, "minio", present=PINS, timeout=300)
+        assert status["counts"]["present"] == PINS
+        for cid in self.cids[:3] + self.cids[-3:]:
+            assert self.tenant.bucket.read(f"pins/{cid}.car") == self.release.ipfs.export_car(cid)
+        writes = writes_per_car(self.world)
+        assert set(writes) == {f"pins/{cid}.car" for cid in self.cids}
+        rewritten = {key: n for key, n in writes.items() if n != 1}
+        assert len(rewritten) <= changes and all(n == 2 for n in rewritten.values()), rewritten
+        eventually(lambda: self.history.clearings() >= 1, timeout=10)
+        assert self.history.clearings() == 1
+
+
+def test_the_standby_pod_takes_over_when_the_active_one_is_force_deleted_during_a_sync(
+    release: Release, sync: Sync
+) -> None:
+    pods = sorted((p["metadata"]["name"] for p in release.pods()), key=peering.priority_of)
+    standby, active = pods  # the higher priority works (priorities derive from Pod names)
+    started = f"{sync.tenant.namespace}/minio: SyncStarted"
+    assert started in release.logs(active) and started not in release.logs(standby)
+
+    release.node.kubectl("delete", "pod", "-n", NAMESPACE, active, "--grace-period=0",
+                         "--force", "--wait=false")  # fmt: skip
+    deleted_at = time.monotonic()
+    eventually(lambda: started in release.logs(standby), timeout=90, interval=0.2)
+    takeover = time.monotonic() - deleted_at
+    print(f"\nstandby Pod resumed the sync {takeover:.1f}s after the force-delete")
+
+    # This handover, and another if the Deployment's new Pod outranks the standby.
+    outranked = sum(
+        "Pausing operations in favour of" in release.logs(pod["metadata"]["name"])
+        for pod in release.pods()
+    )
+    sync.assert_completes_with_each_car_written_once(changes=1 + outranked)
     release.node.wait_rollout(NAMESPACE, f"deployment/{RELEASE}")
 
 
 def test_helm_upgrade_to_a_new_tag_during_a_sync_rolls_the_pods_and_the_sync_completes(
-    workdir: pathlib.Path, release: Release, tenant: Tenant
+    workdir: pathlib.Path, release: Release, sync: Sync
 ) -> None:
     repository, tag = release.image.rsplit(":", 1)
     release.node.ctr("images", "tag", release.image, f"{repository}:{tag}-next")
-    world = cast(World, tenant)
-    history = DirtyHistory(world)
-    history.start()
-    try:
-        versioned(world)
-        cids = [release.ipfs.add(os.urandom(PIN_SIZE)) for _ in range(PINS)]
-        tenant.pinsets.create("p", {"cids": cids, "backends": ["minio"]})
-        tenant.backend(sync={"concurrency": 1})
-        eventually(lambda: 3 <= len(cars(world)) < PINS - 10, timeout=120, interval=0.05)
-        before = {p["metadata"]["name"] for p in release.pods()}
+    before = {p["metadata"]["name"] for p in release.pods()}
 
-        kubeconfig = f"--kubeconfig={release.node.kubeconfig}"
-        helm(workdir, "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
-             "--set", f"image.tag={tag}-next", kubeconfig)  # fmt: skip
-        release.node.wait_rollout(NAMESPACE, f"deployment/{RELEASE}", timeout=180)
-        pods = release.pods()
-        assert not {p["metadata"]["name"] for p in pods} & before  # every Pod replaced
-        assert all(p["spec"]["containers"][0]["image"].endswith("-next") for p in pods)
-
-        wait_synced(tenant.backends, "minio", present=PINS, timeout=300)
-        writes = writes_per_car(world)
-        assert set(writes) == {f"pins/{cid}.car" for cid in cids}
-        # A replica stopped (or outranked) while it writes a CAR leaves it without a sidecar,
-        # and its successor writes it again: once per change of the working replica -- at
-        # most three in a rollout of two Pods --, and never one CAR three times.
-        rewritten = {key: n for key, n in writes.items() if n != 1}
-        assert len(rewritten) <= 3 and all(n == 2 for n in rewritten.values()), rewritten
-        eventually(lambda: history.clearings() >= 1, timeout=10)
-        assert history.clearings() == 1  # the dirty mark survived the rollout, cleared once
-    finally:
-        history.stop()
+    kubeconfig = f"--kubeconfig={release.node.kubeconfig}"
+    helm(workdir, "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
+         "--set", f"image.tag={tag}-next", kubeconfig)  # fmt: skip
+    release.node.wait_rollout(NAMESPACE, f"deployment/{RELEASE}", timeout=180)
+    pods = release.pods()
+    assert not {p["metadata"]["name"] for p in pods} & before  # every Pod replaced
+    assert all(p["spec"]["containers"][0]["image"].endswith("-next") for p in pods)
+    # Two Pods replaced one at a time: the working one stops, and a new one may outrank.
+    sync.assert_completes_with_each_car_written_once(changes=3)
