@@ -460,6 +460,10 @@ def running(workdir: pathlib.Path | None = None) -> Iterator[Node]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.parse_args()
+    # Ctrl-C, and a plain kill, stop the node through its teardown (a shell starting this in
+    # the background would have it ignore SIGINT otherwise).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.monotonic()
     with running() as node:
         print(f"node {NODE_NAME} Ready in {time.monotonic() - started:.1f}s ({node.ip})")
