@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -375,7 +376,15 @@ state = "{base / "state"}"
     # -- stop -------------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop everything and put the host back as it was; raise if something is left."""
+        """Stop everything and put the host back as it was; raise if something is left.
+
+        Ctrl-C (or SIGTERM) during the teardown is held until it is complete: an interrupted
+        teardown would leave the host's iptables, mounts and sysctls for the next run to undo.
+        """
+        with _signals_held():
+            self._stop()
+
+    def _stop(self) -> None:
         if self._lock is None:
             return
         leftovers: list[str] = []
@@ -403,6 +412,24 @@ state = "{base / "state"}"
             raise NodeError("the node left on the host:\n" + "\n".join(leftovers))
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Defer SIGINT and SIGTERM until the block ends, then act on the first one received."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can set handlers; signals go to it anyway
+        return
+    received: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda sig, _: received.append(sig)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
 def _kill_processes_of(workdir: pathlib.Path) -> None:
     """SIGKILL every process whose command line names ``workdir`` (the node's programs, the
     containerd shims) and all their descendants (the containers)."""
@@ -428,8 +455,17 @@ def _kill_processes_of(workdir: pathlib.Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(pathlib.Path(f"/proc/{p}").exists() for p in doomed):
+    while time.monotonic() < deadline and any(_alive(pid) for pid in doomed):
         time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    """Not gone and not a zombie (our own children stay zombies until their Popen waits)."""
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _unmount_under(workdir: pathlib.Path) -> None:
