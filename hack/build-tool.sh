@@ -102,8 +102,23 @@ build() {
         go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
       gcc -Os -static -Wall -Werror -DVERSION="$version" -o "$work/tool.bin" \
         "$dir/build/pause/linux/pause.c" && strip "$work/tool.bin" ;;
-    # Cluster DNS; its go.mod has no replace directives and its plugins are compiled in.
-    coredns) dep_build github.com/coredns/coredns github.com/coredns/coredns ;;
+    # Cluster DNS with only the plugins realnode's Corefile uses (upstream's main imports all
+    # of them, cloud DNS SDKs included: several times the build). Its go.mod replaces nothing.
+    coredns)
+      local plugin imports=""
+      for plugin in cache errors forward kubernetes loop ready; do
+        imports+=$'\t'"_ \"github.com/coredns/coredns/plugin/$plugin\""$'\n'
+      done
+      wrapper_build "module pinsync.local/coredns
+go 1.26
+require github.com/coredns/coredns $version" "package main
+
+import (
+$imports
+	\"github.com/coredns/coredns/coremain\"
+)
+
+func main() { coremain.Run() }" "" ;;
     etcd)
       wrapper_build "module pinsync.local/etcd
 go 1.24
