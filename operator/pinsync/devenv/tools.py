@@ -20,8 +20,6 @@ ENV = {
     "kube-controller-manager": "PINSYNC_KUBE_CONTROLLER_MANAGER",
     "kube-scheduler": "PINSYNC_KUBE_SCHEDULER",
     "kube-proxy": "PINSYNC_KUBE_PROXY",
-    "coredns": "PINSYNC_COREDNS",
-    "pause": "PINSYNC_PAUSE",
 }
 
 
