@@ -199,7 +199,8 @@ state = "{base / "state"}"
 
     def import_image(self, built: tools.Image) -> str:
         """Make a built image available to Pods (``imagePullPolicy: Never``/``IfNotPresent``)."""
-        self.ctr("images", "import", str(built.archive))
+        if built.name not in self.ctr("images", "list", "--quiet").split():  # once per node
+            self.ctr("images", "import", str(built.archive))
         return built.name
 
     def _kubelet(self) -> None:
