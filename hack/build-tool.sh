@@ -2,7 +2,8 @@
 # Build one real server or tool from the Go module proxy into the version-keyed cache and print
 # its path.
 #   hack/build-tool.sh <kube-apiserver|etcd|ipfs|minio|ipfs-cluster-service|helm|kstatus
-#                       |servicemonitor-crd>
+#                       |servicemonitor-crd|kubelet|kube-controller-manager|kube-scheduler
+#                       |kube-proxy|coredns|pause>
 # Reuses a cached binary when present. On failure prints the tool, the version and the log tail.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,7 +13,9 @@ cache=${PINSYNC_CACHE:-$HOME/.cache/pinsync}
 tool=${1:?usage: build-tool.sh <tool>}
 
 case "$tool" in
-  kube-apiserver) version=$KUBERNETES_VERSION ;;
+  kube-apiserver|kubelet|kube-controller-manager|kube-scheduler|kube-proxy|pause)
+    version=$KUBERNETES_VERSION ;;
+  coredns) version=$COREDNS_VERSION ;;
   etcd) version=$ETCD_VERSION ;;
   ipfs) version=$KUBO_VERSION ;;
   minio) version=$MINIO_VERSION ;;
@@ -52,38 +55,70 @@ wrapper_build() {  # $1 = go.mod body, $2 = main.go body, $3 = extra ldflags
   (cd "$work" && go mod tidy && go build -trimpath -ldflags "-s -w $3" -o "$work/tool.bin" .)
 }
 
-build() {
-  case "$tool" in
-    kube-apiserver)
-      # kubernetes' go.mod replaces its staging modules with ./staging paths, so `go install`
-      # fails; a wrapper module replaces each with the published k8s.io/<name> v0.<minor>.<patch>.
-      local staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go
-        cloud-provider cluster-bootstrap code-generator component-base component-helpers
-        controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation
-        endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy
-        kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver"
-      local sv="v0.${version#v1.}" mod replaces=""
-      for m in $staging; do replaces+="replace k8s.io/$m => k8s.io/$m $sv"$'\n'; done
-      mod="module pinsync.local/kube-apiserver
+# kubernetes' go.mod replaces its staging modules with ./staging paths, so `go install` fails; a
+# wrapper module replaces each with the published k8s.io/<name> v0.<minor>.<patch>.
+kube_build() {  # $1 = the cobra command constructor in cmd/$tool/app, $2.. = extra import lines
+  local staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go
+    cloud-provider cluster-bootstrap code-generator component-base component-helpers
+    controller-manager cri-api cri-client csi-translation-lib dynamic-resource-allocation
+    endpointslice externaljwt kms kube-aggregator kube-controller-manager kube-proxy
+    kube-scheduler kubectl kubelet metrics mount-utils pod-security-admission sample-apiserver"
+  local sv="v0.${version#v1.}" replaces="" imports="" m
+  for m in $staging; do replaces+="replace k8s.io/$m => k8s.io/$m $sv"$'\n'; done
+  for m in "${@:2}"; do imports+=$'\t'"$m"$'\n'; done
+  local cv=k8s.io/component-base/version
+  wrapper_build "module pinsync.local/$tool
 go 1.24
 require k8s.io/kubernetes $version
-$replaces"
-      local cv=k8s.io/component-base/version
-      wrapper_build "$mod" 'package main
+$replaces" "package main
 
 import (
-	"os"
-
-	_ "k8s.io/component-base/logs/json/register"
-	"k8s.io/component-base/cli"
-	_ "k8s.io/component-base/metrics/prometheus/clientgo"
-	_ "k8s.io/component-base/metrics/prometheus/version"
-	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	\"os\"
+$imports
+	_ \"k8s.io/component-base/logs/json/register\"
+	\"k8s.io/component-base/cli\"
+	_ \"k8s.io/component-base/metrics/prometheus/clientgo\"
+	_ \"k8s.io/component-base/metrics/prometheus/version\"
+	\"k8s.io/kubernetes/cmd/$tool/app\"
 )
 
-func main() { os.Exit(cli.Run(app.NewAPIServerCommand())) }' \
-        "-X $cv.gitVersion=$version -X $cv.gitMajor=1 -X $cv.gitMinor=$(echo "$version" | cut -d. -f2) -X $cv.gitTreeState=clean -X $cv.buildDate=1970-01-01T00:00:00Z"
-      ;;
+func main() { os.Exit(cli.Run($1)) }" \
+    "-X $cv.gitVersion=$version -X $cv.gitMajor=1 -X $cv.gitMinor=$(echo "$version" | cut -d. -f2) -X $cv.gitTreeState=clean -X $cv.buildDate=1970-01-01T00:00:00Z"
+}
+
+build() {
+  case "$tool" in
+    # Kubernetes' own commands, each from upstream's two-line main (cmd/<name>/<name>.go).
+    kube-apiserver) kube_build "app.NewAPIServerCommand()" ;;
+    kubelet) kube_build "app.NewKubeletCommand(context.Background())" '"context"' ;;
+    kube-controller-manager) kube_build "app.NewControllerManagerCommand()" '_ "time/tzdata"' ;;
+    kube-scheduler) kube_build "app.NewSchedulerCommand()" ;;
+    kube-proxy) kube_build "app.NewProxyCommand()" ;;
+    # The Pod sandbox's process: Kubernetes' own pause.c (from the same module), static, so the
+    # node needs no registry for its sandbox image.
+    pause)
+      local dir
+      dir=$(cd "$work" && printf 'module pinsync.local/pause\ngo 1.24\n' >go.mod &&
+        go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+      gcc -Os -static -Wall -Werror -DVERSION="$version" -o "$work/tool.bin" \
+        "$dir/build/pause/linux/pause.c" && strip "$work/tool.bin" ;;
+    # Cluster DNS with only the plugins realnode's Corefile uses (upstream's main imports all
+    # of them, cloud DNS SDKs included: several times the build). Its go.mod replaces nothing.
+    coredns)
+      local plugin imports=""
+      for plugin in cache errors forward kubernetes loop ready; do
+        imports+=$'\t'"_ \"github.com/coredns/coredns/plugin/$plugin\""$'\n'
+      done
+      wrapper_build "module pinsync.local/coredns
+go 1.26
+require github.com/coredns/coredns $version" "package main
+
+import (
+$imports
+	\"github.com/coredns/coredns/coremain\"
+)
+
+func main() { coremain.Run() }" "" ;;
     etcd)
       wrapper_build "module pinsync.local/etcd
 go 1.24

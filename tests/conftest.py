@@ -20,7 +20,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from pinsync.devenv import cluster, controlplane, kubo, minio, processes
+from pinsync.devenv import cluster, controlplane, kubo, minio, processes, realnode
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -55,6 +55,15 @@ def control_plane(workdir: pathlib.Path) -> Iterator[pathlib.Path]:
         yield plane.kubeconfig
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def real_node(workdir: pathlib.Path) -> Iterator[realnode.Node]:
+    """A real single-node cluster (kubelet, containerd, kube-proxy, CoreDNS...) for the tests
+    that run the operator as Pods. Its stop restores the host and fails the session's teardown
+    if something was left behind; it runs on a failed or interrupted (Ctrl-C) session too."""
+    with realnode.running(workdir / "node") as node:
+        yield node
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,10 @@ class PeeringUnavailable(Exception):
     """The peering object can be neither read nor created (CRDs not installed, RBAC)."""
 
 
+class SecretForbidden(Exception):
+    """The operator's ServiceAccount may not read the Secret: RBAC, not the Secret, is wrong."""
+
+
 def load_config(kubeconfig: str | None = None, context: str | None = None) -> None:
     """Configure the client from a kubeconfig, the in-cluster service account, or the default."""
     try:
@@ -194,6 +198,8 @@ class Api:
         except ApiException as exc:
             if exc.status == 404:
                 return None
+            if exc.status == 403:
+                raise SecretForbidden(f"{exc.status} {exc.reason}") from None
             raise
         data: dict[str, str] = {}
         undecodable = []

@@ -75,6 +75,9 @@ PRUNE_FAILED = _reason(
 NOT_IMPLEMENTED = _reason("NotImplemented", "Stalled", "the type has no implementation yet")
 SECRET_REQUIRED = _reason("SecretRequired", "Stalled", "the type needs credentialsSecretRef")
 SECRET_NOT_FOUND = _reason("SecretNotFound", "Stalled", "the referenced Secret does not exist")
+SECRET_FORBIDDEN = _reason(
+    "SecretForbidden", "Stalled", "the operator's RBAC does not let it read the Secret"
+)
 SECRET_KEY_MISSING = _reason("SecretKeyMissing", "Stalled", "the Secret lacks a key the type needs")
 SECRET_VALUE_INVALID = _reason("SecretValueInvalid", "Stalled", "a Secret value is not UTF-8 text")
 INVALID_CONFIG = _reason("InvalidConfig", "Stalled", "a spec field has a value that cannot work")

@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from pinsync.devenv import cluster, kubo, minio, sshd
+from pinsync.devenv import cluster, kubo, minio, realnode, sshd
 from tests.conftest import Operator
 from tests.kubetools import Objects, create_secret, wait_synced
 
@@ -130,3 +130,55 @@ def ssh_server(workdir: pathlib.Path, request: pytest.FixtureRequest) -> Iterato
         yield server.start()
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def host_servers(
+    workdir: pathlib.Path, real_node: realnode.Node
+) -> Iterator[tuple[minio.MinIO, kubo.Kubo]]:
+    """MinIO and Kubo for the operator's Pods on the real node: on the host, listening on the
+    node IP (Pods cannot reach the host's loopback; the session's servers listen there)."""
+    s3 = minio.MinIO(workdir / "realnode-minio", host=real_node.ip)
+    ipfs = kubo.Kubo(workdir / "realnode-kubo", host=real_node.ip)
+    try:
+        yield s3.start(), ipfs.start()
+    finally:
+        ipfs.stop()
+        s3.stop()
+
+
+class Tenant:
+    """A namespace of its own on the real node, with a bucket and the Secret for it."""
+
+    def __init__(self, node: realnode.Node, s3: minio.MinIO) -> None:
+        self.node, self.s3 = node, s3
+        self.namespace = f"t-{uuid.uuid4().hex[:8]}"
+        self.k8s = kubernetes.config.new_client_from_config(config_file=str(node.kubeconfig))
+        kubernetes.client.CoreV1Api(self.k8s).create_namespace(
+            {"metadata": {"name": self.namespace}}
+        )
+        self.bucket = Bucket(s3)
+        self.backends = Objects(self.k8s, self.namespace, "storagebackends")
+        self.pinsets = Objects(self.k8s, self.namespace, "pinsets")
+        create_secret(
+            self.k8s,
+            self.namespace,
+            "minio",
+            {"accessKeyId": s3.access_key, "secretAccessKey": s3.secret_key},
+        )
+
+    def backend(self, **spec: Any) -> None:
+        self.backends.create(
+            "minio",
+            {
+                "type": "s3",
+                "s3": {
+                    "endpoint": self.s3.endpoint,
+                    "bucket": self.bucket.name,
+                    "prefix": "pins",
+                    "forcePathStyle": True,
+                },
+                "credentialsSecretRef": {"name": "minio"},
+                **spec,
+            },
+        )

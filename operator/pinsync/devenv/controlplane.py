@@ -2,6 +2,8 @@
 
 No kubelet, scheduler or controller-manager: enough for CRDs, RBAC, Secrets, Events and watches,
 which is all an operator talks to. Or, with ``PINSYNC_TEST_KUBECONFIG``, an existing cluster.
+With ``node_ip``, the API server a real node (:mod:`pinsync.devenv.realnode`) joins: reachable from
+Pods, Node authorization, ServiceAccount tokens.
 """
 
 from __future__ import annotations
@@ -17,16 +19,45 @@ import yaml
 from pinsync.devenv import pki, tools
 from pinsync.devenv.processes import Process, free_port, http_ok
 
+SERVICE_CIDR = "10.0.0.0/24"
+SVC_NAMES = [f"kubernetes.default{s}" for s in ("", ".svc", ".svc.cluster.local")]
+KUBERNETES_SERVICE_IP = "10.0.0.1"  # the first address of SERVICE_CIDR
+
 
 class ControlPlane:
-    def __init__(self, workdir: pathlib.Path) -> None:
+    def __init__(self, workdir: pathlib.Path, node_ip: str | None = None) -> None:
         self.workdir = workdir
+        self.node_ip = node_ip
         self.kubeconfig = workdir / "kubeconfig"
         self.processes: list[Process] = []
 
+    def _node_flags(self, certs: pki.Pki) -> list[str]:
+        """API server flags for a real node; without one, envtest's (no ServiceAccount tokens,
+        no endpoints for the ``kubernetes`` Service, loopback only)."""
+        if self.node_ip is None:
+            return [
+                "--bind-address=127.0.0.1",
+                "--disable-admission-plugins=ServiceAccount",
+                "--authorization-mode=RBAC",
+                "--endpoint-reconciler-type=none",
+            ]
+        certs.client("kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
+        return [
+            # Pods reach it as the `kubernetes` Service, whose endpoint is the advertised address.
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={self.node_ip}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={certs.path('kubelet-client.crt')}",
+            f"--kubelet-client-key={certs.path('kubelet-client.key')}",
+            # For logs and exec: the node's name is in no DNS, its address is.
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
     def start(self) -> ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        certs = pki.Pki(self.workdir / "pki")
+        names = [] if self.node_ip is None else [self.node_ip, KUBERNETES_SERVICE_IP, *SVC_NAMES]
+        certs = self.certs = pki.Pki(self.workdir / "pki", serving_names=names)
         etcd_port, apiserver_port = free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         etcd = Process(
@@ -54,15 +85,12 @@ class ControlPlane:
                 f"--tls-private-key-file={certs.path('serving.key')}",
                 f"--client-ca-file={certs.path('ca.crt')}",
                 f"--secure-port={apiserver_port}",
-                "--bind-address=127.0.0.1",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
-                "--authorization-mode=RBAC",
                 "--service-account-issuer=https://pinsync.local",
                 f"--service-account-key-file={certs.path('sa.key')}",
                 f"--service-account-signing-key-file={certs.path('sa.key')}",
-                "--endpoint-reconciler-type=none",
+                *self._node_flags(certs),
             ],
             workdir=self.workdir,
         ).start()
@@ -83,6 +111,12 @@ class ControlPlane:
         return context
 
     def _write_kubeconfig(self, certs: pki.Pki) -> None:
+        self.kubeconfig.write_text(self.kubeconfig_for(certs, "admin"))
+        self.kubeconfig.chmod(0o600)
+
+    def kubeconfig_for(self, certs: pki.Pki, stem: str) -> str:
+        """A kubeconfig (YAML) authenticating with the client cert ``<stem>.{crt,key}``."""
+
         def b64(name: str) -> str:
             return base64.b64encode(certs.path(name).read_bytes()).decode()
 
@@ -97,18 +131,17 @@ class ControlPlane:
             ],
             "users": [
                 {
-                    "name": "admin",
+                    "name": stem,
                     "user": {
-                        "client-certificate-data": b64("admin.crt"),
-                        "client-key-data": b64("admin.key"),
+                        "client-certificate-data": b64(f"{stem}.crt"),
+                        "client-key-data": b64(f"{stem}.key"),
                     },
                 }
             ],
-            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": stem}}],
             "current-context": "local",
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config))
-        self.kubeconfig.chmod(0o600)
+        return yaml.safe_dump(config)
 
     def stop(self) -> None:
         for process in reversed(self.processes):

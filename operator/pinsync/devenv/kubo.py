@@ -1,4 +1,7 @@
-"""A Kubo (go-ipfs) daemon with a temporary repository on free loopback ports."""
+"""A Kubo (go-ipfs) daemon with a temporary repository on free loopback ports.
+
+``host``: the address its RPC API listens on; a real node's Pods reach the host by its node IP.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +16,15 @@ from pinsync.devenv.processes import Process, free_port
 
 
 class Kubo:
-    def __init__(self, workdir: pathlib.Path, *, offline: bool = False) -> None:
-        self.workdir = workdir
+    def __init__(
+        self, workdir: pathlib.Path, *, offline: bool = False, host: str = "127.0.0.1"
+    ) -> None:
+        self.workdir, self.host = workdir, host
         self.repo = workdir / "ipfs"
         self.offline = offline
         self.process: Process | None = None
         self.api_port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.api_url = f"http://{host}:{self.api_port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -43,7 +48,7 @@ class Kubo:
         if not (self.repo / "config").exists():
             self.ipfs("init", "--profile=test", "--empty-repo")
         addresses = {
-            "API": f"/ip4/127.0.0.1/tcp/{self.api_port}",
+            "API": f"/ip4/{self.host}/tcp/{self.api_port}",
             "Gateway": f"/ip4/127.0.0.1/tcp/{free_port()}",
             "Swarm": [f"/ip4/127.0.0.1/tcp/{free_port()}"],
             "Announce": [],

@@ -1,4 +1,7 @@
-"""A MinIO server on a free loopback port, with its data in the work directory."""
+"""A MinIO server on a free loopback port, with its data in the work directory.
+
+``host``: the address it listens on; a real node's Pods reach the host by its node IP.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,10 @@ from pinsync.devenv.processes import Process, free_port, http_ok
 
 
 class MinIO:
-    def __init__(self, workdir: pathlib.Path) -> None:
-        self.workdir = workdir
+    def __init__(self, workdir: pathlib.Path, host: str = "127.0.0.1") -> None:
+        self.workdir, self.host = workdir, host
         self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"http://{host}:{self.port}"
         self.access_key = "pinsync-admin"
         self.secret_key = secrets.token_urlsafe(24)
         self.process: Process | None = None
@@ -27,7 +30,7 @@ class MinIO:
                 str(tools.binary("minio")),
                 "server",
                 str(self.workdir / "data"),
-                f"--address=127.0.0.1:{self.port}",
+                f"--address={self.host}:{self.port}",
                 f"--console-address=127.0.0.1:{free_port()}",
                 "--quiet",
             ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import pathlib
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,6 +20,13 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -28,10 +36,15 @@ def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
 
 
 class Pki:
-    """Writes ``ca.crt``, ``serving.{crt,key}``, ``admin.{crt,key}``, ``sa.key`` into ``dir``."""
+    """Writes ``ca.crt``, ``serving.{crt,key}``, ``admin.{crt,key}``, ``sa.key`` into ``dir``.
 
-    def __init__(self, dir: pathlib.Path) -> None:
+    ``serving_names``: more DNS names or IP addresses the serving cert is valid for (a real
+    node's Pods reach the API server through its node IP and the ``kubernetes`` Service).
+    """
+
+    def __init__(self, dir: pathlib.Path, serving_names: Sequence[str] = ()) -> None:
         self.dir = dir
+        self._serving_names = ["localhost", "127.0.0.1", *serving_names]
         dir.mkdir(parents=True, exist_ok=True)
         now = datetime.datetime.now(datetime.UTC)
         self._validity = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=7))
@@ -44,8 +57,12 @@ class Pki:
         )
         self._write("ca.crt", self.ca_cert.public_bytes(serialization.Encoding.PEM))
         self._leaf("serving", _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH)
-        self._leaf("admin", _name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH)
+        self.client("admin", "admin", "system:masters")
         self._write("sa.key", _pem_key(rsa.generate_private_key(65537, 2048)))
+
+    def client(self, stem: str, user: str, group: str | None = None) -> None:
+        """A client cert ``<stem>.{crt,key}`` for ``user`` (its CN) in ``group`` (its O)."""
+        self._leaf(stem, _name(user, group), ExtendedKeyUsageOID.CLIENT_AUTH)
 
     def path(self, name: str) -> pathlib.Path:
         return self.dir / name
@@ -69,9 +86,7 @@ class Pki:
         )
         if usage == ExtendedKeyUsageOID.SERVER_AUTH:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
+                x509.SubjectAlternativeName([_san(n) for n in self._serving_names]),
                 critical=False,
             )
         cert = builder.sign(self.ca_key, hashes.SHA256())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -15,6 +16,10 @@ ENV = {
     "helm": "PINSYNC_HELM",
     "kstatus": "PINSYNC_KSTATUS",
     "servicemonitor-crd": "PINSYNC_SERVICEMONITOR_CRD",
+    "kubelet": "PINSYNC_KUBELET",
+    "kube-controller-manager": "PINSYNC_KUBE_CONTROLLER_MANAGER",
+    "kube-scheduler": "PINSYNC_KUBE_SCHEDULER",
+    "kube-proxy": "PINSYNC_KUBE_PROXY",
 }
 
 
@@ -40,3 +45,22 @@ def binary(tool: str) -> pathlib.Path:
     if done.returncode != 0:
         raise ToolError(f"could not build {tool}:\n{done.stderr[-4000:]}")
     return pathlib.Path(done.stdout.strip().splitlines()[-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """A container image as a docker-archive, and the name it carries."""
+
+    archive: pathlib.Path
+    name: str
+
+
+def image(what: str) -> Image:
+    """An image ``hack/build-image.sh`` builds (``base``, ``pause``, ``coredns``, ``operator``);
+    built on first use, then reused while its inputs are unchanged."""
+    script = repo_root() / "hack" / "build-image.sh"
+    done = subprocess.run([str(script), what], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ToolError(f"could not build the {what} image:\n{done.stderr[-4000:]}")
+    archive = pathlib.Path(done.stdout.strip().splitlines()[-1])
+    return Image(archive, archive.with_name(archive.name + ".name").read_text().strip())

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from typing import Any
 
-from pinsync import conditions, reasons
+from pinsync import conditions, kube, reasons
 from pinsync.backends import base, errors, registry
 from pinsync.reconciling.context import Context
 
@@ -55,7 +55,16 @@ async def validate(ctx: Context, obj: dict[str, Any]) -> Verdict:
             return checked(Verdict([], cls, base.Credentials()), spec)
         message = f"type {spec['type']} needs spec.credentialsSecretRef"
         return Verdict(conditions.stalled(reasons.SECRET_REQUIRED.name, message))
-    secret = await ctx.api.read_secret(namespace, secret_name)
+    try:
+        secret = await ctx.api.read_secret(namespace, secret_name)
+    except kube.SecretForbidden as exc:
+        # A Role missing in a namespace the operator serves: a condition to act on, where an
+        # exception would only retry, condition-less, in the operator's log.
+        message = (
+            f"may not read Secret {secret_name!r} in namespace {namespace!r} ({exc}): "
+            "grant the operator's ServiceAccount get/list/watch on Secrets there"
+        )
+        return Verdict(conditions.stalled(reasons.SECRET_FORBIDDEN.name, message))
     if secret is None:
         message = f"Secret {secret_name!r} not found in namespace {namespace!r}"
         return Verdict(conditions.stalled(reasons.SECRET_NOT_FOUND.name, message))
