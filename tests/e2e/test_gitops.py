@@ -173,8 +173,10 @@ def test_pinset_verdicts_in_every_state(world: World) -> None:
         "unfetchable",
         {"cids": unfetchable(1), "backends": ["retrying"], "ipfs": {"pinTimeout": "500ms"}},
     )
-    # No backend has it either: the restore that is tried first fails, and says so.
-    pinsets.wait_condition("unfetchable", "Reconciling", "True", "RestoreFailed", timeout=120)
+    # No backend has it either: not a failed restore but a CID only the network may have.
+    pinsets.wait_condition("unfetchable", "Reconciling", "True", "PinFailed", timeout=120)
+    message = pinsets.condition("unfetchable", "Reconciling")["message"]  # type: ignore[index]
+    assert "no backend holds it" in message and "PinTimeout" in message
     judge(world, pinsets, "unfetchable", "progressing", argo="Progressing", flux="InProgress")
 
     pinsets.create("p", {"cids": world.add(2, 1000), "backends": ["minio"]})

@@ -72,3 +72,19 @@ def test_a_new_version_of_the_pinset_drops_queued_fetches_it_no_longer_lists() -
     fetches.retain(sources.Source(name="s", api_url="http://kubo", pins=("b", "c")))
     assert [f.key for f in fetches.queued] == ["b"] and fetches.waiting == {"b"}
     assert fetches.busy("b") and not fetches.busy("a")
+
+
+def test_a_pin_no_backend_holds_is_not_called_a_failed_restore() -> None:
+    """Acceptance runs read RestoreFailed/NotOnAnyBackend for a CID never synced as "a restore
+    failed": the condition says what happened instead, the network fetch."""
+    cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    obj: dict[str, Any] = {"metadata": {}, "spec": {}}
+    nowhere = {cid: planner.Failure(cid=cid, reason="NotOnAnyBackend", message="not on minio")}
+    reason, message = pinsets.not_pinned(obj, nowhere, {})
+    assert reason == "NotOnAnyBackend" and "fetching them from the network" in message
+    fetch = {cid: planner.Failure(cid=cid, reason="PinTimeout", message="2m")}
+    reason, message = pinsets.not_pinned(obj, nowhere, fetch)
+    assert reason == "PinFailed" and "PinTimeout" in message and "no backend holds it" in message
+    damaged = {cid: planner.Failure(cid=cid, reason="Damaged", message="sha256 differs")}
+    reason, message = pinsets.not_pinned(obj, damaged, fetch)
+    assert reason == "RestoreFailed" and "Damaged" in message

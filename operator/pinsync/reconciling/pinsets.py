@@ -11,7 +11,7 @@ import json
 from collections.abc import Container, Mapping
 from typing import Any
 
-from pinsync import clusterpins, conditions, ipfs, kube, planner, reasons, restoreplanner
+from pinsync import cids, clusterpins, conditions, ipfs, kube, planner, reasons, restoreplanner
 from pinsync.reconciling import backendsource, clustersource, pinning, restores, sources
 from pinsync.reconciling.context import Context
 
@@ -98,6 +98,37 @@ def stalled_backend(targeted: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def not_pinned(
+    obj: dict[str, Any],
+    lost: Mapping[str, planner.Failure],
+    failures: Mapping[str, planner.Failure],
+) -> tuple[str, str]:
+    """(reason, message) for pins the node lacks and could not get. A backend that had one and
+    failed to give it back (damaged, unreachable) is a failed restore and says the most; a pin
+    no backend holds (never synced there, or lost from every one) is not a restore that failed
+    but a CID only the network may have: what the network fetch did is what happened."""
+    nowhere = reasons.NOT_ON_ANY_BACKEND.name
+    held = {k: f for k, f in lost.items() if f.reason != nowhere}
+    if held:
+        first = min(held.values(), key=lambda f: f.cid)
+        what = "pin(s) the node lacks could not be restored"
+        return reasons.RESTORE_FAILED.name, f"{len(held)} {what}, e.g. {first.cid}: {first.reason}"
+    if not failures:
+        first = min(lost.values(), key=lambda f: f.cid)
+        return nowhere, (
+            f"{len(lost)} pin(s) the node lacks are on no backend (never synced there, or lost "
+            f"from every one), e.g. {first.cid}: fetching them from the network"
+        )
+    first = min(failures.values(), key=lambda f: f.cid)
+    message = f"{len(failures)} CID(s) could not be pinned on the node, e.g. {first.cid}: "
+    message += f"{first.reason}"
+    if first.cid in lost or cids.key(first.cid) in lost:
+        message += " (no backend holds it: never synced there, or lost from every one)"
+    elif not restoreplanner.allowed(obj):
+        message += f" (spec.restore is Manual: set {restoreplanner.REQUESTED_AT} to restore)"
+    return reasons.PIN_FAILED.name, message
+
+
 async def write_report(
     ctx: Context,
     obj: dict[str, Any],
@@ -137,17 +168,7 @@ async def write_report(
     elif stalled is not None:
         updates = conditions.stalled(reasons.BACKEND_STALLED.name, stalled)
     elif lost or failures:
-        # A failed restore says more than the network pin that failed after it.
-        reason, what, found = (
-            (reasons.RESTORE_FAILED, "pin(s) the node lacks could not be restored", lost)
-            if lost
-            else (reasons.PIN_FAILED, "CID(s) could not be pinned on the node", failures)
-        )
-        first = min(found.values(), key=lambda f: f.cid)
-        message = f"{len(found)} {what}, e.g. {first.cid}: {first.reason}"
-        if not lost and not restoreplanner.allowed(obj):
-            message += f" (spec.restore is Manual: set {restoreplanner.REQUESTED_AT} to restore)"
-        updates = conditions.reconciling(reason.name, message)
+        updates = conditions.reconciling(*not_pinned(obj, lost, failures))
     elif ready_backends < len(targeted) or unpinned:
         message = (
             f"{ready_backends} of {len(targeted)} backend(s) have all {len(source.pins)} pin(s)"
