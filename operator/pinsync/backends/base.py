@@ -8,7 +8,9 @@ What every backend used to repeat is written here once, too: the typed config bu
 spec (:meth:`Backend.validate`, so a bad field is reported before any I/O, once, not at every
 use), error translation around a primitive (:meth:`Backend.translating`, with the backend's
 :meth:`Backend.translate` hook), the rule that a content stream's own errors pass through
-untouched (:class:`Source`), and the batch primitive (:meth:`Backend.put_pins`).
+untouched (:class:`Source`), the batch primitive (:meth:`Backend.put_pins`), and a deep
+verify's re-read of the stored CAR (:func:`reread`), the backends keeping only where the
+expected size and sha256 come from (a sidecar, an LFS pointer).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -216,6 +219,44 @@ async def close_unread(content: AsyncIterator[bytes]) -> None:
     closer = getattr(content, "aclose", None)
     if closer is not None:
         await closer()
+
+
+class Hashing:
+    """Wraps a byte stream, counting and hashing what passes through: a pin's size and sha256
+    as it is written (the sidecar's, the LFS pointer's) and as a deep verify reads it back."""
+
+    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+        self.stream = stream
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.stream:
+            self.size += len(chunk)
+            self.digest.update(chunk)
+            yield chunk
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
+
+
+async def reread(
+    cid: str,
+    content: AsyncIterator[bytes],
+    *,
+    sha256: str | None,
+    size: int | None = None,
+    mismatch: str = "CAR content does not match the sidecar's sha256",
+) -> None:
+    """A deep verify's common step: read the stored CAR back to its end, hash it, and raise
+    Damaged (``"<cid>: <mismatch>"``) unless its sha256 -- and ``size``, where given -- are
+    what the store recorded when the pin was written."""
+    hashed = Hashing(content)
+    async for _ in hashed:
+        pass
+    if hashed.sha256 != sha256 or (size is not None and hashed.size != size):
+        raise errors.Damaged(f"{cid}: {mismatch}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

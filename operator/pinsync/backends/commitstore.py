@@ -17,7 +17,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -30,25 +29,6 @@ S = TypeVar("S", bound=base.Staged)
 
 COMMIT_ATTEMPTS = 5
 """Commits built for one write while other writers keep moving the branch."""
-
-
-class Hashed:
-    """A pin's stream read through once, its size and sha256 counted on the way."""
-
-    def __init__(self, source: AsyncIterator[bytes]) -> None:
-        self._source = source
-        self._digest = hashlib.sha256()
-        self.size = 0
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._source:
-            self._digest.update(chunk)
-            self.size += len(chunk)
-            yield chunk
-
-    @property
-    def sha256(self) -> str:
-        return self._digest.hexdigest()
 
 
 def discard(paths: Sequence[str]) -> None:

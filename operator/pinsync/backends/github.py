@@ -55,7 +55,6 @@ import contextlib
 import dataclasses
 import datetime
 import functools
-import hashlib
 import json
 import os
 import re
@@ -788,11 +787,7 @@ class GithubBackend(commitstore.CommitStore[Staged]):
         if size != sidecar.get("size"):
             raise errors.Damaged(f"{cid}: CAR is {size} bytes, sidecar says {sidecar.get('size')}")
         if deep:
-            digest = hashlib.sha256()
-            async for chunk in self._read(entry):
-                digest.update(chunk)
-            if digest.hexdigest() != sidecar.get("sha256"):
-                raise errors.Damaged(f"{cid}: CAR content does not match the sidecar's sha256")
+            await base.reread(cid, self._read(entry), sha256=sidecar.get("sha256"))
         return base.PinInfo(cid=cid, size=size, sha256=sidecar.get("sha256"))
 
     async def _read(self, entry: Entry) -> AsyncIterator[bytes]:
@@ -828,7 +823,7 @@ class GithubBackend(commitstore.CommitStore[Staged]):
 
     async def stage(self, meta: base.PinMeta, source: base.Source) -> Staged:
         """Read a pin's stream into part files (one part in memory at a time)."""
-        hashed = commitstore.Hashed(aiter(source))
+        hashed = base.Hashing(aiter(source))
         parts: list[Part] = []
         spooled: list[str] = []
         pending: list[bytes] = []

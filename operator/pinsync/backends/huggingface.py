@@ -614,12 +614,13 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
         if written is not None and written != (info.size, info.sha256):
             raise errors.Damaged(f"{cid}: the repository's file is not the one uploaded")
         if deep:
-            digest, size = hashlib.sha256(), 0
-            async for chunk in self.fetch_pin(cid):
-                digest.update(chunk)
-                size += len(chunk)
-            if (size, digest.hexdigest()) != (info.size, info.sha256):
-                raise errors.Damaged(f"{cid}: the downloaded CAR does not match its LFS pointer")
+            await base.reread(
+                cid,
+                self.fetch_pin(cid),
+                sha256=info.sha256,
+                size=info.size,
+                mismatch="the downloaded CAR does not match its LFS pointer",
+            )
         return info
 
     async def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
@@ -669,7 +670,7 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
 
     async def stage(self, meta: base.PinMeta, source: base.Source) -> Staged:
         """The pin's stream into a spool file (LFS needs its sha256 before the upload)."""
-        hashed = commitstore.Hashed(aiter(source))
+        hashed = base.Hashing(aiter(source))
         fd, spool = tempfile.mkstemp(dir=self.spool_dir(), suffix=CAR)
         with commitstore.discarded_on_failure([spool]), os.fdopen(fd, "wb") as out:
             async for chunk in hashed:

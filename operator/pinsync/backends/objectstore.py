@@ -23,7 +23,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime
-import hashlib
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -36,21 +35,6 @@ CAR = ".car"
 SIDECAR = ".json"
 PROBE = ".pinsync-write-probe"
 """Prefix of the health probe's name; a random suffix keeps concurrent health checks apart."""
-
-
-class Hashing:
-    """Wraps a byte stream, counting and hashing what passes through."""
-
-    def __init__(self, stream: AsyncIterator[bytes]) -> None:
-        self.stream = stream
-        self.size = 0
-        self.digest = hashlib.sha256()
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.stream:
-            self.size += len(chunk)
-            self.digest.update(chunk)
-            yield chunk
 
 
 class ObjectStoreBackend(base.Backend):
@@ -179,7 +163,7 @@ class ObjectStoreBackend(base.Backend):
                     sidecars.add(cid)
 
     async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
-        hashed = Hashing(content)
+        hashed = base.Hashing(content)
         stored = await self.put_object(meta.cid + CAR, aiter(hashed))
         if stored is None:
             # Read back what landed before the sidecar makes the pin present: one stat here
@@ -190,7 +174,7 @@ class ObjectStoreBackend(base.Backend):
                 f"{meta.cid}: stored {stored} bytes, sent {hashed.size}",
                 reason=reasons.VERIFY_FAILED,
             )
-        sha256 = hashed.digest.hexdigest()
+        sha256 = hashed.sha256
         sidecar = {
             "cid": meta.cid,
             "size": hashed.size,
@@ -221,11 +205,7 @@ class ObjectStoreBackend(base.Backend):
         if sidecar.get("size") != size:
             raise errors.Damaged(f"{cid}: CAR is {size} bytes, sidecar says {sidecar.get('size')}")
         if deep:
-            digest = hashlib.sha256()
-            async for chunk in self.get_object(cid + CAR):
-                digest.update(chunk)
-            if digest.hexdigest() != sidecar.get("sha256"):
-                raise errors.Damaged(f"{cid}: CAR content does not match the sidecar's sha256")
+            await base.reread(cid, self.get_object(cid + CAR), sha256=sidecar.get("sha256"))
         return base.PinInfo(cid=cid, size=size, sha256=sidecar.get("sha256"))
 
     async def remove_pin(self, cid: str) -> None:

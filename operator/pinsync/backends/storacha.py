@@ -782,14 +782,14 @@ class StorachaBackend(base.Backend):
             return base.PinInfo(cid=cid, size=sizes[0] + sum(n - header for n in sizes[1:]))
         digest, read = hashlib.sha256(), 0
         for index, shard in enumerate(shards):
-            own = hashlib.sha256()
+            # Each shard is checked against its own CID (a sha256 multihash), not a sidecar.
+            own = base.Hashing(self.read_shard(cid, shard))
             skip = HeaderSkip(index > 0)
-            async for chunk in self.read_shard(cid, shard):
-                own.update(chunk)
+            async for chunk in own:
                 rest = skip.feed(chunk)
                 digest.update(rest)
                 read += len(rest)
-            if own.hexdigest() != sha256_of(shard):
+            if own.sha256 != sha256_of(shard):
                 raise errors.Damaged(
                     f"{cid}: the gateway's copy of shard {shard} does not hash to its CID"
                 )
