@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from pinsync import ipfs
-from pinsync.backends import base, github
+from pinsync.backends import base, github, layout
 from pinsync.devenv import gitserver
 from tests.bench import (
     Bench,
@@ -65,7 +65,7 @@ def git_peer(bench: Bench, server: gitserver.GitServer, name: str, cids: Sequenc
     for cid in cids:
         car = cars / f"{cid}.car"
         total += car.stat().st_size
-        shard = clone / "pinsync" / github.shard(cid)
+        shard = clone / "pinsync" / layout.shard(cid)
         shard.mkdir(parents=True, exist_ok=True)
         car.rename(shard / car.name)
     start = time.perf_counter()

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pinsync.backends import base, github
+from pinsync.backends import base, layout
 from pinsync.devenv import gitserver
 from pinsync.devenv.processes import free_port
 
@@ -82,7 +82,7 @@ class GithubKit(ServerKit):
 
     def path(self, backend: base.Backend, name: str) -> str:
         prefix = str(backend.config.get("basePath", "pinsync")).strip("/")
-        return f"{prefix}/{github.shard(cid_of(name))}/{name}"
+        return f"{prefix}/{layout.shard(cid_of(name))}/{name}"
 
     def head(self, backend: base.Backend) -> str | None:
         try:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pinsync import reasons
-from pinsync.backends import base, commitstore, errors, github
+from pinsync.backends import base, commitstore, errors, github, layout
 from pinsync.devenv import gitserver
 
 from .conftest import Backends
@@ -316,8 +316,8 @@ async def test_an_absent_branch_is_created_beside_the_others(
     repo = kit.repo_dir(main)
     files = gitserver.git("ls-tree", "-r", "--name-only", "refs/heads/pins", cwd=repo).decode()
     assert files.split() == [
-        f"{github.shard(blob.cid)}/{blob.cid}.car",
-        f"{github.shard(blob.cid)}/{blob.cid}.json",
+        f"{layout.shard(blob.cid)}/{blob.cid}.car",
+        f"{layout.shard(blob.cid)}/{blob.cid}.json",
     ]
     assert (
         gitserver.git("ls-tree", "-r", "--name-only", "refs/heads/main", cwd=repo) == b"README.md\n"

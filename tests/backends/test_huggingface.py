@@ -21,7 +21,7 @@ import huggingface_hub
 import pytest
 
 from pinsync import planner, reasons
-from pinsync.backends import base, commitstore, errors, huggingface
+from pinsync.backends import base, commitstore, errors, huggingface, layout
 
 from .conftest import Backends
 from .kit_huggingface import HuggingfaceKit
@@ -122,7 +122,7 @@ async def test_a_batch_is_one_commit_of_lfs_files_and_nothing_in_base64(
     assert (stats["lfs_files"], stats["regular_files"], stats["regular_bytes"]) == (100, 0, 0)
     files = state(kit, backend)["files"]
     for blob in blobs[:3]:
-        entry = files[f"pinsync/{huggingface.shard(blob.cid)}/{blob.cid}.car"]
+        entry = files[f"pinsync/{layout.shard(blob.cid)}/{blob.cid}.car"]
         assert entry["lfs"] == {"oid": blob.sha256, "size": 4096, "pointerSize": 134}
 
 
@@ -241,7 +241,7 @@ async def test_damage_behind_the_backend_fails_deep_verify_and_a_regular_file_an
     assert (await backend.verify_pin(blob.cid)).sha256 == blob.sha256  # pointer unchanged
     with pytest.raises(errors.Damaged):
         await backend.verify_pin(blob.cid, deep=True)
-    path = f"pinsync/{huggingface.shard(other.cid)}/{other.cid}.car"
+    path = f"pinsync/{layout.shard(other.cid)}/{other.cid}.car"
     kit.server.control(
         "commit",
         {"repo": f"dataset/{backend.conf.repo}", "path": path, "content": "bm90IGEgY2Fy"},

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import kubernetes
 import pytest
 
-from pinsync.backends import github
+from pinsync.backends import layout
 from pinsync.devenv import gitserver, kubo
 from tests.conftest import Operator
 from tests.e2e.filetree import sync_two_pins
@@ -59,7 +59,7 @@ def test_pins_are_committed_to_a_git_repository_byte_identical(
 
     ref = "refs/heads/main"
     for cid in cids:
-        where = f"ipfs/{github.shard(cid)}/{cid}"
+        where = f"ipfs/{layout.shard(cid)}/{cid}"
         car = gitserver.git("show", f"{ref}:{where}.car", cwd=repo)
         assert car == ipfs.export_car(cid)
         sidecar = json.loads(gitserver.git("show", f"{ref}:{where}.json", cwd=repo))

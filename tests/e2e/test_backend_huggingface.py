@@ -19,7 +19,7 @@ import kubernetes
 import pytest
 import yaml
 
-from pinsync.backends import huggingface
+from pinsync.backends import layout
 from pinsync.devenv import hubfake, kubo
 from tests.conftest import Operator
 from tests.e2e.filetree import sync_two_pins
@@ -77,7 +77,7 @@ def test_pins_are_committed_to_a_hub_dataset_byte_identical(
 
     state = hub.state(repo)
     for cid in cids:
-        path = f"pinsync/{huggingface.shard(cid)}/{cid}.car"
+        path = f"pinsync/{layout.shard(cid)}/{cid}.car"
         url = f"{hub.endpoint}/datasets/{repo}/resolve/main/{path}"
         car = httpx.get(url, headers={"Authorization": f"Bearer {hub.token}"}).content
         assert car == ipfs.export_car(cid)

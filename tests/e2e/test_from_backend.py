@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import kubernetes
 import pytest
 
-from pinsync.backends import github
+from pinsync.backends import layout
 from pinsync.devenv import cluster, gitserver
 from pinsync.devenv import storacha as service
 from tests.e2e.conftest import Bucket, World
@@ -138,7 +138,7 @@ def test_a_pinning_services_pins_move_to_a_git_repository(
     world.pinsets.create("move", {"fromBackend": {"name": "service"}, "backends": ["repo"]})
     world.wait_synced("repo", present=2, timeout=180)
     for cid in cids:
-        where = f"ipfs/{github.shard(cid)}/{cid}.car"
+        where = f"ipfs/{layout.shard(cid)}/{cid}.car"
         assert gitserver.git("show", f"refs/heads/main:{where}", cwd=repo) == (
             world.ipfs.export_car(cid)
         )

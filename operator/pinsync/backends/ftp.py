@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 import aioftp
 
 from pinsync import reasons
-from pinsync.backends import base, errors, objectstore
+from pinsync.backends import base, errors, layout, objectstore
 
 MAX_CONNECTIONS = 4
 """Control connections one backend holds open at once (each transfer adds a data connection)."""
@@ -56,7 +56,6 @@ SOCKET_TIMEOUT = 60.0
 QUIT_TIMEOUT = 5.0
 CLEANUP_TIMEOUT = 10.0
 READ_CHUNK = 1024 * 1024
-TMP_DIR = ".tmp"
 ANONYMOUS_USER = "anonymous"
 ANONYMOUS_PASSWORD = "pinsync@"
 """By convention an anonymous login's password is an e-mail-like identification, not a secret."""
@@ -331,9 +330,9 @@ class FtpBackend(objectstore.ObjectStoreBackend):
     async def _put_object(self, key: str, content: AsyncIterator[bytes]) -> None:
         """Stream ``content`` to a temporary file, then rename it to ``key``."""
         async with self.session() as client:
-            tmp = f"{TMP_DIR}/{key}.{secrets.token_hex(8)}"
+            tmp = layout.temporary(key, secrets.token_hex(8))
             with contextlib.suppress(aioftp.StatusCodeError):  # exists already, or STOR says why
-                await client.command(f"MKD {TMP_DIR}", "257")
+                await client.command(f"MKD {layout.TMP_DIR}", "257")
             stream = await self.data_stream(client, f"STOR {tmp}")
             replied = False
             try:

@@ -74,7 +74,7 @@ from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.pack import UnpackedObject, full_unpacked_object, pack_object_header
 
 from pinsync import reasons
-from pinsync.backends import base, commitstore, errors
+from pinsync.backends import base, commitstore, errors, layout
 
 PART_SIZE = 32 * 1024 * 1024
 """CARs above this are stored as parts of this size (GitHub: 50 MB warns, 100 MB is refused)."""
@@ -89,8 +89,6 @@ READ_TIMEOUT = 600.0
 1 GiB push that takes minutes on a small server, with nothing sent meanwhile."""
 PRUNE_EVERY = 64
 """Head changes between two prunings of the in-memory object store."""
-CAR = ".car"
-SIDECAR = ".json"
 FILE_MODE = 0o100644
 TREE_MODE = 0o040000
 ZERO = b"0" * 40
@@ -98,11 +96,6 @@ BLOB = 3
 """The pack type number of a blob."""
 FORMAT = DEFAULT_OBJECT_FORMAT
 SPOOL_COMPRESSION = 0
-PART_RE = re.compile(r"^(?P<cid>.+)\.car\.(?P<n>\d{4})$")
-
-
-def shard(cid: str) -> str:
-    return cid[-2:].lower()
 
 
 class Moved(Exception):
@@ -361,21 +354,12 @@ class Repo:
                 if leaf.mode == TREE_MODE:
                     others.append((f"{directory}/{name}/", leaf.sha))
                     continue
-                part = PART_RE.match(name)
-                cid = (
-                    name[: -len(CAR)]
-                    if name.endswith(CAR)
-                    else name[: -len(SIDECAR)]
-                    if name.endswith(SIDECAR)
-                    else part.group("cid")
-                    if part
-                    else None
-                )
-                if cid is None or shard(cid) != directory:
+                cid = layout.cid_of(name)
+                if cid is None or layout.shard(cid) != directory:
                     others.append((f"{directory}/{name}", leaf.sha))
                     continue
                 entry = pins.setdefault(cid, Entry(cid=cid))
-                if name.endswith(SIDECAR):
+                if name.endswith(layout.SIDECAR):
                     entry.sidecar = leaf.sha
                 else:
                     entry.car[name] = leaf.sha
@@ -855,10 +839,10 @@ class GithubBackend(commitstore.CommitStore[Staged]):
                 parts.append(await asyncio.to_thread(write, b"".join(pending)))
         total, sha256 = hashed.size, hashed.sha256
         if len(parts) == 1:
-            parts[0].name = meta.cid + CAR
+            parts[0].name = layout.car(meta.cid)
         else:
             for number, part in enumerate(parts):
-                part.name = f"{meta.cid}{CAR}.{number:04d}"
+                part.name = layout.part(meta.cid, number)
         sidecar = {
             "cid": meta.cid,
             "size": total,
@@ -925,14 +909,14 @@ class GithubBackend(commitstore.CommitStore[Staged]):
             changes: dict[str, dict[str, bytes | None]] = {}
             for pin in pins:
                 cid = pin.meta.cid
-                names = changes.setdefault(shard(cid), {})
+                names = changes.setdefault(layout.shard(cid), {})
                 old = existing.get(cid)
                 for name in old.car if old and final else ():  # an earlier layout of the pin
                     names[name] = None
                 for part in [p for p in pin.parts if final or p in sent]:
                     names[part.name] = part.oid.encode()
                 if final:
-                    names[cid + SIDECAR] = pin.sidecar.id
+                    names[layout.sidecar(cid)] = pin.sidecar.id
             return changes
 
         await self._write(message, files, blobs, len(sent) + (len(pins) if final else 0))
@@ -974,7 +958,7 @@ class GithubBackend(commitstore.CommitStore[Staged]):
                 return {}
             names: dict[str, bytes | None] = dict.fromkeys(entry.car, None)
             if entry.sidecar is not None:
-                names[cid + SIDECAR] = None
-            return {shard(cid): names}
+                names[layout.sidecar(cid)] = None
+            return {layout.shard(cid): names}
 
         await self._write(f"pinsync: remove {cid}", files, lambda: iter(()), 0)

@@ -71,7 +71,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from pinsync import reasons
-from pinsync.backends import base, commitstore, errors
+from pinsync.backends import base, commitstore, errors, layout
 
 os.environ.setdefault("HF_HUB_DISABLE_XET", "0" if os.environ.get("PINSYNC_HF_XET") else "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # tqdm bars in an operator's log
@@ -108,12 +108,7 @@ PATHS_PER_REQUEST = 1000
 """Paths in one ``paths-info`` request."""
 CONNECT_TIMEOUT = 15.0
 READ_TIMEOUT = 300.0
-CAR = ".car"
 CHUNK = 1024 * 1024
-
-
-def shard(cid: str) -> str:
-    return cid[-2:].lower()
 
 
 # -- quotas: the token's, shared by every backend of this process that uses it -------------------
@@ -394,17 +389,17 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
         return f"{where}:{self.conf.base_path}" if self.conf.base_path else where
 
     def path(self, cid: str) -> str:
-        name = f"{shard(cid)}/{cid}{CAR}"
+        name = layout.sharded(cid, layout.car(cid))
         return f"{self.conf.base_path}/{name}" if self.conf.base_path else name
 
     def cid_of(self, path: str) -> str | None:
         prefix = f"{self.conf.base_path}/" if self.conf.base_path else ""
         rest = path[len(prefix) :] if path.startswith(prefix) else None
-        if rest is None or rest.count("/") != 1 or not rest.endswith(CAR):
+        if rest is None or rest.count("/") != 1 or not rest.endswith(layout.CAR):
             return None
         folder, name = rest.split("/")
-        cid = name[: -len(CAR)]
-        return cid if cid and shard(cid) == folder else None
+        cid = name[: -len(layout.CAR)]
+        return cid if cid and layout.shard(cid) == folder else None
 
     # -- calls and errors ------------------------------------------------------------------------
 
@@ -671,7 +666,7 @@ class HuggingfaceBackend(commitstore.CommitStore[Staged]):
     async def stage(self, meta: base.PinMeta, source: base.Source) -> Staged:
         """The pin's stream into a spool file (LFS needs its sha256 before the upload)."""
         hashed = base.Hashing(aiter(source))
-        fd, spool = tempfile.mkstemp(dir=self.spool_dir(), suffix=CAR)
+        fd, spool = tempfile.mkstemp(dir=self.spool_dir(), suffix=layout.CAR)
         with commitstore.discarded_on_failure([spool]), os.fdopen(fd, "wb") as out:
             async for chunk in hashed:
                 await asyncio.to_thread(out.write, chunk)

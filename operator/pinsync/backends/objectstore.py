@@ -29,12 +29,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pinsync import reasons
-from pinsync.backends import base, errors
-
-CAR = ".car"
-SIDECAR = ".json"
-PROBE = ".pinsync-write-probe"
-"""Prefix of the health probe's name; a random suffix keeps concurrent health checks apart."""
+from pinsync.backends import base, errors, layout
 
 
 class ObjectStoreBackend(base.Backend):
@@ -116,7 +111,7 @@ class ObjectStoreBackend(base.Backend):
         is written and deleted through the primitives pins use."""
         with self.translating(self.location):
             await self._reach()
-        probe = f"{PROBE}-{secrets.token_hex(4)}"
+        probe = f"{layout.PROBE}-{secrets.token_hex(4)}"
         try:
             with self.translating(f"write probe in {self.location}", writing=True):
                 await self._put_object(probe, _once(b"ok"))
@@ -148,15 +143,15 @@ class ObjectStoreBackend(base.Backend):
         async for key, size in self.list_objects():
             if "/" in key:
                 continue
-            if key.endswith(CAR):
-                cid = key[: -len(CAR)]
+            if key.endswith(layout.CAR):
+                cid = key[: -len(layout.CAR)]
                 if cid in sidecars:
                     sidecars.discard(cid)
                     yield base.PinInfo(cid=cid, size=size)
                 else:
                     cars[cid] = size
-            elif key.endswith(SIDECAR):
-                cid = key[: -len(SIDECAR)]
+            elif key.endswith(layout.SIDECAR):
+                cid = key[: -len(layout.SIDECAR)]
                 if cid in cars:
                     yield base.PinInfo(cid=cid, size=cars.pop(cid))
                 else:
@@ -164,11 +159,11 @@ class ObjectStoreBackend(base.Backend):
 
     async def put_pin(self, meta: base.PinMeta, content: AsyncIterator[bytes]) -> base.PinInfo:
         hashed = base.Hashing(content)
-        stored = await self.put_object(meta.cid + CAR, aiter(hashed))
+        stored = await self.put_object(layout.car(meta.cid), aiter(hashed))
         if stored is None:
             # Read back what landed before the sidecar makes the pin present: one stat here
             # instead of a stat and a sidecar read in a separate verify_pin after the upload.
-            stored = await self.stat_object(meta.cid + CAR)
+            stored = await self.stat_object(layout.car(meta.cid))
         if stored != hashed.size:
             raise errors.BackendError(
                 f"{meta.cid}: stored {stored} bytes, sent {hashed.size}",
@@ -182,12 +177,12 @@ class ObjectStoreBackend(base.Backend):
             "pinsets": list(meta.pinsets),
             "createdAt": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
-        await self.put_object(meta.cid + SIDECAR, _once(json.dumps(sidecar).encode()))
+        await self.put_object(layout.sidecar(meta.cid), _once(json.dumps(sidecar).encode()))
         return base.PinInfo(cid=meta.cid, size=stored, sha256=sha256, verified=True)
 
     async def read_sidecar(self, cid: str) -> dict[str, Any]:
         try:
-            sidecar: dict[str, Any] = json.loads(await self.read_object(cid + SIDECAR))
+            sidecar: dict[str, Any] = json.loads(await self.read_object(layout.sidecar(cid)))
         except ValueError as exc:
             raise errors.Damaged(f"{cid}: sidecar is not valid JSON") from exc
         return sidecar
@@ -198,23 +193,23 @@ class ObjectStoreBackend(base.Backend):
         # The listing's size is as good as a stat of the same pass: a full sync of 20,000 pins
         # then reads 20,000 sidecars, not 20,000 sidecars and 20,000 stats.
         use_listed = listed is not None and listed.size is not None and not deep
-        size = listed.size if use_listed and listed else await self.stat_object(cid + CAR)
+        size = listed.size if use_listed and listed else await self.stat_object(layout.car(cid))
         if size is None:
             raise errors.PinNotFound(f"{cid}: no CAR object")
         sidecar = await self.read_sidecar(cid)
         if sidecar.get("size") != size:
             raise errors.Damaged(f"{cid}: CAR is {size} bytes, sidecar says {sidecar.get('size')}")
         if deep:
-            await base.reread(cid, self.get_object(cid + CAR), sha256=sidecar.get("sha256"))
+            await base.reread(cid, self.get_object(layout.car(cid)), sha256=sidecar.get("sha256"))
         return base.PinInfo(cid=cid, size=size, sha256=sidecar.get("sha256"))
 
     async def remove_pin(self, cid: str) -> None:
         # Sidecar first: a pin without a sidecar is already "absent" if we are interrupted.
-        await self.delete_object(cid + SIDECAR)
-        await self.delete_object(cid + CAR)
+        await self.delete_object(layout.sidecar(cid))
+        await self.delete_object(layout.car(cid))
 
     def fetch_pin(self, cid: str) -> AsyncIterator[bytes]:
-        return self.get_object(cid + CAR)
+        return self.get_object(layout.car(cid))
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import asyncssh
 
 from pinsync import reasons
-from pinsync.backends import base, errors, hostkeys, objectstore
+from pinsync.backends import base, errors, hostkeys, layout, objectstore
 
 CONNECT_TIMEOUT = 15.0
 LOGIN_TIMEOUT = 30.0
@@ -41,7 +41,6 @@ KEEPALIVE_INTERVAL = 15.0
 """A server that stops answering is given up on after ``KEEPALIVE_COUNT`` missed keepalives,
 so an operation never hangs on a dead connection forever."""
 KEEPALIVE_COUNT = 4
-TMP_DIR = ".tmp"
 STALE_TEMP_SECONDS = 24 * 3600
 """Temporary files older than this are leftovers of interrupted uploads; ``health`` removes
 them. (Generous, so that a slow upload by another operator replica is never swept away.)"""
@@ -215,7 +214,7 @@ class SftpBackend(objectstore.ObjectStoreBackend):
         return posixpath.join(self.base_path, key)
 
     def temp_path(self, key: str) -> str:
-        return posixpath.join(self.base_path, TMP_DIR, f"{key}.{secrets.token_hex(8)}")
+        return posixpath.join(self.base_path, layout.temporary(key, secrets.token_hex(8)))
 
     # -- the connection -----------------------------------------------------------------------
 
@@ -356,18 +355,18 @@ class SftpBackend(objectstore.ObjectStoreBackend):
         sftp = await self.client()
         cutoff = time.time() - STALE_TEMP_SECONDS
         with contextlib.suppress(Exception):
-            async for entry in sftp.scandir(self.path(TMP_DIR)):
+            async for entry in sftp.scandir(self.path(layout.TMP_DIR)):
                 mtime = entry.attrs.mtime
                 if entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR and mtime and mtime < cutoff:
                     with contextlib.suppress(Exception):
-                        await sftp.remove(self.path(f"{TMP_DIR}/{entry.filename!s}"))
+                        await sftp.remove(self.path(f"{layout.TMP_DIR}/{entry.filename!s}"))
 
     # -- object primitives --------------------------------------------------------------------
 
     async def _ensure_tmp(self, sftp: asyncssh.SFTPClient) -> None:
         if self._tmp_ok:
             return
-        tmp = self.path(TMP_DIR)
+        tmp = self.path(layout.TMP_DIR)
         with self.translating(f"create {self.address}/{tmp}"):
             try:
                 await sftp.mkdir(tmp)
