@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pinsync import reasons
-from pinsync.backends import base, commitstore, errors, github, layout
+from pinsync.backends import base, commitstore, errors, github, gitremote, layout
 from pinsync.devenv import gitserver
 
 from .conftest import Backends
@@ -400,7 +400,7 @@ async def test_a_batch_over_max_bytes_is_split_into_commits_each_whole(
 async def test_the_in_memory_object_store_is_pruned_to_what_the_head_needs(
     built: Backends, kit: GithubKit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(github, "PRUNE_EVERY", 3)
+    monkeypatch.setattr(gitremote, "PRUNE_EVERY", 3)
     backend = build(built, *kit.good())
     blobs = [Blob(KiB) for _ in range(8)]
     sizes = []
