@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 import httpx
 
 from pinsync import clusterpins, reasons
-from pinsync.backends import base, errors, ratelimit
+from pinsync.backends import base, errors, httpservice, ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ class IpfsClusterConfig(base.Config):
     prefix: str
 
 
-class IpfsClusterBackend(base.Backend):
+class IpfsClusterBackend(httpservice.HttpService):
+    error: ClassVar[type[errors.BackendError]] = ClusterError
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
         alternatives=(frozenset({"username", "password"}), frozenset({"token"})),
         exclusive=True,
@@ -140,33 +141,24 @@ class IpfsClusterBackend(base.Backend):
         self.replication_min = self.conf.replication_min
         self.replication_max = self.conf.replication_max
         self.prefix = self.conf.prefix
-        self._client: httpx.AsyncClient | None = None
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def client(self) -> httpx.AsyncClient:
-        """The HTTP client, built on first use (``apiUrl`` is checked by ``validate``)."""
-        if self._client is None:
-            headers: dict[str, str] = {}
-            auth: httpx.BasicAuth | None = None
-            token = self.credentials.get("token")
-            username, password = self.credentials.get("username"), self.credentials.get("password")
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
-            elif username and password:
-                auth = httpx.BasicAuth(username, password)
-            self._client = httpx.AsyncClient(
-                base_url=self.api_url,
-                headers=headers,
-                auth=auth,
-                timeout=httpx.Timeout(30.0, connect=5.0),
-            )
-        return self._client
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+    def make_client(self) -> httpx.AsyncClient:
+        headers: dict[str, str] = {}
+        auth: httpx.BasicAuth | None = None
+        token = self.credentials.get("token")
+        username, password = self.credentials.get("username"), self.credentials.get("password")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif username and password:
+            auth = httpx.BasicAuth(username, password)
+        return httpx.AsyncClient(
+            base_url=self.api_url,
+            headers=headers,
+            auth=auth,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+        )
 
     async def request(
         self, method: str, path: str, what: str, *, params: Mapping[str, str] | None = None
@@ -175,10 +167,7 @@ class IpfsClusterBackend(base.Backend):
         with self.translating(what):
             response = await self.client().request(method, path, params=params)
         raise_for_status(response, what)
-        try:
-            return response.json() if response.content else None
-        except ValueError:
-            raise ClusterError(f"{what}: the answer is not JSON") from None
+        return self.decoded(response, what)
 
     async def stream(
         self, path: str, what: str, *, params: Mapping[str, str] | None = None
@@ -194,11 +183,6 @@ class IpfsClusterBackend(base.Backend):
                     for value in decoder.feed(text):
                         yield value
                 decoder.close()
-
-    def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
-        if isinstance(exc, httpx.TransportError):
-            return errors.Unreachable(f"{what}: {type(exc).__name__}")
-        return ClusterError(f"{what}: {type(exc).__name__}")
 
     def ours(self, pin: Mapping[str, Any]) -> bool:
         return str(pin.get("name") or "").startswith(self.prefix)

@@ -70,7 +70,7 @@ from typing import Any, ClassVar
 import httpx
 
 from pinsync import reasons
-from pinsync.backends import base, errors, ratelimit
+from pinsync.backends import base, errors, httpservice, ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +97,6 @@ TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 VISIBLE_WITHIN = 10.0
 """Seconds a new request may answer 404 (a service whose reads lag its writes) before it
 counts as lost."""
-SHOWN = 200
-"""Characters of a service's ``details`` or ``info`` put into a message."""
 OVERLAP = datetime.timedelta(seconds=1)
 """How far a page's cursor reaches back into the page before it: requests made in the same
 second as a page's edge (Filebase writes ``created`` in whole seconds) are not skipped."""
@@ -132,7 +130,8 @@ class Rejected(errors.BackendError):
         self.said = said
 
 
-class PinningServiceBackend(base.Backend):
+class PinningServiceBackend(httpservice.HttpService):
+    error: ClassVar[type[errors.BackendError]] = ServiceError
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
         alternatives=(frozenset({"token"}),)
     )
@@ -175,7 +174,6 @@ class PinningServiceBackend(base.Backend):
     def __init__(self, config: Mapping[str, Any], credentials: base.Credentials) -> None:
         super().__init__(config, credentials)
         self.prefix = self.conf.prefix
-        self._client: httpx.AsyncClient | None = None
         self._listed: dict[str, Mapping[str, Any]] = {}
         """CID -> its best request in the last listing, for the verifications that follow it."""
         self._pacer = ratelimit.Pacer()
@@ -184,21 +182,12 @@ class PinningServiceBackend(base.Backend):
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            headers = {"Accept": "application/json"}
-            token = self.credentials.get("token")
-            if token:  # the Secret needs one; without it the service answers 401, as it should
-                headers["Authorization"] = f"Bearer {token.strip()}"
-            self._client = httpx.AsyncClient(
-                base_url=self.conf.endpoint, headers=headers, timeout=TIMEOUT
-            )
-        return self._client
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+    def make_client(self) -> httpx.AsyncClient:
+        headers = {"Accept": "application/json"}
+        token = self.credentials.get("token")
+        if token:  # the Secret needs one; without it the service answers 401, as it should
+            headers["Authorization"] = f"Bearer {token.strip()}"
+        return httpx.AsyncClient(base_url=self.conf.endpoint, headers=headers, timeout=TIMEOUT)
 
     async def request(
         self,
@@ -218,25 +207,16 @@ class PinningServiceBackend(base.Backend):
                 response = await self.client().request(method, path, params=params, json=body)
             self._pacer.note(response.headers)
         self.raise_for_status(response, what, one_pin=one_pin)
-        if method == "DELETE" or not response.content:
+        if method == "DELETE":
             return None
-        try:
-            return response.json()
-        except ValueError:
-            raise ServiceError(f"{what}: the answer is not JSON") from None
-
-    def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
-        if isinstance(exc, httpx.TransportError):
-            return errors.Unreachable(f"{what}: {type(exc).__name__}")
-        return ServiceError(f"{what}: {type(exc).__name__}")
+        return self.decoded(response, what)
 
     def scrub(self, text: str) -> str:
         """One line of printable text, cut short, without the token."""
         token = self.credentials.get("token")
         if token:
             text = text.replace(token, "[token]")
-        text = "".join(c if c.isprintable() else " " for c in text).strip()
-        return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
+        return httpservice.shown(text)
 
     def raise_for_status(self, response: httpx.Response, what: str, *, one_pin: bool) -> None:
         """Map an HTTP error answer (the spec's ``{"error": {"reason", "details"}}``) onto the

@@ -52,7 +52,7 @@ import libipld
 from multiformats import CID, multibase, multihash, varint
 
 from pinsync import car, reasons
-from pinsync.backends import base, errors, ucan
+from pinsync.backends import base, errors, httpservice, ucan
 
 DEFAULT_ENDPOINT = "https://up.storacha.network"
 DEFAULT_SERVICE = "did:web:up.storacha.network"
@@ -66,7 +66,6 @@ SHARD_SIZE = 133_169_152
 """uploadCAR's default shard size in Storacha's own client (127 MiB)."""
 PAGE = 1000
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-SHOWN = 200
 READS = frozenset(
     {
         "upload/list",
@@ -385,7 +384,8 @@ class HeaderSkip:
         return rest
 
 
-class StorachaBackend(base.Backend):
+class StorachaBackend(httpservice.HttpService):
+    error: ClassVar[type[errors.BackendError]] = StorachaError
     credential_keys: ClassVar[base.CredentialKeys] = base.CredentialKeys(
         alternatives=(frozenset({"xAuthSecret", "authorization"}),)
     )
@@ -410,21 +410,13 @@ class StorachaBackend(base.Backend):
 
     def __init__(self, config: Mapping[str, Any], credentials: base.Credentials) -> None:
         super().__init__(config, credentials)
-        self._client: httpx.AsyncClient | None = None
         self._checked = False
         self._abilities: set[str] = set()
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=TIMEOUT)
-        return self._client
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+    def make_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=TIMEOUT)
 
     def check_tokens(self) -> None:
         """The secret's agent holds a delegation on the space (see the module docstring)."""
@@ -456,16 +448,6 @@ class StorachaBackend(base.Backend):
         path (``store/*``, ``upload/*``) still read: the blob abilities are used where granted."""
         self.check_tokens()
         return grants(self._abilities, ability)
-
-    def translate(self, exc: Exception, what: str, *, writing: bool = False) -> errors.BackendError:
-        if isinstance(exc, httpx.TransportError):
-            return errors.Unreachable(f"{what}: {type(exc).__name__}")
-        return StorachaError(f"{what}: {type(exc).__name__}")
-
-    @staticmethod
-    def shown(text: str) -> str:
-        text = "".join(c if c.isprintable() else " " for c in text).strip()
-        return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
 
     def raise_for_status(self, response: httpx.Response, what: str) -> None:
         if response.is_success:
@@ -551,7 +533,7 @@ class StorachaBackend(base.Backend):
 
     def raise_failure(self, failure: Mapping[str, Any], what: str, *, writing: bool) -> None:
         name = str(failure.get("name") or "Error")
-        said = f"{name}: {self.shown(str(failure.get('message') or ''))}"
+        said = f"{name}: {httpservice.shown(str(failure.get('message') or ''))}"
         if writing and name == "ServiceUnavailable":
             # How the hosted service has refused every write since 2026-05-15 (upload-api's
             # disable-writes.js): nothing to retry until Storacha turns writes back on.
