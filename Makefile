@@ -21,7 +21,7 @@ tools:  ## build (or reuse from ~/.cache/pinsync) the real servers the tests run
 images: tools  ## build (or reuse from ~/.cache/pinsync/images) the real node's images
 	@for i in $(IMAGES); do hack/build-image.sh $$i >/dev/null; done
 
-cluster: install system-deps images  ## a real single-node cluster: prints its kubeconfig; Ctrl-C stops it
+cluster: install system-deps tools  ## a real single-node cluster: prints its kubeconfig; Ctrl-C stops it
 	$(PYTHON) -m pinsync.devenv.realnode
 
 NODE_DIR := operator/pinsync.devenv.realnode

@@ -272,3 +272,18 @@ def test_helm_upgrade_to_a_new_tag_during_a_sync_rolls_the_pods_and_the_sync_com
     assert all(p["spec"]["containers"][0]["image"].endswith("-next") for p in pods)
     # Two Pods replaced one at a time: the working one stops, and a new one may outrank.
     sync.assert_completes_with_each_car_written_once(changes=3)
+
+
+def test_the_operators_peak_memory_after_these_syncs_is_well_under_its_limit(
+    release: Release,
+) -> None:
+    # After the syncs above (the HA and upgrade ones on the Pods of the upgrade): the kernel's
+    # high-water mark of each container's memory cgroup (v1 here; v2 names it memory.peak).
+    for pod in release.pods():
+        peak = release.node.kubectl(
+            "exec", "-n", NAMESPACE, pod["metadata"]["name"], "--", "sh", "-c",
+            "cat /sys/fs/cgroup/memory.peak 2>/dev/null || "
+            "cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes",
+        ).strip()  # fmt: skip
+        print(f"\n{pod['metadata']['name']}: peak memory {int(peak) / 2**20:.0f} MiB of 512 MiB")
+        assert int(peak) < 512 * 2**20 / 2

@@ -164,11 +164,24 @@ class HostState:
 
 
 def _restore_iptables(family: str, before: dict[str, list[str]]) -> None:
-    """Drop the chains the node added and every rule in or jumping to them; nothing else (some
-    other program's rules made meanwhile stay). Each changed table is rewritten in one
-    ``iptables-restore``, which replaces only the tables it is given."""
+    script = restore_script(_iptables_save(family), before)
+    if script:
+        subprocess.run(
+            [f"{IPTABLES[family]}-restore"],
+            input="\n".join(script) + "\n",
+            text=True,
+            capture_output=True,
+            check=False,
+        )
+
+
+def restore_script(now: dict[str, list[str]], before: dict[str, list[str]]) -> list[str]:
+    """``iptables-restore`` input that drops the chains added since ``before`` and every rule
+    in or jumping to them, and nothing else (another program's rules made meanwhile stay).
+    Only the changed tables are in it: ``iptables-restore`` replaces just the tables it is
+    given."""
     script: list[str] = []
-    for table, lines in _iptables_save(family).items():
+    for table, lines in now.items():
         added = _chains(lines) - _chains(before.get(table, []))
         if not added:
             continue
@@ -180,14 +193,7 @@ def _restore_iptables(family: str, before: dict[str, list[str]]) -> None:
             elif line.split()[1] not in added and not _targets(line) & added:
                 script.append(line)
         script.append("COMMIT")
-    if script:
-        subprocess.run(
-            [f"{IPTABLES[family]}-restore"],
-            input="\n".join(script) + "\n",
-            text=True,
-            capture_output=True,
-            check=False,
-        )
+    return script
 
 
 def _remove_cgroup_tree(top: pathlib.Path) -> None:

@@ -111,8 +111,12 @@ class Node:
             record = json.loads(stale.read_text())
             _kill_processes_of(pathlib.Path(record["workdir"]))
             _unmount_under(pathlib.Path(record["workdir"]))
-            HostState.from_json(record["host"]).restore()
+            left = HostState.from_json(record["host"]).restore()
             shutil.rmtree(record["workdir"], ignore_errors=True)
+            if left:  # a snapshot taken now would take them for the host's own
+                raise NodeError(
+                    "a killed node's leftovers could not be undone:\n" + "\n".join(left)
+                )
         self._host = HostState.snapshot()
         stale.write_text(json.dumps({"workdir": str(self.workdir), "host": self._host.to_json()}))
         write_sysctl("net/ipv4/ip_forward", "1")
