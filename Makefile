@@ -24,7 +24,7 @@ images: tools  ## build (or reuse from ~/.cache/pinsync/images) the real node's 
 cluster: install system-deps tools  ## a real single-node cluster: prints its kubeconfig; Ctrl-C stops it
 	$(PYTHON) -m pinsync.devenv.realnode
 
-NODE_DIR := operator/pinsync.devenv.realnode
+NODE_DIR := operator/pinsync/devenv/node
 
 node-deps: system-deps  ## the Node.js servers some tests run: npm ci from the committed lockfile
 	@[ $(NODE_DIR)/node_modules/.package-lock.json -nt $(NODE_DIR)/package-lock.json ] \

@@ -51,6 +51,11 @@ def run(args: argparse.Namespace) -> None:
     namespaces = args.namespace or list(Settings.from_env().namespaces)
     settings = kopf.OperatorSettings()
     settings.peering.lifetime = args.peering_lifetime
+    if namespaces and peering.served_names(namespaces) == namespaces:
+        # Names, not patterns: nothing to discover. kopf would list and watch all namespaces,
+        # which the namespaced RBAC does not grant, retrying for a minute before it falls back
+        # to these names (CRDs are then listed once, at start, too).
+        settings.scanning.disabled = True
     name = peering.pod_name()
     priority = args.priority if args.priority is not None else peering.priority_of(name)
     if args.peering:
