@@ -80,7 +80,9 @@ def test_pinset_without_source_is_rejected(
     k8s: kubernetes.client.ApiClient, namespace: str
 ) -> None:
     message = rejection(Objects(k8s, namespace, "pinsets"), {"backends": ["b"]})
-    assert "a PinSet needs spec.cids, spec.fromNode, spec.fromCluster or spec.fromBackend" in message
+    assert (
+        "a PinSet needs spec.cids, spec.fromNode, spec.fromCluster or spec.fromBackend" in message
+    )
 
 
 FROM_CLUSTER = {
