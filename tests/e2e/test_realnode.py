@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -49,10 +50,18 @@ class Release:
             "-o", "json",
         )  # fmt: skip
         items: list[dict[str, Any]] = json.loads(found)["items"]
-        return items
+        # A Pod being deleted (force-deleted, or replaced by a rollout) is on its way out.
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
     def logs(self, pod: str) -> str:
         return self.node.kubectl("logs", "-n", NAMESPACE, pod)
+
+    def logs_so_far(self, pod: str) -> str:
+        """The Pod's log, or nothing while its container has not started (a new Pod)."""
+        try:
+            return self.logs(pod)
+        except subprocess.CalledProcessError:
+            return ""
 
 
 def install_values(image: str, ipfs: kubo.Kubo) -> list[str]:
@@ -249,7 +258,7 @@ def test_the_standby_pod_takes_over_when_the_active_one_is_force_deleted_during_
 
     # This handover, and another if the Deployment's new Pod outranks the standby.
     outranked = sum(
-        "Pausing operations in favour of" in release.logs(pod["metadata"]["name"])
+        "Pausing operations in favour of" in release.logs_so_far(pod["metadata"]["name"])
         for pod in release.pods()
     )
     sync.assert_completes_with_each_car_written_once(changes=1 + outranked)
