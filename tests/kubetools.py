@@ -57,6 +57,13 @@ class Objects:
         )
         return obj
 
+    def delete(self, name: str) -> None:
+        self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, self.plural, name)
+
+    def names(self) -> set[str]:
+        listed = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, self.plural)
+        return {o["metadata"]["name"] for o in listed["items"]}
+
     def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         obj: dict[str, Any] = self.api.patch_namespaced_custom_object(
             GROUP, VERSION, self.namespace, self.plural, name, patch

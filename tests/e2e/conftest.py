@@ -12,7 +12,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from pinsync.devenv import cluster, kubo, minio, realnode, sshd
+from pinsync.devenv import cluster, gitserver, kubo, minio, realnode, sshd
+from pinsync.devenv import storacha as storacha_devenv
 from tests.conftest import Operator
 from tests.kubetools import Objects, create_secret, wait_synced
 
@@ -125,7 +126,7 @@ def ipfs_cluster(workdir: pathlib.Path, ipfs: kubo.Kubo) -> Iterator[cluster.Ipf
 @pytest.fixture(scope="module")
 def ssh_server(workdir: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[sshd.SSHD]:
     """A real OpenSSH sshd for one test module (tests make their own directories in it)."""
-    server = sshd.SSHD(workdir / f"sshd-{request.module.__name__.rsplit('.', 1)[-1]}")
+    server = sshd.SSHD(workdir / f"sshd-{module_name(request)}")
     try:
         yield server.start()
     finally:
@@ -182,3 +183,28 @@ class Tenant:
                 **spec,
             },
         )
+
+
+def module_name(request: pytest.FixtureRequest) -> str:
+    return str(request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture(scope="module")
+def git_server(
+    workdir: pathlib.Path, request: pytest.FixtureRequest
+) -> Iterator[gitserver.GitServer]:
+    """A real git smart-HTTP server (lighttpd + ``git http-backend``) for one test module."""
+    server = gitserver.GitServer(workdir / f"git-{module_name(request)}")
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def storacha_service(
+    workdir: pathlib.Path, request: pytest.FixtureRequest
+) -> Iterator[storacha_devenv.StorachaService]:
+    """The real Storacha upload service logic behind the bridge stand-in, for one module."""
+    with storacha_devenv.running(workdir / f"storacha-{module_name(request)}") as server:
+        yield server

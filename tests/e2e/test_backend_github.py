@@ -9,8 +9,6 @@ does).
 from __future__ import annotations
 
 import json
-import pathlib
-from collections.abc import Iterator
 
 import kubernetes
 import pytest
@@ -22,15 +20,6 @@ from tests.e2e.filetree import sync_two_pins
 from tests.kubetools import Objects, create_secret, eventually
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def git_server(workdir: pathlib.Path) -> Iterator[gitserver.GitServer]:
-    server = gitserver.GitServer(workdir / "git-e2e")
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
 
 
 def test_pins_are_committed_to_a_git_repository_byte_identical(

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
@@ -28,12 +26,6 @@ from tests.e2e.test_validation import rejection
 from tests.kubetools import Objects, create_secret, eventually, wait_synced
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def storacha_service(workdir: pathlib.Path) -> Iterator[service.StorachaService]:
-    with service.running(workdir / "storacha-e2e") as server:
-        yield server
 
 
 async def read_back(

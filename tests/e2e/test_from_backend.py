@@ -8,8 +8,6 @@ and replicated byte-identical to a second bucket, through the operator.
 from __future__ import annotations
 
 import os
-import pathlib
-from collections.abc import Iterator
 
 import kubernetes
 import pytest
@@ -43,11 +41,11 @@ def second_backend(world: World, name: str) -> Bucket:
     return bucket
 
 
-def names(world: World) -> set[str]:
-    listed = world.pinsets.api.list_namespaced_custom_object(
-        "pinsync.io", "v1alpha1", world.namespace, "pinsets"
-    )
-    return {o["metadata"]["name"] for o in listed["items"]}
+def abandon(world: World, pinset: str) -> None:
+    """Nobody wants the pins any more: the PinSet is gone (the operator never unpins, so
+    wait for the object, not for the node)."""
+    world.pinsets.delete(pinset)
+    eventually(lambda: pinset not in world.pinsets.names(), timeout=60)
 
 
 def test_pins_only_a_backend_holds_move_to_another_byte_identical(world: World) -> None:
@@ -56,11 +54,7 @@ def test_pins_only_a_backend_holds_move_to_another_byte_identical(world: World) 
     world.pinsets.create("seed", {"cids": cids, "backends": ["old"]})
     world.wait_synced("old", present=3)
     before = {cid: world.ipfs.export_car(cid) for cid in cids}
-    # The old backend is all that is left: nobody wants the pins any more, the node lost them.
-    world.pinsets.api.delete_namespaced_custom_object(
-        "pinsync.io", "v1alpha1", world.namespace, "pinsets", "seed"
-    )
-    eventually(lambda: "seed" not in names(world), timeout=60)
+    abandon(world, "seed")
     lose(world, cids)
 
     new = second_backend(world, "new")
@@ -91,15 +85,6 @@ def test_a_source_that_is_also_a_target_is_refused_by_the_schema(world: World) -
     assert "spec.fromBackend names a backend that spec.backends also targets" in refused.value.body
 
 
-@pytest.fixture(scope="module")
-def git_server(workdir: pathlib.Path) -> Iterator[gitserver.GitServer]:
-    server = gitserver.GitServer(workdir / "git-from-backend")
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
-
-
 def test_a_pinning_services_pins_move_to_a_git_repository(
     world: World, ipfs_cluster: cluster.IpfsCluster, git_server: gitserver.GitServer
 ) -> None:
@@ -120,10 +105,7 @@ def test_a_pinning_services_pins_move_to_a_git_repository(
     cids = [world.ipfs.add(os.urandom(size)) for size in (150_000, 3000)]
     world.pinsets.create("seed", {"cids": cids, "backends": ["service"]})
     world.wait_synced("service", present=2)
-    world.pinsets.api.delete_namespaced_custom_object(
-        "pinsync.io", "v1alpha1", world.namespace, "pinsets", "seed"
-    )
-    eventually(lambda: "seed" not in names(world), timeout=60)
+    abandon(world, "seed")
 
     repo = git_server.make_repo(world.namespace)
     create_secret(world.k8s, world.namespace, "git", {"token": git_server.token})
@@ -145,12 +127,6 @@ def test_a_pinning_services_pins_move_to_a_git_repository(
     world.pinsets.wait_condition("move", "Ready", "True", timeout=60)
 
 
-@pytest.fixture(scope="module")
-def storacha_service(workdir: pathlib.Path) -> Iterator[service.StorachaService]:
-    with service.running(workdir / "storacha-from-backend") as server:
-        yield server
-
-
 def test_a_storacha_space_that_takes_no_writes_moves_to_s3(
     world: World, storacha_service: service.StorachaService
 ) -> None:
@@ -161,10 +137,7 @@ def test_a_storacha_space_that_takes_no_writes_moves_to_s3(
     world.pinsets.create("seed", {"cids": cids, "backends": ["space"]})
     world.wait_synced("space", present=2)
     before = {cid: world.ipfs.export_car(cid) for cid in cids}
-    world.pinsets.api.delete_namespaced_custom_object(
-        "pinsync.io", "v1alpha1", world.namespace, "pinsets", "seed"
-    )
-    eventually(lambda: "seed" not in names(world), timeout=60)
+    abandon(world, "seed")
     lose(world, cids)
     storacha_service.writes(disabled=True)
     try:
