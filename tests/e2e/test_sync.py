@@ -41,16 +41,23 @@ def test_new_pins_are_transferred_byte_identical_and_the_mark_cleared(world: Wor
     world.assert_objects_match_kubo(more)
     reasons = {e.reason for e in world.events()}
     assert {"SyncStarted", "Synced"} <= reasons
-    scraped = httpx.get(world.operator.metrics_url, timeout=10).text
     labels = {"namespace": world.namespace, "backend": "minio"}
-    samples = {
-        s.name: s.value
-        for family in text_string_to_metric_families(scraped)
-        for s in family.samples
-        if s.labels == labels
-    }
-    assert samples["pinsync_uploaded_pins_total"] == 4
-    assert samples["pinsync_backend_dirty"] == 0
+
+    def scraped() -> bool:
+        # The gauge is set once the status write has returned to the operator, a moment after
+        # the API server made it visible to us: read it until it agrees.
+        text = httpx.get(world.operator.metrics_url, timeout=10).text
+        samples = {
+            s.name: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.labels == labels
+        }
+        assert samples["pinsync_uploaded_pins_total"] == 4
+        assert samples["pinsync_backend_dirty"] == 0
+        return True
+
+    eventually(scraped, timeout=30)
 
 
 def test_mark_dirty_annotation_is_recorded_echoed_and_synced(world: World) -> None:
