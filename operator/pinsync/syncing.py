@@ -225,6 +225,105 @@ async def each(items: Iterable[T], work: Callable[[T], Awaitable[None]], *, work
     await asyncio.gather(*(worker() for _ in range(max(1, workers))))
 
 
+Settle = Callable[[str, base.PinInfo | Exception | None], None]
+"""Per pin, how its transfer ended: what was stored and verified, the error, or None when the
+pin was found already there, whole (not written again)."""
+
+
+@dataclasses.dataclass(kw_only=True)
+class Move:
+    """The transfer step of a pass: the pins to transfer and what each needs.
+
+    Run in-process (:func:`in_process`) or spread over worker Pods
+    (:mod:`pinsync.reconciling.distributed`); either way every pin is settled exactly once,
+    unless the step stopped before trying it (it is then still missing, and not a failure).
+    """
+
+    backend: base.Backend
+    pins: Sequence[str]
+    meta_of: Callable[[str], base.PinMeta]
+    kubo_for: Callable[[str], ipfs.Kubo]
+    node_pins: Container[str]
+    concurrency: int
+    global_limit: asyncio.Semaphore
+    progress: Progress
+    settle: Settle
+    report: Report
+    check_first: bool = False
+    """Look for each pin on the backend before writing it (work taken over from another
+    worker, which may have written some): a pin already there is not written again."""
+    still_mine: Callable[[], bool] = lambda: True
+    """False once the work is no longer this process's (a lost claim): start nothing more."""
+
+
+Mover = Callable[[Move], Awaitable[None]]
+
+
+async def in_process(move: Move) -> None:
+    """Transfer ``move.pins`` in batches, ``concurrency`` batches at a time, in this process."""
+    backend, progress = move.backend, move.progress
+    streak = 0  # storage errors in a row
+
+    async def transfer_batch(batch: list[str]) -> None:
+        nonlocal streak
+        async with move.global_limit:
+            if progress.stopped or not move.still_mine():
+                return  # left for the next pass: untried, not failed
+            if move.check_first:
+                batch = await _absent(backend, batch, move.meta_of, move.settle)
+            outgoing = [
+                Outgoing(
+                    meta=move.meta_of(cid),
+                    kubo=move.kubo_for(cid),
+                    pinned_on_node=cid in move.node_pins,
+                    progress=progress,
+                )
+                for cid in batch
+            ]
+            results = await transfer(backend, outgoing)
+        for cid, out, result in zip(batch, outgoing, results, strict=True):
+            if isinstance(result, Exception):
+                reason, message = _error_of(result)
+                logger.warning("pin %s failed: %s: %s", out.meta.cid, reason, message)
+                storage = isinstance(result, errors.BackendError)
+                progress.backend_errors += storage
+                streak = streak + 1 if storage else 0
+                if streak >= STOP_AFTER_STORAGE_ERRORS and not progress.stopped:
+                    logger.warning("%d storage errors in a row: stopping this pass", streak)
+                    progress.stopped = True
+                if isinstance(result, errors.WritesDisabled):
+                    # Every other pin would be refused the same way: one attempt tells.
+                    progress.refused = progress.refused or result
+                    progress.stopped = True
+            else:
+                streak = 0
+            move.settle(cid, result)
+        await move.report(progress)
+
+    size = max(1, backend.batch_size)  # a commit-based store takes many pins per write
+    pins = move.pins
+    batches = (list(pins[start : start + size]) for start in range(0, len(pins), size))
+    await each(batches, transfer_batch, workers=move.concurrency)
+
+
+async def _absent(
+    backend: base.Backend,
+    batch: list[str],
+    meta_of: Callable[[str], base.PinMeta],
+    settle: Settle,
+) -> list[str]:
+    """The pins of ``batch`` the backend does not hold whole; the others are settled."""
+    absent = []
+    for cid in batch:
+        try:
+            await backend.verify_pin(meta_of(cid).cid)
+        except errors.BackendError:
+            absent.append(cid)  # not there, or damaged: write it (again)
+            continue
+        settle(cid, None)
+    return absent
+
+
 async def prune_all(
     backend: base.Backend,
     doomed: Iterable[str],
@@ -284,6 +383,7 @@ async def run(
     now: Callable[[], datetime.datetime],
     names: Mapping[str, str] | None = None,
     held: Listing | None = None,
+    mover: Mover | None = None,
 ) -> Progress:
     """List, plan, verify (full), transfer, prune. Per-pin errors are recorded, not raised.
 
@@ -294,6 +394,7 @@ async def run(
     same identity counts as present.
     ``held``: what the backend is known to hold, instead of listing it (an incremental sync).
     ``report`` is called after every pin; the caller throttles its writes.
+    ``mover``: the transfer step (default :func:`in_process`).
     """
     wanted = desired if isinstance(desired, Wanted) else Wanted.of(desired, names or {})
     progress = Progress(desired=len(wanted.keys), pruning=prune)
@@ -359,55 +460,36 @@ async def run(
         await report(progress)
         await each(the_plan.verify, verify_one, workers=concurrency)
 
-    streak = 0  # storage errors in a row
-
-    async def transfer_batch(batch: list[str]) -> None:
-        nonlocal streak
-        async with limit, global_limit:
-            if progress.stopped:
-                return  # left for the next pass: untried, not failed
-            outgoing = [
-                Outgoing(
-                    meta=base.PinMeta(
-                        cid=stored.renamed.get(cid) or wanted.spelling(cid),
-                        pinsets=wanted.pinsets_of(cid),
-                        node=kubo_for(cid),
-                    ),
-                    kubo=kubo_for(cid),
-                    pinned_on_node=cid in node_pins,
-                    progress=progress,
-                )
-                for cid in batch
-            ]
-            results = await transfer(backend, outgoing)
-        for cid, out, result in zip(batch, outgoing, results, strict=True):
-            if isinstance(result, Exception):
-                reason, message = _error_of(result)
-                logger.warning("pin %s failed: %s: %s", out.meta.cid, reason, message)
-                storage = isinstance(result, errors.BackendError)
-                progress.backend_errors += storage
-                streak = streak + 1 if storage else 0
-                if streak >= STOP_AFTER_STORAGE_ERRORS and not progress.stopped:
-                    logger.warning("%d storage errors in a row: stopping this pass", streak)
-                    progress.stopped = True
-                if isinstance(result, errors.WritesDisabled):
-                    # Every other pin would be refused the same way: one attempt tells.
-                    progress.refused = progress.refused or result
-                    progress.stopped = True
-                fail(cid, reason, message, retry_after=getattr(result, "retry_after", 0.0))
-            else:
-                streak = 0
-                progress.failures.pop(cid, None)
-                gained.append(cid)
-                progress.present += 1
-                progress.uploaded += 1
-        await report(progress)
+    def settle(cid: str, result: base.PinInfo | Exception | None) -> None:
+        if isinstance(result, Exception):
+            reason, message = _error_of(result)
+            fail(cid, reason, message, retry_after=getattr(result, "retry_after", 0.0))
+            return
+        progress.failures.pop(cid, None)
+        gained.append(cid)
+        progress.present += 1
+        progress.uploaded += result is not None
 
     progress.phase = "Syncing"
     await report(progress)
-    size = max(1, backend.batch_size)  # a commit-based store takes many pins per write
-    batches = (transfers[start : start + size] for start in range(0, len(transfers), size))
-    await each(batches, transfer_batch, workers=concurrency)
+    await (mover or in_process)(
+        Move(
+            backend=backend,
+            pins=transfers,
+            meta_of=lambda cid: base.PinMeta(
+                cid=stored.renamed.get(cid) or wanted.spelling(cid),
+                pinsets=wanted.pinsets_of(cid),
+                node=kubo_for(cid),
+            ),
+            kubo_for=kubo_for,
+            node_pins=node_pins,
+            concurrency=concurrency,
+            global_limit=global_limit,
+            progress=progress,
+            settle=settle,
+            report=report,
+        )
+    )
 
     await prune_all(backend, the_plan.prune, stored, progress, now)
     progress.present_cids = present.minus(pinlists.Keys.of(lost)).union(pinlists.Keys.of(gained))
