@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -25,24 +26,7 @@ def run(args: argparse.Namespace) -> None:
         # kopf's own login reads the same variable, so both clients see one cluster.
         os.environ["KUBECONFIG"] = args.kubeconfig
     kube.load_config(args.kubeconfig)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-    )
-    # Client libraries log request details (headers, signatures, bodies) at DEBUG; they stay
-    # at WARNING even with -v so that nothing credential-derived reaches the operator's log.
-    for noisy in (
-        "botocore",
-        "aiobotocore",
-        "urllib3",
-        "asyncssh",
-        "aioftp",
-        "httpx",
-        "httpcore",
-        "httpx2",
-        "huggingface_hub",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_clients(args.verbose)
     import pinsync.handlers  # noqa: F401  (registers the handlers)
 
     if args.metrics_port:
@@ -78,6 +62,51 @@ def run(args: argparse.Namespace) -> None:
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=args.liveness,
+        )
+    )
+
+
+def quiet_clients(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+    )
+    # Client libraries log request details (headers, signatures, bodies) at DEBUG; they stay
+    # at WARNING even with -v so that nothing credential-derived reaches the operator's log.
+    for noisy in (
+        "botocore",
+        "aiobotocore",
+        "urllib3",
+        "asyncssh",
+        "aioftp",
+        "httpx",
+        "httpcore",
+        "httpx2",
+        "huggingface_hub",
+    ):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def work(args: argparse.Namespace) -> None:
+    from pinsync import worker
+
+    kube.load_config(args.kubeconfig)
+    quiet_clients(args.verbose)
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_addr)
+    settings = Settings.from_env()
+    if args.namespace:
+        settings = dataclasses.replace(settings, namespaces=tuple(args.namespace))
+    near = args.near or [u for u in os.environ.get("PINSYNC_NEAR_KUBO", "").split(",") if u]
+    asyncio.run(
+        worker.serve(
+            worker.Worker(
+                kube.Api(),
+                settings,
+                identity=args.identity or worker.default_identity(),
+                max_shards=args.max_shards,
+                near=near,
+            )
         )
     )
 
@@ -118,6 +147,29 @@ def main(argv: list[str] | None = None) -> None:
     )
     run_cmd.add_argument("-v", "--verbose", action="store_true")
     run_cmd.set_defaults(func=run)
+    work_cmd = commands.add_parser(
+        "worker",
+        help="transfer pins for the operator: claim shards of its plans through Leases",
+    )
+    work_cmd.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    work_cmd.add_argument(
+        "-n", "--namespace", action="append", help="work only in this namespace (repeatable)"
+    )
+    work_cmd.add_argument("--identity", help="name in Leases (default: $POD_NAME, host-pid)")
+    work_cmd.add_argument(
+        "--max-shards", type=int, default=2, help="shards worked on at once (default: 2)"
+    )
+    work_cmd.add_argument(
+        "--near",
+        action="append",
+        metavar="URL",
+        help="a Kubo API on this worker's node: preferred for pins it holds (repeatable; "
+        "default $PINSYNC_NEAR_KUBO, comma-separated)",
+    )
+    work_cmd.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    work_cmd.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")
+    work_cmd.add_argument("-v", "--verbose", action="store_true")
+    work_cmd.set_defaults(func=work)
     # kubectl pinsync's subcommands, imported here: `pinsync run` never needs rich and the rest.
     from pinsync.plugin import commands as plugin_commands
 

@@ -139,13 +139,16 @@ def kubo_for(
     """The Kubo API URL to export ``pin`` from: that of the first configured peer (in spec
     order) that has it pinned, named by its cluster peer ID or its peername (``names``: peer ID
     -> peername, as :meth:`ClusterPins.peers` returns); ``default`` when none has."""
-    if not pin.pinned_on:
-        return default
+    return kubo_candidates(pin, peer_urls, names, default)[0]
+
+
+def kubo_candidates(
+    pin: ClusterPin, peer_urls: Mapping[str, str], names: Mapping[str, str], default: str
+) -> list[str]:
+    """Every configured peer's Kubo API URL that has ``pin`` pinned, in spec order (a worker
+    picks the one on its own node), else ``[default]``."""
     holders = {*pin.pinned_on, *(names[peer] for peer in pin.pinned_on if names.get(peer))}
-    for peer, url in peer_urls.items():
-        if peer in holders:
-            return url
-    return default
+    return [url for peer, url in peer_urls.items() if peer in holders] or [default]
 
 
 class ClusterPins:

@@ -91,8 +91,10 @@ class Api:
 
     def __init__(self) -> None:
         client = kubernetes.client.ApiClient()
+        self.client = client
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
+        self.coordination = kubernetes.client.CoordinationV1Api(client)
 
     async def _object(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
         """A call on one custom object: the object it answers, or None if it is gone (409s
@@ -241,3 +243,60 @@ class Api:
             await _call(self.core.create_namespaced_event, meta["namespace"], event)
         except ApiException as exc:
             logger.warning("could not post event %s: %s", reason, exc.reason)
+
+
+class Kind:
+    """Plain-dict access to one kind of core or coordination object (Leases, ConfigMaps) in
+    the shape ``kubectl get -o json`` shows: what the scale-out's claims and orders are made of."""
+
+    def __init__(self, api: Api, kind: str) -> None:
+        client = api.coordination if kind == "lease" else api.core
+        self._api, self._client, self._kind = api, client, kind
+
+    def _fn(self, verb: str) -> Callable[..., Any]:
+        fn: Callable[..., Any] = getattr(self._client, f"{verb}_{self._kind}")
+        return fn
+
+    def _dict(self, obj: Any) -> dict[str, Any]:
+        plain: dict[str, Any] = self._api.client.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
+        return plain
+
+    async def _one(self, verb: str, *args: Any) -> dict[str, Any] | None:
+        """One call: the object it answers; None if gone; 409 -> :class:`Conflict`."""
+        try:
+            return self._dict(await _call(self._fn(verb), *args))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if exc.status == 409:
+                raise Conflict(f"{self._kind} {args[0]} changed since it was read") from None
+            raise
+
+    async def select(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        """Objects matching ``label_selector`` in ``namespace`` (None: every namespace)."""
+        if namespace is None:
+            fn = getattr(self._client, f"list_{self._kind}_for_all_namespaces")
+            result = await _call(fn, label_selector=label_selector)
+        else:
+            fn = self._fn("list_namespaced")
+            result = await _call(fn, namespace, label_selector=label_selector)
+        return [self._dict(item) for item in result.items]
+
+    async def read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._one("read_namespaced", name, namespace)
+
+    async def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create ``body``; :class:`Conflict` if it exists already."""
+        created = await self._one("create_namespaced", namespace, body)
+        assert created is not None
+        return created
+
+    async def replace(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Replace the object as of ``body``'s resourceVersion (compare-and-swap):
+        :class:`Conflict` if it changed since, None if it is gone."""
+        meta = body["metadata"]
+        return await self._one("replace_namespaced", meta["name"], meta["namespace"], body)
+
+    async def delete_all(self, namespace: str, label_selector: str) -> None:
+        fn = self._fn("delete_collection_namespaced")
+        await _call(fn, namespace, label_selector=label_selector)

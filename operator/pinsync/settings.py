@@ -44,6 +44,23 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to serve; empty means the whole cluster."""
 
+    workers: int = 0
+    """Worker Pods (``pinsync worker``) that transfer pins; 0: transfers run in the operator.
+    With workers the operator only plans: it publishes each sync's transfers as shards, which
+    the workers claim through Leases (:mod:`pinsync.reconciling.distributed`)."""
+
+    shards: int = 0
+    """Shards a sync's transfers are split into, at least; 0: four per worker, so that a slow
+    shard does not hold up the others and workers that join find work."""
+
+    lease_seconds: int = 15
+    """A shard's claim lasts this long without renewal (renewed every third of it); then
+    another worker takes the shard over."""
+
+    @property
+    def min_shards(self) -> int:
+        return self.shards or 4 * max(1, self.workers)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         """Build settings from ``PINSYNC_*`` variables, falling back to the defaults above."""
@@ -62,5 +79,8 @@ _FROM_ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "resync_interval": ("PINSYNC_RESYNC_INTERVAL", float),
     "node_pins_interval": ("PINSYNC_NODE_PINS_INTERVAL", float),
     "namespaces": ("PINSYNC_NAMESPACES", _names),
+    "workers": ("PINSYNC_WORKERS", int),
+    "shards": ("PINSYNC_SHARDS", int),
+    "lease_seconds": ("PINSYNC_LEASE_SECONDS", int),
 }
 """Settings field -> (environment variable, parser)."""

@@ -80,7 +80,7 @@ STOP_AFTER_STORAGE_ERRORS = 16
 pins would each wait out a connect timeout and be marked failed, for nothing."""
 
 
-def _error_of(exc: BaseException) -> tuple[str, str]:
+def error_of(exc: BaseException) -> tuple[str, str]:
     """(reason, message) of a per-pin failure; our error vocabulary carries no secrets."""
     if isinstance(exc, reasons.ReasonedError):
         return exc.reason, str(exc)
@@ -283,7 +283,7 @@ async def in_process(move: Move) -> None:
             results = await transfer(backend, outgoing)
         for cid, out, result in zip(batch, outgoing, results, strict=True):
             if isinstance(result, Exception):
-                reason, message = _error_of(result)
+                reason, message = error_of(result)
                 logger.warning("pin %s failed: %s: %s", out.meta.cid, reason, message)
                 storage = isinstance(result, errors.BackendError)
                 progress.backend_errors += storage
@@ -462,7 +462,7 @@ async def run(
 
     def settle(cid: str, result: base.PinInfo | Exception | None) -> None:
         if isinstance(result, Exception):
-            reason, message = _error_of(result)
+            reason, message = error_of(result)
             fail(cid, reason, message, retry_after=getattr(result, "retry_after", 0.0))
             return
         progress.failures.pop(cid, None)

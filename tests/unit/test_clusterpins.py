@@ -143,6 +143,9 @@ def test_kubo_for_prefers_the_first_listed_peer_that_holds_the_pin() -> None:
     assert kubo_for(pins["media/nowhere"], urls, NAMES, default) == default  # held nowhere
     assert kubo_for(pins["media/b"], urls, {}, default) == default  # peername unknown
     assert kubo_for(pins["archive/c"], {}, NAMES, default) == default  # no peers configured
+    # Every holder, in spec order: a worker exports from the one on its own node.
+    both = clusterpins.kubo_candidates(pins["archive/c"], urls, NAMES, default)
+    assert both == ["http://ipfs-1:5001", "http://ipfs-0:5001"]
 
 
 Replay = Callable[..., str]

@@ -35,7 +35,7 @@ from pinsync import (
     syncing,
 )
 from pinsync.backends import base, errors
-from pinsync.reconciling import auditing, marking, reporting, sources
+from pinsync.reconciling import auditing, distributed, marking, reporting, sources
 from pinsync.reconciling.context import Context, Decide, OnAnyNode
 from pinsync.reconciling.validation import Verdict, client_for, validate
 
@@ -302,9 +302,18 @@ class Pass:
                 await self.write(updates, **reporting.progress_fields(progress))
 
         sync_spec = self.spec.get("sync") or {}
+        mover = None
+        if ctx.settings.workers:
+            mover = distributed.Distributed(
+                ctx,
+                self.obj,
+                started_token,
+                urls_of=lambda cid: desired.api_urls(cid, default_url),
+                announce=self.event,
+            )
         progress = await syncing.run(
             backend=backend,
-            kubo_for=lambda cid: ctx.kubo(desired.api_url(cid, default_url)),
+            kubo_for=lambda cid: ctx.kubo(desired.api_urls(cid, default_url)[0]),
             desired=syncing.Wanted(desired.keys, desired.pinsets_of, desired.spelling),
             node_pins=node_pins,
             failures=lambda missing: reporting.failures_of(self.status, desired.spellings(missing)),
@@ -316,6 +325,7 @@ class Pass:
             report=report,
             now=conditions.utcnow,
             held=held,
+            mover=mover,
         )
         ok = (
             not progress.failures

@@ -145,18 +145,21 @@ async def _parse(
     )
 
 
-def export_url(found: ClusterList, pinset: Mapping[str, Any], default: str) -> Callable[[str], str]:
-    """Per pin, the Kubo API to export it from: a configured peer that holds it, else
-    ``default`` (the PinSet's ``spec.ipfs.apiUrl`` or the operator's node)."""
+def export_urls(
+    found: ClusterList, pinset: Mapping[str, Any], default: str
+) -> Callable[[str], list[str]]:
+    """Per pin, the Kubo APIs to export it from, best first: the configured peers that hold it
+    (in spec order), else ``default`` (the PinSet's ``spec.ipfs.apiUrl`` or the operator's
+    node)."""
     spec = (pinset.get("spec") or {}).get("fromCluster") or {}
     urls = clusterpins.peer_urls(spec)
 
-    def url_of(key: str) -> str:
+    def urls_of(key: str) -> list[str]:
         holders = found.holders_of(key)
         pin = clusterpins.ClusterPin(cid=key, name="", metadata={}, pinned_on=holders)
-        return clusterpins.kubo_for(pin, urls, found.names, default)
+        return clusterpins.kubo_candidates(pin, urls, found.names, default)
 
-    return url_of
+    return urls_of
 
 
 def needs_cluster(pinset: Mapping[str, Any]) -> bool:

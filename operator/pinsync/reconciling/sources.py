@@ -35,8 +35,9 @@ class Source:
     invalid: tuple[str, ...] = ()
     explicit: Mapping[str, str] | None = dataclasses.field(default=None, compare=False)
     """``spec.cids``: identity -> the spelling given; None: every pin is explicit."""
-    export_url: Callable[[str], str] | None = dataclasses.field(default=None, compare=False)
-    """Per pin, the Kubo API to export it from (a cluster peer holding it); default api_url."""
+    export_urls: Callable[[str], list[str]] | None = dataclasses.field(default=None, compare=False)
+    """Per pin, the Kubo APIs to export it from, best first (cluster peers holding it);
+    default ``[api_url]``."""
     fetched: pinlists.Keys = dataclasses.field(default_factory=pinlists.Keys.empty, compare=False)
     """Pins the PinSet puts on the node itself besides ``explicit``: a ``fromBackend``
     listing's (restored from that backend)."""
@@ -63,10 +64,10 @@ class Source:
     def spelling(self, key: str) -> str:
         return self.explicit.get(key, key) if self.explicit is not None else key
 
-    def url_of(self, key: str) -> str:
-        if self.export_url is None or (self.explicit and key in self.explicit):
-            return self.api_url
-        return self.export_url(key)
+    def urls_of(self, key: str) -> list[str]:
+        if self.export_urls is None or (self.explicit and key in self.explicit):
+            return [self.api_url]
+        return self.export_urls(key)
 
 
 def targets(pinset: Mapping[str, Any], backend: Mapping[str, Any]) -> bool:
@@ -147,10 +148,10 @@ def resolve(
     keys = parsed.keys
     if node_version is not None and node_pins is not None:
         keys = keys.union(from_node(pinset, node_pins))
-    export_url = None
+    export_urls = None
     if cluster is not None:
         keys = keys.union(cluster.keys)
-        export_url = clustersource.export_url(cluster, pinset, api_url(ctx, pinset))
+        export_urls = clustersource.export_urls(cluster, pinset, api_url(ctx, pinset))
     fetched = held.keys if held is not None else pinlists.Keys.empty()
     keys = keys.union(fetched)
     source = Source(
@@ -159,7 +160,7 @@ def resolve(
         pins=keys,
         invalid=parsed.invalid,
         explicit=parsed.pins,
-        export_url=export_url,
+        export_urls=export_urls,
         fetched=fetched,
     )
     ctx.resolved[(meta["namespace"], meta["name"])] = (stamp, source)
@@ -233,9 +234,10 @@ class Desired:
         wanting = self.wanting(key)
         return wanting[0].spelling(key) if wanting else key
 
-    def api_url(self, key: str, default: str) -> str:
+    def api_urls(self, key: str, default: str) -> list[str]:
+        """The Kubo APIs to export ``key`` from, best first."""
         wanting = self.wanting(key)
-        return wanting[0].url_of(key) if wanting else default
+        return wanting[0].urls_of(key) if wanting else [default]
 
     def spellings(self, keys: pinlists.Keys | None = None) -> Mapping[str, str]:
         """identity -> spelling of ``keys`` (default: every desired pin), as a view."""
