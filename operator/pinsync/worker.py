@@ -133,6 +133,9 @@ class Worker:
         self.observed = seen
         candidates = [lease for lease in leases if self.claimable(lease, now)]
         random.shuffle(candidates)  # workers polling together try different shards first
+        # Shards whose holder died or froze first: they have waited longest, and a plan is only
+        # as done as its slowest shard.
+        candidates.sort(key=lambda lease: not shards.holder(lease))
         for lease in candidates:
             if len(self.claims) >= self.max_shards or self.stopping.is_set():
                 return

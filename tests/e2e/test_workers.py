@@ -11,8 +11,10 @@ its sidecar is re-sent once, as in the peering tests), the dirty mark cleared on
 
 from __future__ import annotations
 
+import itertools
 import os
 import pathlib
+import re
 import signal
 import sys
 import time
@@ -114,7 +116,7 @@ def crew(world: World, tmp_path: pathlib.Path) -> Iterator[Crew]:
 def history(world: World, crew: Crew) -> Iterator[DirtyHistory]:
     """The dirty mark's values from the moment the (versioned) backend is first synced."""
     versioned(world)
-    world.backend(sync={"concurrency": 2})
+    world.backend(sync={"concurrency": 1})  # one pin at a time per shard: slow enough to act in
     world.wait_synced()
     watching = DirtyHistory(world)
     watching.start()
@@ -157,4 +159,136 @@ def test_two_workers_share_the_shards_and_the_operator_transfers_nothing(
     assert "claimed" in crew.log("w-a") and "claimed" in crew.log("w-b")
     assert crew.planner is not None and "published 40 pin(s)" in crew.planner.log()
     eventually(lambda: crew.leases() == [], timeout=30)  # withdrawn once done
+    assert set(writes_per_car(world).values()) == {1}
+
+
+PINS, PIN_SIZE = 60, 1_000_000
+"""A sync of a few seconds per worker at one pin at a time: long enough to act in its middle."""
+
+
+def cars_written(world: World) -> int:
+    return sum(1 for key in world.bucket.keys() if key.endswith(".json"))
+
+
+def holding(crew: Crew, name: str) -> list[str]:
+    """The shards (Lease names) ``name`` holds now."""
+    return [lease for lease, holder in crew.holders().items() if holder == name]
+
+
+def mid_sync(world: World, crew: Crew, at_least: int = 4) -> str:
+    """Once ``at_least`` pins are written: a worker holding a shard (its name)."""
+    eventually(lambda: cars_written(world) >= at_least, timeout=120, interval=0.2)
+    held = eventually(
+        lambda: next((n for n in crew.workers if holding(crew, n)), None), timeout=30, interval=0.2
+    )
+    assert isinstance(held, str)
+    return held
+
+
+def test_a_worker_killed_mid_shard_has_it_finished_by_another(
+    world: World, crew: Crew, history: DirtyHistory
+) -> None:
+    # Four shards, room for three each: the survivor has a free slot when the other dies (a
+    # busy one takes the shard over when a slot frees, before any unclaimed shard).
+    crew.env["PINSYNC_SHARDS"] = "4"
+    crew.planner.restart()  # type: ignore[union-attr]
+    for name in ("w-a", "w-b"):
+        crew.worker(name, "--max-shards=3")
+    cids = start_sync(world, PINS, PIN_SIZE)
+    victim = mid_sync(world, crew)
+    shard = holding(crew, victim)[0]
+    crew.workers[victim].kill()
+    killed = time.monotonic()
+    survivor = next(n for n in crew.workers if n != victim)
+    eventually(lambda: crew.holders().get(shard) not in (victim, None), timeout=60, interval=0.2)
+    taken = time.monotonic() - killed
+    print(f"shard {shard} of the killed worker taken over after {taken:.1f}s (lease {LEASE}s)")
+    assert taken <= LEASE + 2 * 2.0 + 3  # the lease, a poll of each side, slack for a busy host
+    assert f"taking over from {victim}" in crew.log(survivor)
+    assert_synced_once(world, cids, history)
+
+
+def test_a_frozen_worker_past_its_lease_has_its_late_results_refused(
+    world: World, crew: Crew, history: DirtyHistory
+) -> None:
+    for name in ("w-a", "w-b"):
+        crew.worker(name, "--max-shards=1")
+    cids = start_sync(world, PINS, PIN_SIZE)
+    victim = mid_sync(world, crew)
+    shard = holding(crew, victim)[0]
+    pid = crew.workers[victim].popen.pid  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        eventually(lambda: crew.holders().get(shard) not in (victim, None), timeout=60)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    eventually(lambda: "claim lost" in crew.log(victim), timeout=60)
+    status = world.wait_synced(present=len(cids), timeout=180)
+    # Counted once: the frozen worker's uploads were re-found by its successor (present), not
+    # reported twice as uploads.
+    assert status["lastSync"]["uploaded"] <= len(cids)
+    assert status["counts"]["present"] == len(cids)
+    # Its one transfer in flight when frozen may complete after it woke (S3 has no fencing):
+    # at most that one CAR has a second version.
+    extra = sum(n - 1 for n in writes_per_car(world).values())
+    assert extra <= 1
+    eventually(lambda: history.clearings() == 1, timeout=30)
+
+
+def claim_spans(log: str) -> dict[str, list[tuple[str, str]]]:
+    """Per shard, (start, end) timestamps of each claim a worker's log shows."""
+    spans: dict[str, list[tuple[str, str]]] = {}
+    open_at: dict[str, str] = {}
+    for line in log.splitlines():
+        match = re.match(r"(\S+ \S+) \w+ \[pinsync.worker\] shard (\S+): (.*)", line)
+        if not match:
+            continue
+        at, shard, what = match.groups()
+        if what.startswith(("claimed", "taking over")):
+            open_at[shard] = at
+        elif what.startswith(("done", "released", "claim lost", "failed")) and shard in open_at:
+            spans.setdefault(shard, []).append((open_at.pop(shard), at))
+    return spans
+
+
+def test_workers_scaled_up_and_down_during_a_sync(
+    world: World, crew: Crew, history: DirtyHistory
+) -> None:
+    crew.worker("w-1", "--max-shards=1")
+    cids = start_sync(world, PINS, PIN_SIZE)
+    mid_sync(world, crew, at_least=3)
+    for name in ("w-2", "w-3", "w-4"):
+        crew.worker(name, "--max-shards=1")
+    eventually(lambda: len(set(crew.holders().values()) - {""}) >= 3, timeout=60, interval=0.2)
+    for name in ("w-2", "w-3", "w-4"):
+        crew.workers[name].stop(timeout=30)  # SIGTERM: in-flight pins finish, claims released
+        assert "released" in crew.log(name) or "done" in crew.log(name)
+    assert_synced_once(world, cids, history)
+    # Every shard was claimed at most once at a time (claims of it by different workers do
+    # not overlap) -- and released claims were taken up without waiting out their lease.
+    spans: dict[str, list[tuple[str, str]]] = {}
+    for name in crew.workers:
+        for shard, found in claim_spans(crew.log(name)).items():
+            spans.setdefault(shard, []).extend(found)
+    assert spans
+    for found in spans.values():
+        ordered = sorted(found)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(ordered)), ordered
+
+
+def test_the_operator_killed_while_workers_run_the_next_adopts_the_plan(
+    world: World, crew: Crew, history: DirtyHistory
+) -> None:
+    for name in ("w-a", "w-b"):
+        crew.worker(name, "--max-shards=1")
+    cids = start_sync(world, PINS, PIN_SIZE)
+    mid_sync(world, crew)
+    assert crew.planner is not None
+    crew.planner.kill()
+    written = cars_written(world)
+    # The workers go on without a planner.
+    eventually(lambda: cars_written(world) > written + 2, timeout=60, interval=0.2)
+    successor = crew.plan()
+    successor.wait_for_log("adopting plan", timeout=60)
+    assert_synced_once(world, cids, history)
     assert set(writes_per_car(world).values()) == {1}

@@ -76,16 +76,21 @@ class Distributed:
         published = await self.adopt(existing)
         if published is None:
             if existing:
-                logger.info("%s/%s: withdrawing a plan left unfinished", self.namespace, self.name)
+                logger.info("%s/%s: withdrawing a plan left unfinished", *self.key)
                 await self.withdraw()
+            if not move.pins:
+                return
             published = await self.publish(move, check_first=bool(existing))
         await self.roll_up(move, published)
         await self.withdraw()  # every shard is done: nothing left for the workers
 
     async def adopt(self, existing: list[dict[str, Any]]) -> list[Published] | None:
         """The shards of a plan made at this pass's token, if one is left unfinished."""
-        plans = {shards.plan_of(lease) for lease in existing}
-        if len(plans) != 1 or (plan := plans.pop()) is None or plan.token != self.token:
+        plans = [shards.plan_of(lease) for lease in existing]
+        plan = plans[0] if plans else None
+        if plan is None or plan.token != self.token:
+            return None
+        if any(p is None or p.plan != plan.plan for p in plans):
             return None
         found = []
         for lease in existing:
