@@ -330,3 +330,31 @@ def test_unfetchable_cids_hold_back_neither_their_pinset_nor_the_others(world: W
     eventually(lambda: world.status()["lastSync"]["finishedAt"] > first, timeout=90)
     assert world.status()["dirty"]["dirty"]  # a retry, failed again
     assert world.pinsets.condition("kept", "Ready")["status"] == "True"  # type: ignore[index]
+
+
+def test_pins_that_landed_in_a_failed_pass_are_not_sent_again_by_its_retries(
+    world: World,
+) -> None:
+    """A pass that uploads 5 pins and fails 2 leaves the mark set; the passes retrying the 2
+    built on a record of what was present before the failed pass and sent the 5 again, each
+    retry (up to 5,000 pins per retry)."""
+    world.bucket.client.put_bucket_versioning(
+        Bucket=world.bucket.name, VersioningConfiguration={"Status": "Enabled"}
+    )
+    world.backend()
+    world.wait_synced()
+    good, missing = world.add(5, 2000), unfetchable(2)
+    world.pinsets.create(
+        "some", {"cids": [*good, *missing], "backends": ["minio"], "ipfs": {"pinTimeout": "500ms"}}
+    )
+    eventually(
+        lambda: min(attempts_of(world.status(), missing).values(), default=0) >= 3,
+        timeout=120,
+        interval=1,
+    )
+    pages = world.bucket.client.get_paginator("list_object_versions").paginate(
+        Bucket=world.bucket.name
+    )
+    versions = [v["Key"] for page in pages for v in page.get("Versions", ())]
+    cars = [key for key in versions if key.endswith(".car")]
+    assert sorted(cars) == sorted(f"pins/{cid}.car" for cid in good)  # each written once
