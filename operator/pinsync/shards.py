@@ -266,12 +266,13 @@ def new_lease(
     }
 
 
-def new_order(namespace: str, owner: Mapping[str, Any], plan: Plan, order: Order) -> dict[str, Any]:
+def new_order(namespace: str, owner: Mapping[str, Any], plan: Plan, order: bytes) -> dict[str, Any]:
+    """The ConfigMap of shard ``plan.shard``, holding ``order`` (:meth:`Order.encode`)."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(namespace, owner, plan, {PLAN_ANNOTATION: plan.encode()}),
-        "binaryData": {ORDER_KEY: base64.b64encode(order.encode()).decode()},
+        "binaryData": {ORDER_KEY: base64.b64encode(order).decode()},
     }
 
 

@@ -311,11 +311,16 @@ def test_failures_on_workers_are_failures_with_backoff_in_status(
         return attempts if len(attempts) == 3 and min(attempts.values()) >= 2 else None
 
     eventually(retried, timeout=120, interval=1)
-    status = world.status()
-    assert status["counts"]["present"] == 5 and status["counts"]["failed"] == 3
-    synced = next(c for c in status["conditions"] if c["type"] == "Synced")
-    assert synced["status"] == "False" and synced["reason"] == "SyncFailed"
-    assert "3 pin(s) failed" in synced["message"]
+
+    def between_passes() -> dict[str, Any] | None:
+        status = world.status()
+        synced = next(c for c in status["conditions"] if c["type"] == "Synced")
+        return synced if synced["reason"] == "SyncFailed" else None  # not a pass under way
+
+    synced = eventually(between_passes, timeout=60, interval=0.3)
+    assert synced is not None and "3 pin(s) failed" in synced["message"]
+    assert world.status()["counts"]["present"] == 5
+    assert world.status()["counts"]["failed"] == 3
     # The backoff survives a restart of the planner and of the worker: attempts carry on.
     before = attempts_of(world.status(), missing)
     crew.planner.restart()  # type: ignore[union-attr]

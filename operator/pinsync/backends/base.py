@@ -293,6 +293,10 @@ class Backend(abc.ABC):
     """Pins handed to :meth:`remove_pins` at a time: one by default, so a storage that fails
     every deletion stops a prune after a few; a store whose write is a commit takes many."""
 
+    single_writer: ClassVar[bool] = False
+    """Writes from several processes at once would conflict (commits on one branch): the
+    scale-out hands this backend's shards to one worker at a time."""
+
     batch_size: int = 1
     """How many pins the engine hands :meth:`put_pins` at once. 1 for stores where each write
     stands alone; a store whose write is expensive (a commit) takes more."""

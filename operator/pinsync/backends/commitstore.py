@@ -55,6 +55,8 @@ class CommitStore(base.Backend, Generic[S]):
     spool_prefix: ClassVar[str] = "pinsync-"
     prune_batch: ClassVar[int] = 10_000
     """A prune's deletions go into as few commits as the backend's batch allows."""
+    single_writer: ClassVar[bool] = True
+    """Two workers committing to the branch at once would reject each other's pushes."""
 
     def __init__(self, config: Mapping[str, Any], credentials: base.Credentials) -> None:
         super().__init__(config, credentials)

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
 from pinsync import kube, reasons, shards, syncing
@@ -42,11 +42,17 @@ class RemoteFailure(reasons.ReasonedError):
         self.retry_after = retry_after
 
 
-class Published:
-    """One shard of the plan being rolled up."""
+class Everything:
+    def __contains__(self, key: object) -> bool:
+        return True
 
-    def __init__(self, name: str, order: shards.Order) -> None:
-        self.name, self.order = name, order
+
+class Published:
+    """One shard of the plan being rolled up: its pins' identities, in order (the order itself
+    is kept only compressed, in its ConfigMap)."""
+
+    def __init__(self, name: str, keys: list[str]) -> None:
+        self.name, self.keys = name, keys
         self.done = False
         self.bytes = 0
 
@@ -70,6 +76,9 @@ class Distributed:
         self.selector = shards.backend_selector(obj["metadata"]["uid"])
         self.leases = kube.Kind(ctx.api, "lease")
         self.orders = kube.Kind(ctx.api, "config_map")
+        self.waiting: list[tuple[shards.Plan, bytes, list[str]]] = []
+        self.adopted = False
+        """Shards planned but not yet published (a single writer's, one at a time)."""
 
     async def __call__(self, move: syncing.Move) -> None:
         existing = await self.leases.select(self.namespace, self.selector)
@@ -97,10 +106,12 @@ class Distributed:
             order = await self.orders.read(self.namespace, lease["metadata"]["name"])
             if order is None:
                 return None  # half published: publish anew
-            found.append(Published(lease["metadata"]["name"], shards.order_of(order)))
+            keys = [pin.key for pin in shards.order_of(order).pins]
+            found.append(Published(lease["metadata"]["name"], keys))
         if len(found) != plan.shards:
             return None
         logger.info("%s/%s: adopting plan %s (%d shards)", *self.key, plan.plan, len(found))
+        self.adopted = True
         return found
 
     @property
@@ -112,12 +123,12 @@ class Distributed:
         await self.orders.delete_all(self.namespace, self.selector)
 
     async def publish(self, move: syncing.Move, *, check_first: bool) -> list[Published]:
-        """Orders first, then their Leases: a worker never sees a claim without its order."""
+        """The plan's shards, all at once -- or, for a backend that takes one writer at a time,
+        the first (:meth:`next_shard` publishes each next one when the last is done)."""
         count = shards.shard_count(len(move.pins), self.ctx.settings.min_shards)
         groups = [g for g in shards.split(move.pins, count) if g]
         plan_id = f"{self.token}.{secrets.token_hex(4)}"
-        published = []
-        duration = self.ctx.settings.lease_seconds
+        self.waiting = []
         for index, keys in enumerate(groups):
             pins = []
             for key in keys:
@@ -132,7 +143,7 @@ class Distributed:
                         on_node=key in move.node_pins,
                     )
                 )
-            order = shards.Order(pins=tuple(pins), check_first=check_first)
+            order = shards.Order(pins=tuple(pins), check_first=check_first).encode()
             plan = shards.Plan(
                 backend=self.name,
                 uid=self.obj["metadata"]["uid"],
@@ -142,13 +153,12 @@ class Distributed:
                 shards=len(groups),
                 pins=len(keys),
             )
-            made = await self.orders.create(
-                self.namespace, shards.new_order(self.namespace, self.obj, plan, order)
-            )
-            await self.leases.create(
-                self.namespace, shards.new_lease(self.namespace, self.obj, plan, duration=duration)
-            )
-            published.append(Published(made["metadata"]["name"], order))
+            self.waiting.append((plan, order, keys))
+        one_at_a_time = move.backend.single_writer
+        published = [
+            await self.next_shard()
+            for _ in (self.waiting[:1] if one_at_a_time else self.waiting[:])
+        ]
         logger.info(
             "%s/%s: published %d pin(s) as %d shard(s), plan %s",
             *self.key,
@@ -158,10 +168,24 @@ class Distributed:
         )
         return published
 
+    async def next_shard(self) -> Published:
+        """Publish the next waiting shard: its order first, then its Lease (a worker never sees
+        a claim without its order)."""
+        plan, order, keys = self.waiting.pop(0)
+        made = await self.orders.create(
+            self.namespace, shards.new_order(self.namespace, self.obj, plan, order)
+        )
+        duration = self.ctx.settings.lease_seconds
+        await self.leases.create(
+            self.namespace, shards.new_lease(self.namespace, self.obj, plan, duration=duration)
+        )
+        return Published(made["metadata"]["name"], keys)
+
     async def roll_up(self, move: syncing.Move, published: list[Published]) -> None:
         """Settle each shard's pins once it is done; show running shards' counts meanwhile."""
         progress = move.progress
-        wanted = set(move.pins)
+        # An adopted plan may hold pins that were present when this pass listed: not settled.
+        wanted: Container[str] = set(move.pins) if self.adopted else Everything()
         bytes_before = progress.bytes
         started = time.monotonic()
         warned = False
@@ -191,13 +215,16 @@ class Distributed:
                     self.settle(move, shard, report, wanted)
                     shard.done = True
                     continue
-                for index, pin in enumerate(shard.order.pins):
-                    if pin.key in wanted and report.outcome(index) != shards.UNTRIED:
+                for index, key in enumerate(shard.keys):
+                    if key in wanted and report.outcome(index) != shards.UNTRIED:
                         running_present += report.outcome(index) != shards.FAILED
                         running_uploaded += report.outcome(index) == shards.UPLOADED
             progress.bytes = bytes_before + sum(s.bytes for s in published)
             if all(s.done for s in published):
-                return
+                if not self.waiting:
+                    return
+                published.append(await self.next_shard())  # a single writer's next shard
+                continue
             if not claimed and not warned and time.monotonic() - started > UNCLAIMED_WARNING:
                 warned = True
                 await self.announce(
@@ -218,7 +245,7 @@ class Distributed:
             await asyncio.sleep(POLL_INTERVAL)
 
     def settle(
-        self, move: syncing.Move, shard: Published, report: shards.Report, wanted: set[str]
+        self, move: syncing.Move, shard: Published, report: shards.Report, wanted: Container[str]
     ) -> None:
         progress = move.progress
         progress.backend_errors += report.backend_errors
@@ -226,17 +253,17 @@ class Distributed:
             reason, message = report.refused
             progress.refused = progress.refused or errors.WritesDisabled(message, reason=reason)
             progress.stopped = True
-        for index, pin in enumerate(shard.order.pins):
-            if pin.key not in wanted:
+        for index, key in enumerate(shard.keys):
+            if key not in wanted:
                 continue  # an adopted plan's pin that was present when this pass listed
             outcome = report.outcome(index)
             if outcome == shards.UPLOADED:
-                move.settle(pin.key, base.PinInfo(cid=pin.name, size=None, verified=True))
+                move.settle(key, base.PinInfo(cid=key, size=None, verified=True))
             elif outcome == shards.PRESENT:
-                move.settle(pin.key, None)
+                move.settle(key, None)
             elif outcome == shards.FAILED:
                 reason, message, retry_after = report.failures[index]
                 failure = RemoteFailure(message, reason=reason, retry_after=retry_after)
-                move.settle(pin.key, failure)
+                move.settle(key, failure)
             else:
                 progress.stopped = True  # untried: still missing, retried next pass
