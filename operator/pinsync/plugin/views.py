@@ -11,7 +11,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pinsync.status import BackendStatus, parse_time
+from pinsync.status import BackendStatus, Conditions, parse_time
 
 Summary = dict[str, Any]
 Row = list[str]
@@ -24,10 +24,7 @@ HEALTH_COLUMNS = ["NAME", "HEALTHY", "REASON", "LATENCY", "CHECKED", "MESSAGE"]
 
 def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
     """The condition of ``type_`` (empty if absent)."""
-    for cond in (obj.get("status") or {}).get("conditions") or ():
-        if cond.get("type") == type_:
-            return dict(cond)
-    return {}
+    return dict(Conditions.of(obj.get("status") or {}).get(type_) or {})
 
 
 def is_true(obj: Mapping[str, Any], type_: str) -> bool:

@@ -84,6 +84,9 @@ def unhealthy_delay(error: errors.BackendError, *, every: float, retry_interval:
 class Pass:
     """One reconcile pass over one backend (holds what the steps share)."""
 
+    view: BackendStatus
+    """The status of :attr:`obj`, read again whenever the object is (after each write)."""
+
     def __init__(self, ctx: Context, obj: dict[str, Any], verdict: Verdict) -> None:
         self.ctx, self.obj, self.verdict = ctx, obj, verdict
         self.spec: dict[str, Any] = obj.get("spec") or {}

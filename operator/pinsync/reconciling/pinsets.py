@@ -76,9 +76,9 @@ def backend_summary(source: sources.Source, backend: dict[str, Any]) -> dict[str
 def stalled_backend(targeted: list[dict[str, Any]]) -> str | None:
     """A message naming the first targeted backend that is Stalled, and why."""
     for backend in targeted:
-        cond = BackendStatus.of(backend).conditions.get("Stalled")
-        if cond is not None and cond.get("status") == "True":
-            name = backend["metadata"]["name"]
+        conds = BackendStatus.of(backend).conditions
+        if conds.is_true("Stalled"):
+            cond, name = conds.get("Stalled") or {}, backend["metadata"]["name"]
             return f"StorageBackend {name} is stalled: {cond.get('reason')}: {cond.get('message')}"
     return None
 
