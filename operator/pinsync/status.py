@@ -190,9 +190,7 @@ class HealthCheck:
     def of(cls, raw: Any) -> HealthCheck:
         if not isinstance(raw, Mapping):  # before checks recorded their latency: a timestamp
             return cls(finished_at=_optional_str(raw) if raw else None)
-        return cls(
-            finished_at=_optional_str(raw.get("finishedAt")), latency_ms=raw.get("latencyMs")
-        )
+        return read(cls, raw)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -218,6 +216,8 @@ class Marked:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Echoed:
+    """What an object echoes of the requests (annotations) the operator handled."""
+
     echoes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Annotation -> the value of it the operator last handled."""
 
