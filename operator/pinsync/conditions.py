@@ -13,7 +13,7 @@ as ``kubectl wait``, Argo CD and Flux:
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 Status = Literal["True", "False", "Unknown"]
@@ -97,6 +97,14 @@ def stalled(reason: str, message: str = "") -> list[Condition]:
     ]
 
 
+def unsynced(
+    reason: str, message: str = "", *, trio: Callable[[str, str], list[Condition]] = reconciling
+) -> list[Condition]:
+    """``Synced`` False and the kstatus ``trio`` (``reconciling``: retried by itself, or
+    ``stalled``) for one reason: a sync that did not reach its desired state."""
+    return [synced(False, reason, message), *trio(reason, message)]
+
+
 def find(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
     return next((c for c in conditions or () if c.get("type") == type_), None)
 
@@ -114,6 +122,23 @@ def changes(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> di
     """
     current = current or {}
     return {k: v for k, v in desired.items() if current.get(k) != v}
+
+
+def patch(
+    status: Mapping[str, Any],
+    updates: Iterable[Condition],
+    *,
+    generation: int | None,
+    fields: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The status merge patch applying condition ``updates`` and ``fields`` to ``status``:
+    only the top-level fields that change (empty: nothing to write)."""
+    desired = {
+        "observedGeneration": generation,
+        "conditions": merge(status.get("conditions"), updates, generation=generation),
+        **fields,
+    }
+    return changes(status, desired)
 
 
 def synced(is_synced: bool, reason: str, message: str = "") -> Condition:

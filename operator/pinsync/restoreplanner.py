@@ -26,13 +26,14 @@ from typing import Any
 
 from multiformats import CID
 
-from pinsync import cids, conditions, planner, reasons
+from pinsync import cids, planner, reasons
+from pinsync.status import RESTORE_REQUESTED_AT, BackendStatus, PinSetStatus
 
 AUTO, MANUAL = "Auto", "Manual"
 """``spec.restore``: restore lost pins by itself, or only when asked by the annotation."""
 STILL_READS = frozenset({reasons.WRITES_DISABLED.name})
 """Stalled reasons of a backend that still serves reads: a restore may use it."""
-REQUESTED_AT = "pinsync.io/restore-requested-at"
+REQUESTED_AT = RESTORE_REQUESTED_AT
 """Annotation: any new value restores now (also under ``Manual``); echoed in
 ``status.restoreRequestedAt`` once the restore it asked for has finished."""
 DEFAULT_PRIORITY = 100
@@ -48,7 +49,7 @@ def policy(pinset: Mapping[str, Any]) -> str:
 def request(pinset: Mapping[str, Any]) -> str | None:
     """The restore request not yet handled (the annotation's value), if any."""
     value = (pinset["metadata"].get("annotations") or {}).get(REQUESTED_AT)
-    handled = (pinset.get("status") or {}).get("restoreRequestedAt")
+    handled = PinSetStatus.of(pinset).restore_requested_at
     return None if value is None or value == handled else str(value)
 
 
@@ -72,22 +73,21 @@ def candidate(
     backend: Mapping[str, Any], source_name: str, digest: str, pins: int
 ) -> Candidate | None:
     """The backend as a restore source, or None if it must not be used (suspended, Stalled)."""
-    spec, status = backend.get("spec") or {}, backend.get("status") or {}
-    stalled = conditions.find(status.get("conditions"), "Stalled")
-    if stalled and stalled.get("status") == "True" and stalled.get("reason") not in STILL_READS:
+    spec, view = backend.get("spec") or {}, BackendStatus.of(backend)
+    conds = view.conditions
+    if conds.is_true("Stalled") and conds.reason_of("Stalled") not in STILL_READS:
         return None
     if spec.get("suspend"):
         return None
-    healthy = conditions.find(status.get("conditions"), "Healthy")
-    if healthy and healthy.get("status") == "False" and healthy.get("reason") in UNREACHABLE:
+    if conds.is_false("Healthy") and conds.reason_of("Healthy") in UNREACHABLE:
         return None  # reads would wait out the same connect timeout, once for every pin
-    entry = next((s for s in status.get("sources") or () if s.get("name") == source_name), None)
-    complete = bool(entry and entry.get("digest") == digest and entry.get("present") == pins)
+    entry = view.source(source_name)
+    complete = entry is not None and entry.digest == digest and entry.present == pins
     return Candidate(
         name=backend["metadata"]["name"],
         priority=int(spec.get("restorePriority", DEFAULT_PRIORITY)),
         complete=complete,
-        healthy=healthy is None or healthy.get("status") != "False",
+        healthy=not conds.is_false("Healthy"),
     )
 
 

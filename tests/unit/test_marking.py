@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pinsync import conditions, dirty
+from pinsync import conditions, dirty, status
 from pinsync.reconciling import marking, sources
 
 SOURCE = sources.Source(name="media", api_url="http://ipfs", pins=("bafkqaaa",))
@@ -52,16 +52,16 @@ def test_spec_secret_and_pinset_changes_each_mark_with_a_reason() -> None:
 
 
 def test_a_mark_dirty_annotation_is_handled_once_and_echoed() -> None:
-    fields = marking.annotation_marks(obj(None, **{marking.MARK_DIRTY: "disk swap"}))
+    fields = marking.annotation_marks(obj(None, **{status.MARK_DIRTY: "disk swap"}))
     assert fields is not None and fields["lastHandledMarkDirty"] == "disk swap"
     assert fields["dirty"]["dirty"] and fields["dirty"]["reasons"] == ["requested: disk swap"]
-    handled = obj({"lastHandledMarkDirty": "disk swap"}, **{marking.MARK_DIRTY: "disk swap"})
+    handled = obj({"lastHandledMarkDirty": "disk swap"}, **{status.MARK_DIRTY: "disk swap"})
     assert marking.annotation_marks(handled) is None
 
 
 def test_a_sync_request_asks_for_a_full_sync() -> None:
     fields = marking.annotation_marks(
-        obj(None, **{marking.SYNC_REQUESTED_AT: "2026-11-24T00:00:00Z"})
+        obj(None, **{status.SYNC_REQUESTED_AT: "2026-11-24T00:00:00Z"})
     )
     assert fields is not None and fields["dirty"]["full"] is True
     assert fields["lastHandledSyncRequest"] == "2026-11-24T00:00:00Z"

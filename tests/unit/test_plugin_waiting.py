@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from pinsync import kube
+from pinsync import kube, status
 from pinsync.plugin import commands, sessions, waiting
 from pinsync.reconciling import backends, marking
 
 SYNC = waiting.Request(
-    namespace="ns", name="b", annotation=marking.SYNC_REQUESTED_AT, value="T1", token=5
+    namespace="ns", name="b", annotation=status.SYNC_REQUESTED_AT, value="T1", token=5
 )
 
 
@@ -90,9 +90,7 @@ def test_an_unhealthy_dirty_backend_keeps_the_sync_wait_going() -> None:
     assert not verdict.over and "Unreachable" in verdict.note
 
 
-HEALTH = waiting.Request(
-    namespace="ns", name="b", annotation=marking.HEALTH_REQUESTED_AT, value="H"
-)
+HEALTH = waiting.Request(namespace="ns", name="b", annotation=status.HEALTH_REQUESTED_AT, value="H")
 
 
 def test_a_health_wait_reports_the_answered_check() -> None:
@@ -123,7 +121,7 @@ def test_a_health_wait_ends_on_a_stall_no_check_will_answer() -> None:
 
 
 RESTORE = waiting.Request(
-    namespace="ns", name="p", annotation=waiting.RESTORE_REQUESTED_AT, value="R"
+    namespace="ns", name="p", annotation=status.RESTORE_REQUESTED_AT, value="R"
 )
 
 
@@ -180,7 +178,7 @@ def test_a_repeated_reason_gets_the_time_added_so_the_operator_sees_a_new_value(
 
 def test_a_health_request_is_pending_until_echoed() -> None:
     def backend(annotation: str | None, handled: str | None) -> dict[str, Any]:
-        annotations = {marking.HEALTH_REQUESTED_AT: annotation} if annotation else {}
+        annotations = {status.HEALTH_REQUESTED_AT: annotation} if annotation else {}
         return {
             "metadata": {"annotations": annotations},
             "status": {"lastHandledHealthRequest": handled} if handled else {},

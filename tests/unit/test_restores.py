@@ -6,6 +6,7 @@ import datetime
 
 from pinsync import planner
 from pinsync.reconciling import restores, sources
+from pinsync.status import PinSetStatus
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -23,7 +24,7 @@ def test_restore_failures_survive_the_status_round_trip_for_pins_still_missing()
     }
     status = restores.failures_fields(failures)
     assert len(status["restoreFailures"]) == planner.MAX_LISTED  # the CRD's maxItems
-    back = restores.failures_of(status, found, node_pins={})
+    back = restores.failures_of(PinSetStatus.of({"status": status}), found, node_pins={})
     assert back.keys() == failures.keys()
     assert {f.reason for f in back.values()} == {"NotOnAnyBackend"}
     assert all(back[c].attempts == 1 and back[c].next_retry_at for c in found.pins)
@@ -33,5 +34,7 @@ def test_a_pin_the_node_has_again_has_no_restore_failure() -> None:
     found = source(2)
     failures = {c: planner.failed(None, c, "CarInvalid", "", now=NOW) for c in found.pins}
     status = restores.failures_fields(failures)
-    back = restores.failures_of(status, found, node_pins={found.pins[0]: "pinsync/ns/p"})
+    back = restores.failures_of(
+        PinSetStatus.of({"status": status}), found, node_pins={found.pins[0]: "pinsync/ns/p"}
+    )
     assert list(back) == [found.pins[1]]

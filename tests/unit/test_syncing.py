@@ -12,6 +12,7 @@ from pinsync import planner, reasons, syncing
 from pinsync.backends import base, errors
 from pinsync.reconciling import backends as reconciling
 from pinsync.reconciling import reporting
+from pinsync.status import BackendStatus
 
 
 class Gone(base.Backend):
@@ -215,7 +216,12 @@ async def test_a_failed_prune_is_counted_reasoned_and_retried_with_backoff() -> 
         "pruneFailed": 1,
     }
     assert [(f["cid"], f["reason"]) for f in fields["failures"]] == [(keep, "PruneFailed")]
-    assert reporting.failures_of(fields, {keep: keep})[keep].attempts == 1
+    assert (
+        reporting.failures_of(BackendStatus.of({"status": fields}).failures, {keep: keep})[
+            keep
+        ].attempts
+        == 1
+    )
     message = reconciling.failed_message(first)
     assert f"1 pin(s) could not be pruned, e.g. {keep}: ServiceError" in message
 

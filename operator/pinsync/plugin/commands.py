@@ -25,7 +25,13 @@ from pinsync import kube, selectors
 from pinsync.plugin import render, views, waiting
 from pinsync.plugin.following import EXIT_FAILED, POLL, Judge, exit_status, wait
 from pinsync.plugin.sessions import CommandError, Session, UsageError, key_of, singular, utcnow
-from pinsync.reconciling import marking
+from pinsync.status import (
+    HEALTH_REQUESTED_AT,
+    MARK_DIRTY,
+    RESTORE_REQUESTED_AT,
+    SYNC_REQUESTED_AT,
+    BackendStatus,
+)
 
 
 def now_value() -> str:
@@ -166,7 +172,7 @@ async def request(
     written = await session.api.annotate(plural, namespace, name, {annotation: value})
     if written is None:
         raise CommandError(f'{singular(plural)} "{name}" was deleted')
-    token = int(((written.get("status") or {}).get("dirty") or {}).get("token") or 0)
+    token = BackendStatus.of(written).dirty.token
     return waiting.Request(
         namespace=namespace, name=name, annotation=annotation, value=value, token=token
     )
@@ -207,9 +213,9 @@ async def mark_dirty(session: Session) -> int:
         raise UsageError("--reason must not be empty")
     requests = []
     for obj in await session.targets(kube.STORAGEBACKENDS, args.names):
-        current = (obj["metadata"].get("annotations") or {}).get(marking.MARK_DIRTY)
+        current = (obj["metadata"].get("annotations") or {}).get(MARK_DIRTY)
         value = mark_value(args.reason, current)
-        made = await request(session, kube.STORAGEBACKENDS, obj, marking.MARK_DIRTY, value)
+        made = await request(session, kube.STORAGEBACKENDS, obj, MARK_DIRTY, value)
         requests.append(made)
         session.printer.line(f"storagebackend/{made.name} marked dirty: {value}")
     return await answer(session, kube.STORAGEBACKENDS, requests, None)
@@ -218,7 +224,7 @@ async def mark_dirty(session: Session) -> int:
 async def sync(session: Session) -> int:
     args = session.args
     # Plain: a mark (upload what is missing); --full: the request that also verifies.
-    annotation = marking.SYNC_REQUESTED_AT if args.full else marking.MARK_DIRTY
+    annotation = SYNC_REQUESTED_AT if args.full else MARK_DIRTY
     requests = []
     for obj in await session.targets(kube.STORAGEBACKENDS, args.names):
         value = now_value() if args.full else f"sync at {now_value()}"
@@ -235,7 +241,7 @@ async def health(session: Session) -> int:
     targets = await session.targets(kube.STORAGEBACKENDS, args.names)
     value = now_value()
     requests = [
-        await request(session, kube.STORAGEBACKENDS, obj, marking.HEALTH_REQUESTED_AT, value)
+        await request(session, kube.STORAGEBACKENDS, obj, HEALTH_REQUESTED_AT, value)
         for obj in targets
     ]
     verdicts: dict[tuple[str, str], waiting.Verdict] = {}
@@ -268,7 +274,7 @@ async def restore(session: Session) -> int:
     value = now_value()
     requests = []
     for obj in targets:
-        made = await request(session, kube.PINSETS, obj, waiting.RESTORE_REQUESTED_AT, value)
+        made = await request(session, kube.PINSETS, obj, RESTORE_REQUESTED_AT, value)
         requests.append(made)
         session.printer.line(f"pinset/{made.name}: restore requested")
     return await answer(session, kube.PINSETS, requests, waiting.restore if args.wait else None)

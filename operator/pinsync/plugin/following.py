@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from pinsync import selectors
 from pinsync.plugin import render, views, waiting
 from pinsync.plugin.sessions import Session, key_of, singular
+from pinsync.status import BackendStatus
 
 POLL = 1.0
 """Seconds between reads while waiting or watching."""
@@ -32,9 +33,8 @@ Judge = Callable[[Mapping[str, Any] | None, waiting.Request], waiting.Verdict]
 
 def progress_of(obj: Mapping[str, Any] | None) -> tuple[int, int, int]:
     """(present, desired, bytes) of a backend, for the progress bar."""
-    status = (obj or {}).get("status") or {}
-    counts = status.get("counts") or {}
-    return counts.get("present", 0), counts.get("desired", 0), status.get("bytesTransferred") or 0
+    view = BackendStatus.of(obj)
+    return view.counts.present, view.counts.desired, view.bytes_transferred or 0
 
 
 async def fetch(

@@ -11,6 +11,8 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pinsync.status import BackendStatus, Conditions, parse_time
+
 Summary = dict[str, Any]
 Row = list[str]
 
@@ -22,23 +24,11 @@ HEALTH_COLUMNS = ["NAME", "HEALTHY", "REASON", "LATENCY", "CHECKED", "MESSAGE"]
 
 def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
     """The condition of ``type_`` (empty if absent)."""
-    for cond in (obj.get("status") or {}).get("conditions") or ():
-        if cond.get("type") == type_:
-            return dict(cond)
-    return {}
+    return dict(Conditions.of(obj.get("status") or {}).get(type_) or {})
 
 
 def is_true(obj: Mapping[str, Any], type_: str) -> bool:
     return condition(obj, type_).get("status") == "True"
-
-
-def parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def age(text: str | None, now: datetime.datetime) -> str:
@@ -81,19 +71,14 @@ def latency(ms: float | None) -> str:
 
 def backend_summary(obj: Mapping[str, Any]) -> Summary:
     """One StorageBackend: type, health, dirty state, pins, last sync, usage (``-o json``)."""
-    meta, status = obj["metadata"], obj.get("status") or {}
+    meta, view = obj["metadata"], BackendStatus.of(obj)
     healthy, ready, stalled = (condition(obj, t) for t in ("Healthy", "Ready", "Stalled"))
-    check = status.get("lastHealthCheck")
-    if not isinstance(check, dict):  # before checks recorded their latency: a bare timestamp
-        check = {"finishedAt": check} if check else {}
-    dirty = status.get("dirty") or {}
-    counts = status.get("counts") or {}
-    last = status.get("lastSync") or {}
+    check, dirty, counts, last = view.last_health_check, view.dirty, view.counts, view.last_sync
     return {
         "namespace": meta.get("namespace"),
         "name": meta["name"],
         "type": (obj.get("spec") or {}).get("type"),
-        "phase": status.get("phase"),
+        "phase": view.phase,
         "ready": {"status": ready.get("status"), "reason": ready.get("reason")},
         "stalled": {"reason": stalled.get("reason"), "message": stalled.get("message")}
         if stalled.get("status") == "True"
@@ -102,29 +87,32 @@ def backend_summary(obj: Mapping[str, Any]) -> Summary:
             "healthy": None if not healthy else healthy.get("status") == "True",
             "reason": healthy.get("reason"),
             "message": healthy.get("message"),
-            "checkedAt": check.get("finishedAt"),
-            "latencyMs": check.get("latencyMs"),
+            "checkedAt": check.finished_at,
+            "latencyMs": check.latency_ms,
         },
         "dirty": {
-            "dirty": bool(dirty.get("dirty")),
-            "reasons": list(dirty.get("reasons") or ()),
-            "since": dirty.get("since"),
-            "token": dirty.get("token", 0),
-            "full": bool(dirty.get("full")),
+            "dirty": dirty.dirty,
+            "reasons": list(dirty.reasons),
+            "since": dirty.since,
+            "token": dirty.token,
+            "full": dirty.full,
         },
         "pins": {
-            **{k: counts.get(k, 0) for k in ("present", "desired", "missing", "failed")},
+            "present": counts.present,
+            "desired": counts.desired,
+            "missing": counts.missing,
+            "failed": counts.failed or 0,
             # Only backends that prune count failed deletions.
-            **({"pruneFailed": counts["pruneFailed"]} if "pruneFailed" in counts else {}),
+            **({"pruneFailed": counts.prune_failed} if counts.prune_failed is not None else {}),
         },
-        "bytesTransferred": status.get("bytesTransferred"),
+        "bytesTransferred": view.bytes_transferred,
         "lastSync": {
-            "result": last.get("result"),
-            "finishedAt": last.get("finishedAt"),
-            "uploaded": last.get("uploaded"),
-            "bytes": last.get("bytes"),
+            "result": last.result,
+            "finishedAt": last.finished_at,
+            "uploaded": last.uploaded,
+            "bytes": last.bytes,
         },
-        "usage": dict(status.get("usage") or {}),
+        "usage": dict(view.usage),
     }
 
 

@@ -22,18 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pinsync.plugin import views
-from pinsync.reconciling import marking
+from pinsync.status import BackendStatus, Echoed, PinSetStatus
 
-RESTORE_REQUESTED_AT = "pinsync.io/restore-requested-at"
-"""On a PinSet: any new value asks for a restore now (implemented in the restore work)."""
-
-ECHOES = {
-    marking.MARK_DIRTY: "lastHandledMarkDirty",
-    marking.SYNC_REQUESTED_AT: "lastHandledSyncRequest",
-    marking.HEALTH_REQUESTED_AT: "lastHandledHealthRequest",
-    RESTORE_REQUESTED_AT: "restoreRequestedAt",
-}
-"""The status field echoing each annotation's value once the operator handled it."""
 BUSY = ("Planning", "Verifying", "Syncing", "Auditing")
 """Phases of a running pass (``status.phase``)."""
 
@@ -70,9 +60,8 @@ def _stalled(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _echoed(obj: Mapping[str, Any], request: Request) -> bool:
-    echo = ECHOES[request.annotation]
-    return bool((obj.get("status") or {}).get(echo) == request.value)
+def _echoed(view: Echoed, request: Request) -> bool:
+    return view.handled(request.annotation) == request.value
 
 
 def _suspended(obj: Mapping[str, Any]) -> str | None:
@@ -88,21 +77,22 @@ def sync(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
     if blocked := _stalled(obj) or _suspended(obj):
         return Verdict(failure=blocked)
     ready = views.condition(obj, "Ready")
-    status = obj.get("status") or {}
-    if not _echoed(obj, request):
+    view = BackendStatus.of(obj)
+    if not _echoed(view, request):
         return Verdict(note="waiting for the operator to take the request")
-    last = status.get("lastSync") or {}
-    if int(last.get("token") or 0) > request.token and last.get("result") == "Failed":
-        failures = status.get("failures") or ()
+    last = view.last_sync
+    if (last.token or 0) > request.token and last.result == "Failed":
+        failures = view.failures.listed
         named = ", ".join(f"{f.get('cid')}: {f.get('reason')}" for f in failures[:3])
-        counts = status.get("counts") or {}
-        count = counts.get("failed", len(failures)) + counts.get("pruneFailed", 0)
+        count = (len(failures) if view.counts.failed is None else view.counts.failed) + (
+            view.counts.prune_failed or 0
+        )
         return Verdict(failure=f"sync failed: {count} pin(s) failed ({named})")
-    if (status.get("dirty") or {}).get("dirty"):
+    if view.dirty.dirty:
         healthy = views.condition(obj, "Healthy")
         if healthy.get("status") == "False":
             return Verdict(note=f"unhealthy, retrying: {healthy.get('reason')}")
-        phase = status.get("phase")
+        phase = view.phase
         return Verdict(note=phase if phase in BUSY else "marked; the sync pass starts next")
     if ready.get("status") == "True":
         return Verdict(done=True, note=ready.get("message", ""))
@@ -115,7 +105,8 @@ def health(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
     if obj is None:
         return Verdict(failure="deleted")
     healthy = views.condition(obj, "Healthy")
-    if _echoed(obj, request):
+    view = BackendStatus.of(obj)
+    if _echoed(view, request):
         if healthy.get("status") == "True":
             return Verdict(done=True, note=healthy.get("reason", ""))
         return Verdict(failure=f"unhealthy: {healthy.get('reason')}: {healthy.get('message', '')}")
@@ -126,7 +117,7 @@ def health(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
     # one stalled before any check (its Secret is missing, its spec invalid) never will.
     if stalled.get("status") == "True" and stalled.get("reason") != healthy.get("reason"):
         return Verdict(failure=_stalled(obj))
-    phase = (obj.get("status") or {}).get("phase")
+    phase = view.phase
     if phase in BUSY:
         # One loop per backend: the check is the next pass's first step, after this one.
         return Verdict(note=f"waiting: the backend's pass is {phase}; the check follows it")
@@ -140,15 +131,14 @@ def restore(obj: Mapping[str, Any] | None, request: Request) -> Verdict:
         return Verdict(failure="deleted")
     if stalled := _stalled(obj):
         return Verdict(failure=stalled)
-    status = obj.get("status") or {}
-    if not _echoed(obj, request):
+    view = PinSetStatus.of(obj)
+    if not _echoed(view, request):
         working = views.condition(obj, "Reconciling")
         note = working.get("message") if working.get("status") == "True" else None
         return Verdict(note=note or "waiting for the operator to take the request")
-    counts = status.get("counts") or {}
-    failures = status.get("restoreFailures") or ()
-    failed = int(counts.get("restoreFailed") or len(failures))
+    failures = view.restore_failures.listed
+    failed = view.counts.restore_failed or len(failures)
     if failed:
         named = ", ".join(f"{f.get('cid')}: {f.get('reason')}" for f in failures[:3])
         return Verdict(failure=f"restore failed: {failed} pin(s) ({named})")
-    return Verdict(done=True, note=f"{counts.get('restored', 0)} pin(s) restored so far")
+    return Verdict(done=True, note=f"{view.counts.restored} pin(s) restored so far")

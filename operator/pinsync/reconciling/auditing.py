@@ -37,7 +37,7 @@ async def audit(
     stored = await syncing.listing(backend)
     desired = sources.Desired.of(run.key[0], found)
     missing = desired.keys.minus(stored.keys)
-    known = reporting.failures_of(run.status, desired.spellings(missing))
+    known = reporting.failures_of(run.view.failures, desired.spellings(missing))
     damaged = []
     if deep:
         for cid in desired.keys.common(stored.keys):

@@ -18,7 +18,6 @@ When the steps run:
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from typing import Any
@@ -38,6 +37,7 @@ from pinsync.backends import base, errors
 from pinsync.reconciling import auditing, distributed, marking, reporting, sources
 from pinsync.reconciling.context import Context, Decide, OnAnyNode
 from pinsync.reconciling.validation import Verdict, client_for, validate
+from pinsync.status import BackendStatus, parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,9 @@ def unhealthy_delay(error: errors.BackendError, *, every: float, retry_interval:
 class Pass:
     """One reconcile pass over one backend (holds what the steps share)."""
 
+    view: BackendStatus
+    """The status of :attr:`obj`, read again whenever the object is (after each write)."""
+
     def __init__(self, ctx: Context, obj: dict[str, Any], verdict: Verdict) -> None:
         self.ctx, self.obj, self.verdict = ctx, obj, verdict
         self.spec: dict[str, Any] = obj.get("spec") or {}
@@ -93,18 +96,22 @@ class Pass:
         """The targeting PinSets, resolved once at the start of the pass."""
 
     @property
-    def status(self) -> dict[str, Any]:
-        return self.obj.get("status") or {}
+    def obj(self) -> dict[str, Any]:
+        return self._obj
+
+    @obj.setter
+    def obj(self, obj: dict[str, Any]) -> None:
+        """The object as last read or written, and :attr:`view`, its status, read from it."""
+        self._obj = obj
+        self.view = BackendStatus.of(obj)
 
     @property
     def state(self) -> dirty.DirtyState:
         """The dirty state as of the object's latest write (marks may land mid-pass)."""
-        return marking.state_of(self.obj)
+        return self.view.dirty
 
     async def write(self, updates: list[conditions.Condition], **fields: Any) -> None:
-        self.obj["status"] = await self.ctx.write_status(
-            kube.STORAGEBACKENDS, self.obj, updates, **fields
-        )
+        self.obj = await marking.write(self.ctx, self.obj, updates, **fields)
         self.gauge()
 
     def gauge(self) -> None:
@@ -123,16 +130,12 @@ class Pass:
     def interval(self, block: str, default: float) -> float:
         return selectors.duration((self.spec.get(block) or {}).get("interval"), default)
 
-    def due(self, field: str, every: float) -> bool:
-        last = self.status.get(field)
-        if isinstance(last, dict):
-            last = last.get("finishedAt")
-        if not last:
+    def due(self, last: str | None, every: float) -> bool:
+        """Whether a step last finished at ``last`` (None: never) is due again."""
+        finished = parse_time(last)
+        if finished is None:
             return True
-        age = conditions.utcnow() - datetime.datetime.fromisoformat(
-            str(last).replace("Z", "+00:00")
-        )
-        return age.total_seconds() >= every
+        return (conditions.utcnow() - finished).total_seconds() >= every
 
     def idle_delay(self) -> float:
         """Seconds until the next health check, audit or resync, whichever comes first."""
@@ -158,9 +161,10 @@ class Pass:
         self.gauge()
         backend = await self.client()
         health_every = self.interval("healthCheck", 300.0)
-        healthy = conditions.is_true(self.status.get("conditions"), "Healthy")
+        healthy = self.view.conditions.is_true("Healthy")
         requested = marking.health_request(self.obj)
-        if requested is not None or not healthy or self.due("lastHealthCheck", health_every):
+        checked_at = self.view.last_health_check.finished_at
+        if requested is not None or not healthy or self.due(checked_at, health_every):
             delay = await self.health(backend, health_every, requested=requested)
             if delay is not None:
                 return delay
@@ -184,7 +188,7 @@ class Pass:
                 if unhealthy is not None:
                     return unhealthy
             token = self.state.token
-            if self.state.dirty and self.due("lastAudit", audit_every):
+            if self.state.dirty and self.due(self.view.last_audit.finished_at, audit_every):
                 # Still dirty (a pin that keeps failing): audit and measure anyway. A clean
                 # backend is audited by the next pass, so usage includes what was just synced.
                 await auditing.audit(self, backend, self.found)
@@ -193,7 +197,7 @@ class Pass:
                 # must not show the bucket as it was before them until the next audit.
                 await self.write([], usage=await auditing.usage_of(backend))
             return 0.0 if self.state.token != token else delay
-        if state.dirty or self.due("lastAudit", audit_every):
+        if state.dirty or self.due(self.view.last_audit.finished_at, audit_every):
             # ReadOnly backends answer their marks with an audit: nothing can be uploaded.
             clears = state if self.readonly else None
             await auditing.audit(self, backend, self.found, clears=clears)
@@ -214,7 +218,7 @@ class Pass:
             checked = health_check(time.monotonic() - started, requested)
             return await self.unhealthy(error, every, checked=checked)
         checked = health_check(time.monotonic() - started, requested)
-        learned = self.status.get("learned") or {}
+        learned = self.view.learned
         facts = {**learned, **backend.learned()}
         extra = {"learned": facts} if facts != learned else {}
         await self.write(health_conditions(None), **checked, **extra)
@@ -225,7 +229,7 @@ class Pass:
     ) -> float:
         """Record a failed health check (``checked``: its fields; without, the storage failed
         outside a check, whose latency is then unknown); the delay until the next pass."""
-        if conditions.is_true(self.status.get("conditions"), "Healthy"):
+        if self.view.conditions.is_true("Healthy"):
             await self.event("Warning", "Unhealthy", error.message)
         trio = conditions.reconciling if error.retryable else conditions.stalled
         updates = health_conditions(error) + trio(error.reason, error.message)
@@ -234,8 +238,7 @@ class Pass:
 
     async def settle(self) -> None:
         """Nothing to sync: report readiness from the recorded counts."""
-        counts = self.status.get("counts") or {}
-        desired, missing = counts.get("desired", 0), counts.get("missing", 0)
+        desired, missing = self.view.counts.desired, self.view.counts.missing
         if self.readonly and missing:
             message = f"accessMode is ReadOnly and {missing} of {desired} pins are missing"
             updates = conditions.stalled(reasons.READ_ONLY_INCOMPLETE.name, message)
@@ -288,7 +291,7 @@ class Pass:
         await self.write(
             [conditions.synced(False, reasons.SYNCING.name, syncing_msg)],
             phase="Planning",
-            lastSync={**(self.status.get("lastSync") or {}), "startedAt": started_at},
+            lastSync={"startedAt": started_at},  # merge-patched into the last sync's record
         )
         await self.event("Normal", "SyncStarted", syncing_msg)
         last_report, last_phase = 0.0, "Planning"
@@ -316,7 +319,9 @@ class Pass:
             kubo_for=lambda cid: ctx.kubo(desired.api_urls(cid, default_url)[0]),
             desired=syncing.Wanted(desired.keys, desired.pinsets_of, desired.spelling),
             node_pins=node_pins,
-            failures=lambda missing: reporting.failures_of(self.status, desired.spellings(missing)),
+            failures=lambda missing: reporting.failures_of(
+                self.view.failures, desired.spellings(missing)
+            ),
             full=state.full,
             deep=state.deep,
             prune=sync_spec.get("deletionPolicy") == "Prune",
@@ -346,7 +351,7 @@ class Pass:
             },
             "sources": reporting.sources_status(found, progress),
         }
-        if not progress.pruning and "pruneFailed" in (self.status.get("counts") or {}):
+        if not progress.pruning and self.view.counts.prune_failed is not None:
             fields["counts"]["pruneFailed"] = None  # no longer pruning: merge-patched away
         message = f"{progress.present} of {progress.desired} pins present"
         if ok:
@@ -371,9 +376,7 @@ class Pass:
         if progress.refused is not None:
             return await self.writes_refused(progress.refused, fields), progress
         message = failed_message(progress)
-        updates = [conditions.synced(False, reasons.SYNC_FAILED.name, message)]
-        updates += conditions.reconciling(reasons.SYNC_FAILED.name, message)
-        await self.write(updates, **fields)
+        await self.write(conditions.unsynced(reasons.SYNC_FAILED.name, message), **fields)
         await self.event("Warning", "SyncFailed", message)
         failed = [*progress.failures.values(), *progress.prune_failures.values()]
         retry_at = min((f.next_retry_at for f in failed if f.next_retry_at), default=None)
@@ -386,8 +389,7 @@ class Pass:
         still Healthy, listed, audited and restored from. The next pass tries one write again,
         at the idle interval rather than each failed pin's backoff: no retry storm."""
         message = f"{refused.message}; reads and restores still work"
-        updates = [conditions.synced(False, refused.reason, message)]
-        updates += conditions.stalled(refused.reason, message)
+        updates = conditions.unsynced(refused.reason, message, trio=conditions.stalled)
         await self.write(updates, **fields)
         await self.event("Warning", refused.reason, message)
         return self.idle_delay()
@@ -415,7 +417,7 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         return None
     verdict = await validate(ctx, obj)
     if not verdict.ok:
-        await ctx.write_status(kube.STORAGEBACKENDS, obj, verdict.conditions)
+        await marking.write(ctx, obj, verdict.conditions)
         return None
     obj = await marking.consume_annotations(ctx, obj)
     try:
@@ -428,5 +430,5 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
         fresh = await ctx.api.get(kube.STORAGEBACKENDS, namespace, name)
         if fresh is not None:
             updates = conditions.reconciling(exc.reason, message)
-            await ctx.write_status(kube.STORAGEBACKENDS, fresh, updates, phase="Error")
+            await marking.write(ctx, fresh, updates, phase="Error")
         return ctx.settings.retry_interval

@@ -352,21 +352,15 @@ class Context:
     ) -> dict[str, Any]:
         """Merge condition updates and fields into the status, writing only what changed.
 
-        For fields only the object's own loop writes (conditions, counts, progress); the dirty
-        state goes through :meth:`transition`.
+        Unguarded (a plain merge patch), so only for objects nobody else writes: PinSets. A
+        StorageBackend's status, whose ``Synced`` condition a mark may change at any moment,
+        is written through :meth:`transition` (:func:`pinsync.reconciling.marking.write`).
 
         Returns the status as it now is, so callers can chain decisions on it.
         """
+        assert plural != kube.STORAGEBACKENDS, "StorageBackend status goes through transition"
         meta, status = obj["metadata"], obj.get("status") or {}
-        generation = meta.get("generation")
-        desired = {
-            "observedGeneration": generation,
-            "conditions": conditions.merge(
-                status.get("conditions"), updates, generation=generation
-            ),
-            **fields,
-        }
-        patch = conditions.changes(status, desired)
+        patch = conditions.patch(status, updates, generation=meta.get("generation"), fields=fields)
         if patch:
             written = await self.api.patch_status(plural, meta["namespace"], meta["name"], patch)
             if written is not None:

@@ -5,25 +5,26 @@ the watch handler so they never wait for a running sync), level marks (the world
 what ``status.marked`` accounted for), and audit findings. Each goes through
 :meth:`Context.transition` (a resourceVersion-guarded write), and each writes the ``Synced``
 condition in the same write as the mark: ``dirty.dirty`` and ``Synced`` never disagree.
+
+Every other write of a backend's status goes through :func:`write`, also a transition, which
+leaves out a ``Synced`` decided from an older read: a pass that began clean cannot write
+``Synced`` True over a mark made while it ran.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pinsync import conditions, dirty, kube, reasons
 from pinsync.reconciling import sources
 from pinsync.reconciling.context import Context
+from pinsync.status import HEALTH_REQUESTED_AT, MARK_DIRTY, SYNC_REQUESTED_AT, BackendStatus
 
-MARK_DIRTY = "pinsync.io/mark-dirty"
-SYNC_REQUESTED_AT = "pinsync.io/sync-requested-at"
-HEALTH_REQUESTED_AT = "pinsync.io/health-requested-at"
-"""Any new value asks for a health check now; echoed in ``status.lastHandledHealthRequest``.
-Not a mark: the backend's own loop answers it (see :mod:`pinsync.reconciling.backends`)."""
+# A health request (HEALTH_REQUESTED_AT) is not a mark: the backend's own loop answers it.
 
 
-def state_of(obj: dict[str, Any]) -> dirty.DirtyState:
+def state_of(obj: Mapping[str, Any]) -> dirty.DirtyState:
     return dirty.DirtyState.from_status(obj.get("status"))
 
 
@@ -35,15 +36,42 @@ def dirty_fields(
 ) -> dict[str, Any]:
     """``status.dirty`` and the ``Synced`` condition that goes with it (plus ``updates``),
     for one write."""
-    status = obj.get("status") or {}
     if state.dirty:
         synced = conditions.synced(False, reasons.DIRTY.name, f"marked: {state.reasons[0]}")
     else:
         synced = conditions.synced(True, reasons.SYNCED.name, message)
     merged = conditions.merge(
-        status.get("conditions"), [*updates, synced], generation=obj["metadata"].get("generation")
+        BackendStatus.of(obj).conditions.items,
+        [*updates, synced],
+        generation=obj["metadata"].get("generation"),
     )
     return {"dirty": state.to_status(), "conditions": merged}
+
+
+def written(
+    obj: dict[str, Any], updates: Sequence[conditions.Condition], fields: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The status write of condition ``updates`` and ``fields`` onto ``obj`` as it is now.
+
+    A ``Synced`` update that disagrees with the current dirty state is left out: it was decided
+    from an older read, and the mark (or the clear) since then wrote the ``Synced`` that holds.
+    """
+    is_dirty = state_of(obj).dirty
+    kept = [u for u in updates if u["type"] != "Synced" or (u["status"] == "True") != is_dirty]
+    status = obj.get("status") or {}
+    return conditions.patch(
+        status, kept, generation=obj["metadata"].get("generation"), fields=fields
+    )
+
+
+async def write(
+    ctx: Context, obj: dict[str, Any], updates: Sequence[conditions.Condition], **fields: Any
+) -> dict[str, Any]:
+    """Write a backend's conditions and fields under the resourceVersion guard (see
+    :func:`written`); returns the object as written."""
+    return await ctx.transition(
+        kube.STORAGEBACKENDS, obj, lambda current: written(current, updates, fields)
+    )
 
 
 def marked(
@@ -60,15 +88,15 @@ def marked(
 def annotation_marks(obj: dict[str, Any]) -> dict[str, Any] | None:
     """Status fields for new ``mark-dirty`` / ``sync-requested-at`` annotation values, if any."""
     annotations = obj["metadata"].get("annotations") or {}
-    status = obj.get("status") or {}
+    view = BackendStatus.of(obj)
     fields: dict[str, Any] = {}
     mark = annotations.get(MARK_DIRTY)
-    if mark is not None and mark != status.get("lastHandledMarkDirty"):
+    if mark is not None and mark != view.handled(MARK_DIRTY):
         fields = marked(obj, [f"requested: {mark}" if mark else "requested"])
         fields["lastHandledMarkDirty"] = mark
     requested = annotations.get(SYNC_REQUESTED_AT)
-    if requested is not None and requested != status.get("lastHandledSyncRequest"):
-        base = {**obj, "status": {**status, **fields}}
+    if requested is not None and requested != view.handled(SYNC_REQUESTED_AT):
+        base = {**obj, "status": {**(obj.get("status") or {}), **fields}}
         fields |= marked(base, [f"full sync requested at {requested}"], full=True)
         fields["lastHandledSyncRequest"] = requested
     return fields or None
@@ -77,7 +105,7 @@ def annotation_marks(obj: dict[str, Any]) -> dict[str, Any] | None:
 def health_request(obj: dict[str, Any]) -> str | None:
     """The ``health-requested-at`` value not yet answered, if any."""
     requested = (obj["metadata"].get("annotations") or {}).get(HEALTH_REQUESTED_AT)
-    handled = (obj.get("status") or {}).get("lastHandledHealthRequest")
+    handled = BackendStatus.of(obj).handled(HEALTH_REQUESTED_AT)
     return requested if requested is not None and requested != handled else None
 
 
@@ -94,10 +122,10 @@ def level_marks(
     The record is merge-patched, so PinSets that are gone are written as null: a merge patch
     never removes a key that is merely absent.
     """
-    record = (obj.get("status") or {}).get("marked")
+    record = BackendStatus.of(obj).marked
     generation = obj["metadata"].get("generation")
     digests: dict[str, str | None] = {s.name: s.digest for s in found}
-    recorded = (record or {}).get("sources") or {}
+    recorded = record.sources if record is not None else {}
     gone = [n for n in recorded if n not in digests]
     now_marked = {
         "generation": generation,
@@ -107,9 +135,9 @@ def level_marks(
     if record is None:
         return ["created"], now_marked
     reasons = []
-    if record.get("generation") != generation:
+    if record.generation != generation:
         reasons.append(f"spec changed (generation {generation})")
-    if record.get("credentialsVersion") != credentials_version:
+    if record.credentials_version != credentials_version:
         reasons.append("credentials Secret changed")
     reasons += [f"PinSet {n} changed" for n, d in digests.items() if recorded.get(n) != d]
     reasons += [f"PinSet {n} no longer targets this backend" for n in gone]

@@ -7,13 +7,15 @@ its backends, orders the pinning and writes the report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Container, Mapping
 from typing import Any
 
 from pinsync import cids, clusterpins, conditions, ipfs, kube, planner, reasons, restoreplanner
-from pinsync.reconciling import backendsource, clustersource, pinning, restores, sources
+from pinsync.reconciling import backendsource, clustersource, pinning, reporting, restores, sources
 from pinsync.reconciling.context import Context
+from pinsync.status import BackendStatus, PinSetStatus
 
 MAX_LISTED = 10
 """How many offending CIDs or names a condition message quotes before summarising."""
@@ -25,13 +27,11 @@ def quoted(items: list[str] | tuple[str, ...]) -> str:
 
 
 def failures_of(
-    obj: dict[str, Any], source: sources.Source, node_pins: Container[str]
+    view: PinSetStatus, source: sources.Source, node_pins: Container[str]
 ) -> dict[str, planner.Failure]:
     """Recorded pin failures of the PinSet's CIDs that the node still lacks (from status)."""
-    status = obj.get("status") or {}
     unpinned = {c: s for c, s in source.listed.items() if c not in node_pins}
-    listed = [planner.Failure.from_status(f) for f in status.get("failures") or ()]
-    return planner.unpack(status.get("retries"), unpinned, listed)
+    return reporting.failures_of(view.failures, unpinned)
 
 
 REPORTED_CONDITIONS = ("Synced", "Stalled")
@@ -43,57 +43,42 @@ def reported(backend: Mapping[str, Any]) -> str:
     The backend's watch handler wakes PinSets only when this changes: a sync's progress writes
     (counts, bytes, phase) change nothing a PinSet reports, and must not wake 20,000-pin PinSets.
     """
-    status = backend.get("status") or {}
+    view = BackendStatus.of(backend)
     conds = [
         (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
-        for c in status.get("conditions") or ()
+        for c in view.conditions.items
         if c.get("type") in REPORTED_CONDITIONS
     ]
-    view = [
+    digest = [
         backend["metadata"].get("labels") or {},
-        status.get("sources") or [],
+        [dataclasses.asdict(s) for s in view.sources],
         conds,
-        (status.get("lastSync") or {}).get("finishedAt"),
+        view.last_sync.finished_at,
     ]
-    return json.dumps(view, sort_keys=True, default=str)
-
-
-def current(status: Mapping[str, Any]) -> bool:
-    """Whether the backend's per-PinSet entries are still what its storage holds.
-
-    They are while it is clean, and also while it stays dirty for the same mark its last sync
-    answered (pins of another PinSet that keep failing): that PinSet's failures must not make
-    every other PinSet of the backend unready. A newer mark (an audit that found objects
-    missing, a forced sync) may concern any PinSet, so none counts its entry until it is synced.
-    """
-    state = status.get("dirty") or {}
-    last = status.get("lastSync") or {}
-    return not state.get("dirty") or (
-        last.get("token") is not None and state.get("token") == last.get("token")
-    )
+    return json.dumps(digest, sort_keys=True, default=str)
 
 
 def backend_summary(source: sources.Source, backend: dict[str, Any]) -> dict[str, Any]:
-    status = backend.get("status") or {}
-    entry = next((s for s in status.get("sources") or () if s["name"] == source.name), None)
+    view = BackendStatus.of(backend)
+    entry = view.source(source.name)
     summary: dict[str, Any] = {"name": backend["metadata"]["name"]}
-    if entry is None or entry.get("digest") != source.digest:
+    if entry is None or entry.digest != source.digest:
         # The backend has not synced this version of the PinSet yet.
         return summary | {"pinned": 0, "missing": len(source.pins), "failed": 0, "ready": False}
-    missing = len(source.pins) - entry["present"] - entry["failed"]
-    summary |= {"pinned": entry["present"], "missing": missing, "failed": entry["failed"]}
-    summary["ready"] = current(status) and entry["present"] == len(source.pins)
-    if (status.get("lastSync") or {}).get("finishedAt"):
-        summary["lastSyncFinishedAt"] = status["lastSync"]["finishedAt"]
+    missing = len(source.pins) - entry.present - entry.failed
+    summary |= {"pinned": entry.present, "missing": missing, "failed": entry.failed}
+    summary["ready"] = view.current and entry.present == len(source.pins)
+    if view.last_sync.finished_at:
+        summary["lastSyncFinishedAt"] = view.last_sync.finished_at
     return summary
 
 
 def stalled_backend(targeted: list[dict[str, Any]]) -> str | None:
     """A message naming the first targeted backend that is Stalled, and why."""
     for backend in targeted:
-        cond = conditions.find((backend.get("status") or {}).get("conditions"), "Stalled")
-        if cond is not None and cond.get("status") == "True":
-            name = backend["metadata"]["name"]
+        conds = BackendStatus.of(backend).conditions
+        if conds.is_true("Stalled"):
+            cond, name = conds.get("Stalled") or {}, backend["metadata"]["name"]
             return f"StorageBackend {name} is stalled: {cond.get('reason')}: {cond.get('message')}"
     return None
 
@@ -217,11 +202,12 @@ async def reconcile(ctx: Context, namespace: str, name: str) -> float | None:
     targeted = [b for b in all_backends if sources.targets(obj, b)]
     existing = {b["metadata"]["name"] for b in all_backends}
     missing_backends = [n for n in spec.get("backends") or () if n not in existing]
-    failures = failures_of(obj, source, node_pins)
+    view = PinSetStatus.of(obj)  # as the pass found it: its reports write only what it decides
+    failures = failures_of(view, source, node_pins)
     # A fromBackend PinSet restores from its source backend first: it holds every such pin.
     origin = backendsource.name_of(obj) if backendsource.needs_backend(obj) else None
     restore_from = [*targeted, *(b for b in all_backends if b["metadata"]["name"] == origin)]
-    restorer = restores.Restorer.of(ctx, obj, source, restore_from, node_pins, first=origin)
+    restorer = restores.Restorer.of(ctx, obj, view, source, restore_from, node_pins, first=origin)
     if asked is not None:  # asked to restore now: no backoff holds
         failures = restoreplanner.forgiven(failures)
         restorer.failures = restoreplanner.forgiven(restorer.failures)

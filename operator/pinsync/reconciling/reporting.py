@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pinsync import conditions, metrics, planner, syncing
+from pinsync import conditions, metrics, planner, status, syncing
 from pinsync.reconciling import sources
 
 
@@ -25,10 +25,10 @@ def failures_status(failures: Mapping[str, planner.Failure]) -> dict[str, Any]:
     }
 
 
-def failures_of(status: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, planner.Failure]:
-    """The failures recorded in ``status`` for the pins in ``names`` (identity -> spelling)."""
-    listed = [planner.Failure.from_status(f) for f in status.get("failures") or ()]
-    return planner.unpack(status.get("retries"), names, listed)
+def failures_of(recorded: status.Failures, names: Mapping[str, str]) -> dict[str, planner.Failure]:
+    """The failures ``recorded`` in a status for the pins in ``names`` (identity -> spelling)."""
+    listed = [planner.Failure.from_status(f) for f in recorded.listed]
+    return planner.unpack(recorded.retries, names, listed)
 
 
 def progress_fields(progress: syncing.Progress) -> dict[str, Any]:

@@ -30,17 +30,17 @@ from pinsync.backends import base
 from pinsync.reconciling import reporting, sources
 from pinsync.reconciling.context import Context
 from pinsync.reconciling.validation import client_for, validate
+from pinsync.status import PinSetStatus
 
 logger = logging.getLogger(__name__)
 
 
 def failures_of(
-    status: Mapping[str, Any], source: sources.Source, node_pins: Container[str]
+    view: PinSetStatus, source: sources.Source, node_pins: Container[str]
 ) -> dict[str, planner.Failure]:
     """Recorded restore failures of the PinSet's pins that the node still lacks."""
     unpinned = {c: s for c, s in source.listed.items() if c not in node_pins}
-    listed = [planner.Failure.from_status(f) for f in status.get("restoreFailures") or ()]
-    return planner.unpack(status.get("restoreRetries"), unpinned, listed)
+    return reporting.failures_of(view.restore_failures, unpinned)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -71,13 +71,13 @@ class Restorer:
         cls,
         ctx: Context,
         obj: dict[str, Any],
+        view: PinSetStatus,
         source: sources.Source,
         targeted: list[dict[str, Any]],
         node_pins: Container[str],
         *,
         first: str | None = None,
     ) -> Restorer:
-        status = obj.get("status") or {}
         spec_ipfs = (obj.get("spec") or {}).get("ipfs") or {}
         return cls(
             ctx=ctx,
@@ -85,9 +85,9 @@ class Restorer:
             source=source,
             targeted=targeted,
             first=first,
-            failures=failures_of(status, source, node_pins),
+            failures=failures_of(view, source, node_pins),
             pin_timeout=selectors.duration(spec_ipfs.get("pinTimeout"), 120.0),
-            previous=int((status.get("counts") or {}).get("restored") or 0),
+            previous=view.counts.restored,
         )
 
     @property

@@ -14,6 +14,7 @@ from typing import Any
 from pinsync import conditions, kube, reasons
 from pinsync.backends import base, errors, registry
 from pinsync.reconciling.context import Context
+from pinsync.status import BackendStatus
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,9 +104,9 @@ async def client_for(ctx: Context, obj: dict[str, Any], verdict: Verdict) -> bas
     """
     assert verdict.backend_class is not None and verdict.credentials is not None
     cls, credentials = verdict.backend_class, verdict.credentials
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    spec = obj.get("spec") or {}
     config = {
-        **(status.get("learned") or {}),
+        **BackendStatus.of(obj).learned,
         **(spec.get(registry.config_block(spec["type"])) or {}),
     }
     stamp = (json.dumps(config, sort_keys=True), verdict.credentials_version, cls)
