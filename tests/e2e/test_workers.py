@@ -11,6 +11,7 @@ its sidecar is re-sent once, as in the peering tests), the dirty mark cleared on
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pathlib
@@ -18,13 +19,14 @@ import re
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
 import pytest
 
-from pinsync import shards
+from pinsync import peering, shards
 from pinsync.devenv import processes
 from tests.conftest import Operator
 from tests.e2e.conftest import World
@@ -50,13 +52,21 @@ class Crew:
             "PINSYNC_LEASE_SECONDS": str(LEASE),
         }
         self.planner: Operator | None = None
+        self.others: list[Operator] = []
+        """Further planners (peers of a peering)."""
         self.workers: dict[str, processes.Process] = {}
 
-    def plan(self) -> Operator:
+    def plan(self, *args: str, pod: str = "") -> Operator:
+        """A planner (``args``: e.g. its peering), and the one the crew stops at the end."""
         workdir = self.workdir / f"operator-{time.monotonic_ns()}"
         workdir.mkdir()
-        self.planner = Operator(workdir, self.world.operator.kubeconfig, self.env).start()
-        return self.planner
+        env = {**self.env, peering.POD_NAME: pod} if pod else self.env
+        planner = Operator(workdir, self.world.operator.kubeconfig, env, args).start()
+        if self.planner is not None and pod:
+            self.others.append(planner)
+        else:
+            self.planner = planner
+        return planner
 
     def worker(self, name: str, *args: str) -> processes.Process:
         workdir = self.workdir / name
@@ -89,8 +99,9 @@ class Crew:
             if process.popen is not None and process.popen.poll() is None:
                 os.kill(process.popen.pid, signal.SIGCONT)  # a frozen one cannot stop
             process.stop(timeout=20)
-        if self.planner is not None:
-            self.planner.stop()
+        for planner in [self.planner, *self.others]:
+            if planner is not None:
+                planner.stop()
 
     def leases(self) -> list[dict[str, Any]]:
         api = kubernetes.client.CoordinationV1Api(self.world.k8s)
@@ -133,13 +144,17 @@ def start_sync(world: World, count: int, size: int) -> list[str]:
     return cids
 
 
-def assert_synced_once(world: World, cids: list[str], history: DirtyHistory) -> None:
+def assert_synced_once(
+    world: World, cids: list[str], history: DirtyHistory, before: Written | None = None
+) -> None:
+    """Synced, each pin whole, each CAR written once (but a CAR ``before`` found without its
+    sidecar: its writer died between the two, the pin is missing, and it is sent again)."""
     status = world.wait_synced(present=len(cids), timeout=180)
     assert status["counts"]["missing"] == 0 and status["counts"]["failed"] == 0
     assert status["lastSync"]["uploaded"] <= len(cids)
     keys = world.bucket.keys()
     assert {f"pins/{cid}.car" for cid in cids} <= keys
-    Written(world).assert_each_car_written_once_after(world, cids)
+    (before or Written(world)).assert_each_car_written_once_after(world, cids)
     for cid in cids[:5]:
         assert world.bucket.read(f"pins/{cid}.car") == world.ipfs.export_car(cid)
     eventually(lambda: history.clearings() >= 1, timeout=30)
@@ -200,13 +215,15 @@ def test_a_worker_killed_mid_shard_has_it_finished_by_another(
     shard = holding(crew, victim)[0]
     crew.workers[victim].kill()
     killed = time.monotonic()
+    time.sleep(0.5)  # a request MinIO had received whole may still complete
+    before = Written(world)
     survivor = next(n for n in crew.workers if n != victim)
     eventually(lambda: crew.holders().get(shard) not in (victim, None), timeout=60, interval=0.2)
     taken = time.monotonic() - killed
     print(f"shard {shard} of the killed worker taken over after {taken:.1f}s (lease {LEASE}s)")
     assert taken <= 2 * LEASE + 4  # the lease, a poll of each side; slack for a busy host
     assert f"taking over from {victim}" in crew.log(survivor)
-    assert_synced_once(world, cids, history)
+    assert_synced_once(world, cids, history, before)
 
 
 def test_a_frozen_worker_past_its_lease_has_its_late_results_refused(
@@ -279,22 +296,36 @@ def test_workers_scaled_up_and_down_during_a_sync(
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(ordered)), ordered
 
 
-def test_the_operator_killed_while_workers_run_the_next_adopts_the_plan(
+def test_the_operator_killed_while_workers_run_its_standby_adopts_the_plan(
     world: World, crew: Crew, history: DirtyHistory
 ) -> None:
-    for name in ("w-a", "w-b"):
-        crew.worker(name, "--max-shards=1")
-    cids = start_sync(world, PINS, PIN_SIZE)
-    mid_sync(world, crew)
     assert crew.planner is not None
-    crew.planner.kill()
-    written = cars_written(world)
-    # The workers go on without a planner.
-    eventually(lambda: cars_written(world) > written + 2, timeout=60, interval=0.2)
-    successor = crew.plan()
-    successor.wait_for_log("adopting plan", timeout=60)
-    assert_synced_once(world, cids, history)
-    assert set(writes_per_car(world).values()) == {1}
+    crew.planner.stop()  # replaced by two replicas in a peering of their own
+    name = f"ha-{uuid.uuid4().hex[:8]}"
+    flags = (f"--peering={name}", "--peering-lifetime=8")
+    try:
+        standby = crew.plan(*flags, "--priority=1", pod="pinsync-low")
+        standby.wait_for_log("Resuming operations")
+        active = crew.plan(*flags, "--priority=2", pod="pinsync-high")
+        standby.wait_for_log("Pausing operations in favour of")
+        for worker_name in ("w-a", "w-b"):
+            crew.worker(worker_name, "--max-shards=1")
+        cids = start_sync(world, PINS, PIN_SIZE)
+        mid_sync(world, crew)
+        assert "published" in active.log() and "published" not in standby.log()
+        active.kill()
+        written = cars_written(world)
+        # The workers go on without a planner.
+        eventually(lambda: cars_written(world) > written + 2, timeout=60, interval=0.2)
+        standby.wait_for_log("adopting plan", timeout=60)
+        assert "published" not in standby.log()  # it planned nothing anew
+        assert_synced_once(world, cids, history)
+        assert set(writes_per_car(world).values()) == {1}
+    finally:
+        with contextlib.suppress(kubernetes.client.ApiException):
+            kubernetes.client.CustomObjectsApi(world.k8s).delete_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", name
+            )
 
 
 def test_failures_on_workers_are_failures_with_backoff_in_status(
