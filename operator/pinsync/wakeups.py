@@ -9,6 +9,7 @@ events before the loop wakes collapse into one reconcile.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -51,12 +52,36 @@ class Echoes:
     reconcile -- for a PinSet of 20,000 CIDs, seconds of work for nothing.
     """
 
+    KEPT = 16
+    """Recent writes remembered per object: a pass writes several times in a second, and the
+    watch event of one arrives after the next was made (remembering only the last woke the
+    loop for each of those: passes in bursts, an event pair each)."""
+
     def __init__(self) -> None:
-        self._written: dict[Hashable, str] = {}
+        self._written: dict[Hashable, collections.deque[str]] = {}
+        self._seen: dict[Hashable, tuple[Any, ...]] = {}
+        """Per object, what else than status its last event showed (spec generation, labels,
+        annotations, deletion)."""
 
     def record(self, key: Hashable, resource_version: str | None) -> None:
         if resource_version:
-            self._written[key] = resource_version
+            kept = self._written.setdefault(key, collections.deque(maxlen=self.KEPT))
+            kept.append(resource_version)
 
     def is_own_write(self, key: Hashable, meta: Mapping[str, Any]) -> bool:
-        return self._written.get(key) == meta.get("resourceVersion")
+        """Whether the event is of a status write of this operator's: recognised by its
+        resourceVersion, or -- when the event is handled before the write's answer was
+        recorded -- by a change of nothing but status (only the operator writes status)."""
+        seen = _fingerprint(meta)
+        status_only = self._seen.get(key) == seen
+        self._seen[key] = seen
+        return status_only or meta.get("resourceVersion") in self._written.get(key, ())
+
+
+def _fingerprint(meta: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        meta.get("generation"),
+        sorted((meta.get("labels") or {}).items()),
+        sorted((meta.get("annotations") or {}).items()),
+        meta.get("deletionTimestamp"),
+    )

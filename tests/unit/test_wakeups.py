@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from pinsync.wakeups import Wakeups
+from pinsync.wakeups import Echoes, Wakeups
 
 
 async def test_a_sleep_cancelled_as_it_is_woken_raises_cancelled() -> None:
@@ -34,3 +34,24 @@ async def test_wake_ups_before_the_sleep_collapse_into_one() -> None:
     wakeups.wake("k")
     assert await wakeups.sleep("k", 10) is True
     assert await wakeups.sleep("k", 0.01) is False
+
+
+def test_every_recent_write_is_recognised_as_its_own_not_only_the_last() -> None:
+    echoes = Echoes()
+    for version in ("11", "12", "13"):
+        echoes.record("b", version)
+    # The watch event of "11" arrives after "13" was written: still an echo.
+    assert all(echoes.is_own_write("b", {"resourceVersion": v}) for v in ("11", "12", "13"))
+    assert not echoes.is_own_write("b", {"resourceVersion": "14", "generation": 2})  # a spec edit
+
+
+def test_an_event_changing_nothing_but_status_is_an_echo_even_before_its_write_is_recorded() -> (
+    None
+):
+    echoes = Echoes()
+    meta = {"resourceVersion": "1", "generation": 1, "annotations": {"a": "1"}}
+    assert not echoes.is_own_write("b", meta)  # first sight: wake
+    assert echoes.is_own_write("b", {**meta, "resourceVersion": "2"})  # status only
+    assert not echoes.is_own_write("b", {**meta, "resourceVersion": "3", "generation": 2})
+    marked = {**meta, "resourceVersion": "4", "generation": 2, "annotations": {"a": "2"}}
+    assert not echoes.is_own_write("b", marked)  # an annotation (a mark) wakes
