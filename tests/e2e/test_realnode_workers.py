@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -186,13 +187,15 @@ def test_a_worker_force_deleted_mid_sync_hands_its_shards_over_and_the_sync_comp
 
         moved = eventually(handed_over, timeout=180, interval=0.2)
         handover = time.monotonic() - killed
+        new_holders = holders(crew, tenant.namespace)
+        by = sorted({new_holders[lease] for lease in moved})
 
         status = wait_synced(tenant.backends, "minio", present=len(cids), timeout=900)
         done = time.monotonic()
         print(f"\n{len(cids)} pins ({SMALL} x {SMALL_SIZE} B, {BIG} x {BIG_SIZE / 1e6:.0f} MB) "
               f"through 2 workers; {written_before} written when {victim} (holding "
               f"{len(taken)} shard(s)) was force-deleted; its unfinished shard(s) ({len(moved)}) "
-              f"held by another worker {handover:.1f}s later; sync complete "
+              f"held by {by or 'nobody: finished'} {handover:.1f}s later; sync complete "
               f"{done - killed:.1f}s after the force-delete, {done - started:.1f}s "
               f"after the backend was created")  # fmt: skip
 
@@ -225,4 +228,84 @@ def test_a_worker_force_deleted_mid_sync_hands_its_shards_over_and_the_sync_comp
     print(f"takeovers logged: {len(took)} (a shard released by the stopping worker is claimed "
           f"afresh instead)")  # fmt: skip
     eventually(lambda: crew.leases(tenant.namespace) == [], timeout=60)  # withdrawn once done
+    crew.node.wait_rollout(NAMESPACE, f"deployment/{RELEASE}-worker", timeout=180)
+
+
+def host_pid(crew: Crew, pod: str) -> int:
+    """The process of a Pod's container, as the host sees it (containerd's task)."""
+    found = json.loads(crew.node.kubectl("get", "pod", "-n", NAMESPACE, pod, "-o", "json"))
+    container_id = found["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    for line in crew.node.ctr("tasks", "ls").splitlines()[1:]:
+        task, pid, *_ = line.split()
+        if task == container_id:
+            return int(pid)
+    raise LookupError(f"no task for {pod}")
+
+
+def test_a_frozen_worker_loses_its_shards_once_its_leases_lapse_and_its_late_results_are_refused(
+    crew: Crew,
+) -> None:
+    """A worker that stops answering without stopping (SIGSTOP from the host: a paused VM, a
+    partitioned node) releases nothing: the other worker takes its shards over once their
+    Leases have not changed for the Lease's duration."""
+    tenant = Tenant(crew.node, crew.s3)
+    world = cast(World, tenant)
+    versioned(world)
+    cids = [crew.ipfs.add(os.urandom(SMALL_SIZE)) for _ in range(SMALL)]
+    cids += [crew.ipfs.add(os.urandom(BIG_SIZE)) for _ in range(BIG)]
+    history = DirtyHistory(world)
+    history.start()
+    victim = ""
+    pid = 0
+    try:
+        tenant.pinsets.create("media", {"cids": cids, "backends": ["minio"]})
+        tenant.backend(sync={"concurrency": 1})
+        workers = crew.workers()
+
+        def both_claim() -> dict[str, str]:
+            held = holders(crew, tenant.namespace)
+            assert set(workers) <= set(held.values()), held
+            assert 10 <= len(Written(world).pins) < len(cids) * 2 // 3
+            return held
+
+        held = eventually(both_claim, timeout=300, interval=0.2)
+        victim = workers[-1]
+        taken = {lease for lease, holder in held.items() if holder == victim}
+        pid = host_pid(crew, victim)
+        os.kill(pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+
+        def taken_over() -> bool:
+            now = holders(crew, tenant.namespace)
+            assert not {lease for lease in taken if now.get(lease) == victim}, now
+            return True
+
+        eventually(taken_over, timeout=180, interval=0.2)
+        takeover = time.monotonic() - frozen
+        wait_synced(tenant.backends, "minio", present=len(cids), timeout=900)
+        done = time.monotonic() - frozen
+        print(
+            f"\n{victim} frozen holding {len(taken)} shard(s) mid-sync: taken over "
+            f"{takeover:.1f}s later (Lease 15 s), sync complete {done:.1f}s after the freeze"
+        )
+        # No sooner than the Lease allows (the taker times it by its own clock).
+        assert takeover >= 15 * 0.9, takeover
+        keys = tenant.bucket.keys()
+        assert {f"pins/{cid}.car" for cid in cids} | {f"pins/{cid}.json" for cid in cids} <= keys
+        eventually(lambda: history.clearings() >= 1, timeout=30)
+        assert history.clearings() == 1, history.values
+
+        # Thawed, it finds its claims lost at its next renewal and drops its results.
+        os.kill(pid, signal.SIGCONT)
+        pid = 0
+        eventually(lambda: "claim lost" in crew.log(victim), timeout=60)
+        writes = writes_per_car(world)
+        assert all(n <= 2 for n in writes.values()), writes
+        print(f"CARs written twice: {sum(n == 2 for n in writes.values())}")
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        history.stop()
+    takeovers = "".join(crew.log(pod) for pod in crew.workers() if pod != victim)
+    assert f"taking over from {victim}" in takeovers
     crew.node.wait_rollout(NAMESPACE, f"deployment/{RELEASE}-worker", timeout=180)
