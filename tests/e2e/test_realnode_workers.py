@@ -1,10 +1,11 @@
 """Transfer workers as Pods on the real node: the chart with ``workers.replicas=2``, a sync of a
-few hundred small pins and a few bigger ones to MinIO through the worker Pods, and a worker
-force-deleted while it holds a claim.
+few hundred small pins and a few bigger ones to MinIO through the worker Pods, a worker
+force-deleted while it holds claims (it may release them on SIGTERM, or be killed first and
+have them taken over when their Leases lapse), and a worker frozen from the host (SIGSTOP).
 
 A release of its own, after test_realnode's is uninstalled (two releases serving the whole
 cluster would plan the same backends). The Lease duration is the chart's default (15 s).
-Measured figures (install to Ready, sync times, force-delete to completion) are printed (``-s``).
+Measured figures (install to Ready, handover and completion times) are printed (``-s``).
 """
 
 from __future__ import annotations
