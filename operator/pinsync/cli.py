@@ -98,17 +98,25 @@ def work(args: argparse.Namespace) -> None:
     if args.namespace:
         settings = dataclasses.replace(settings, namespaces=tuple(args.namespace))
     near = args.near or [u for u in os.environ.get("PINSYNC_NEAR_KUBO", "").split(",") if u]
-    asyncio.run(
-        worker.serve(
-            worker.Worker(
-                kube.Api(),
-                settings,
-                identity=args.identity or worker.default_identity(),
-                max_shards=args.max_shards,
-                near=near,
-            )
+
+    async def serve() -> None:
+        from pinsync import liveness
+
+        crew = worker.Worker(
+            kube.Api(),
+            settings,
+            identity=args.identity or worker.default_identity(),
+            max_shards=args.max_shards,
+            near=near,
         )
-    )
+        probe = await liveness.serve(args.liveness) if args.liveness else None
+        try:
+            await worker.serve(crew)
+        finally:
+            if probe is not None:
+                await probe.cleanup()
+
+    asyncio.run(serve())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,6 +173,11 @@ def main(argv: list[str] | None = None) -> None:
         metavar="URL",
         help="a Kubo API on this worker's node: preferred for pins it holds (repeatable; "
         "default $PINSYNC_NEAR_KUBO, comma-separated)",
+    )
+    work_cmd.add_argument(
+        "--liveness",
+        help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz (answered by the worker's "
+        "event loop: a blocked loop fails the probe)",
     )
     work_cmd.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     work_cmd.add_argument("--metrics-addr", default="0.0.0.0", help="address for --metrics-port")

@@ -39,6 +39,15 @@ CUSTOM = [
     "--set", "image.tag=0.1.0-test",
     "--set", "replicas=0",
 ]  # fmt: skip
+WORKERS = ["--set", "workers.replicas=2"]
+WORKERS_COMPONENT = ROOT / "manifests" / "optional" / "workers"
+SHARD_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps"],
+     "verbs": ["create", "list", "get", "delete", "deletecollection"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "verbs": ["create", "list", "get", "delete", "deletecollection"]},
+]  # fmt: skip
+"""What the operator needs to publish shards for workers, and only with workers."""
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +83,23 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
     return found[0]
 
 
-def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+def container(docs: list[dict[str, Any]], name: str | None = None) -> dict[str, Any]:
+    deployment = one(docs, "Deployment", name)
+    found: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
     return found
+
+
+def with_workers(path: pathlib.Path) -> pathlib.Path:
+    """An overlay of manifests/ with the optional workers component, as README shows."""
+    path.mkdir(parents=True, exist_ok=True)
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(ROOT / "manifests", path)],
+        "components": [os.path.relpath(WORKERS_COMPONENT, path)],
+    }
+    (path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    return path
 
 
 def can_i(kubeconfig: pathlib.Path, account: str, *args: str) -> bool:
@@ -179,6 +202,10 @@ def test_helm_lint_passes_with_default_and_custom_values(workdir: pathlib.Path) 
         (["--set", "ipfsApiUrl=ipfs:5001"], "/ipfsApiUrl"),
         (["--set-json", 'namespaces=["Team_A"]'], "/namespaces/0"),
         (["--set", "replica=2"], "replica"),  # a typo is refused, not ignored
+        (["--set", "workers.replicas=-1"], "/workers/replicas"),
+        (["--set", "workers.maxShards=0"], "/workers/maxShards"),
+        (["--set", "workers.nearKubo=kubo:5001"], "/workers/nearKubo"),
+        (["--set", "workers.replica=2"], "replica"),
     ],
 )
 def test_values_outside_the_schema_are_refused(
@@ -205,6 +232,10 @@ def test_the_default_chart_renders_what_manifests_ship(workdir: pathlib.Path) ->
     assert json.loads(board["data"]["pinsync.json"]) == json.loads(DASHBOARD.read_text())
     assert not [d for d in chart if d["kind"] in {"ServiceMonitor", "Role", "RoleBinding"}]
     assert "PINSYNC_NAMESPACES" not in {e["name"] for e in container(chart)["env"]}
+    # No workers by default: the operator transfers in-process, and needs no shard grants.
+    assert [d["metadata"]["name"] for d in chart if d["kind"] == "Deployment"] == ["pinsync"]
+    assert "PINSYNC_WORKERS" not in {e["name"] for e in container(chart)["env"]}
+    assert not [r for r in one(chart, "ClusterRole")["rules"] if r in SHARD_RULES]
 
 
 def test_custom_values_render_namespaced_secret_access_and_the_service_monitor(
@@ -228,15 +259,88 @@ def test_custom_values_render_namespaced_secret_access_and_the_service_monitor(
     assert one(docs, "Service")["spec"]["ports"][0]["port"] == 9400
 
 
-@pytest.mark.parametrize("shape", ["default", "custom"])
+def test_workers_render_a_worker_deployment_as_manifests_optional_workers_ship(
+    workdir: pathlib.Path,
+) -> None:
+    chart = documents(helm(workdir, "template", "pinsync", str(CHART), "-n", "pinsync-system",
+                           *WORKERS))  # fmt: skip
+    manifests = documents(
+        subprocess.run(
+            ["kubectl", "kustomize", str(with_workers(workdir / "workers-overlay"))],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    for docs in (chart, manifests):
+        operator, worker = container(docs, "pinsync"), container(docs, "pinsync-worker")
+        assert {"name": "PINSYNC_WORKERS", "value": "2"} in operator["env"]
+        assert one(docs, "Deployment", "pinsync-worker")["spec"]["replicas"] == 2
+        assert worker["args"][0] == "worker" and "--max-shards=2" in worker["args"]
+        assert worker["securityContext"] == operator["securityContext"]
+        pods = [one(docs, "Deployment", n)["spec"]["template"]["spec"] for n in
+                ("pinsync", "pinsync-worker")]  # fmt: skip
+        assert pods[0]["securityContext"] == pods[1]["securityContext"]
+        assert pods[1]["serviceAccountName"] == "pinsync-worker"
+        assert "POD_NAME" in {e["name"] for e in worker["env"]}  # its name in the Leases
+        assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+        # The operator's Deployment must not select the workers' Pods.
+        selector = one(docs, "Deployment", "pinsync")["spec"]["selector"]["matchLabels"]
+        labels = one(docs, "Deployment", "pinsync-worker")["spec"]["template"]["metadata"]
+        assert not selector.items() <= labels["labels"].items()
+        rules = one(docs, "ClusterRole", "pinsync")["rules"]
+        assert [r for r in rules if r in SHARD_RULES] == SHARD_RULES
+    for name in ("pinsync", "pinsync-worker"):
+        assert (
+            one(chart, "ClusterRole", name)["rules"] == one(manifests, "ClusterRole", name)["rules"]
+        )
+        assert container(chart, name)["args"] == container(manifests, name)["args"]
+        assert container(chart, name)["resources"] == container(manifests, name)["resources"]
+
+
+def test_workers_in_listed_namespaces_get_roles_there_and_near_kubo_uses_the_host_ip(
+    workdir: pathlib.Path,
+) -> None:
+    docs = documents(helm(workdir, "template", "ps", str(CHART), "-n", "ops", *CUSTOM, *WORKERS,
+                          "--set", "workers.nearKubo=http://$(HOST_IP):5001",
+                          "--set", "workers.maxShards=3"))  # fmt: skip
+    assert not [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] != "ps"]
+    assert not [r for r in one(docs, "ClusterRole", "ps")["rules"] if r in SHARD_RULES]
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d["rules"]
+             for d in docs if d["kind"] == "Role"}  # fmt: skip
+    assert set(roles) == {(ns, name) for ns in ("team-a", "team-b")
+                          for name in ("ps-secrets", "ps-shards", "ps-worker")}  # fmt: skip
+    assert roles["team-a", "ps-shards"] == SHARD_RULES
+    assert roles["team-b", "ps-worker"] == [
+        {"apiGroups": ["pinsync.io"], "resources": ["storagebackends"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["list", "get", "update"]},
+    ]  # fmt: skip
+    bound = {(d["metadata"]["namespace"], d["roleRef"]["name"]): d["subjects"][0]["name"]
+             for d in docs if d["kind"] == "RoleBinding"}  # fmt: skip
+    assert bound["team-a", "ps-worker"] == "ps-worker" and bound["team-a", "ps-shards"] == "ps"
+    worker = container(docs, "ps-worker")
+    assert "--max-shards=3" in worker["args"]
+    assert worker["image"] == "ghcr.io/pinsync/pinsync:0.1.0-test"
+    env = [e["name"] for e in worker["env"]]
+    # $(HOST_IP) expands only from a variable defined before it.
+    assert env.index("HOST_IP") < env.index("PINSYNC_NEAR_KUBO")
+    values = {e["name"]: e.get("value") or e.get("valueFrom") for e in worker["env"]}
+    assert values["HOST_IP"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    assert values["PINSYNC_NEAR_KUBO"] == "http://$(HOST_IP):5001"
+    assert values["PINSYNC_NAMESPACES"] == "team-a,team-b"
+    assert values["PINSYNC_LEASE_SECONDS"] == "15"
+    assert {"name": "PINSYNC_LEASE_SECONDS", "value": "15"} in container(docs, "ps")["env"]
+
+
+@pytest.mark.parametrize("shape", ["default", "custom", "workers"])
 def test_the_rendered_chart_passes_a_server_side_dry_run(
     workdir: pathlib.Path, fresh: pathlib.Path, shape: str
 ) -> None:
-    values = CUSTOM if shape == "custom" else []
+    values = {"default": [], "custom": CUSTOM, "workers": [*CUSTOM, *WORKERS]}[shape]
     release = f"dry-{shape}"
     for namespace in (release, "team-a", "team-b"):
         controlplane.kubectl_status(fresh, "create", "namespace", namespace)
-    if shape == "custom":  # the ServiceMonitor needs its CRD
+    if shape != "default":  # the ServiceMonitor needs its CRD
         install_service_monitor_crd(fresh)
     rendered = helm(workdir, "template", release, str(CHART), "-n", release, *values)
     done = controlplane.kubectl(
@@ -274,6 +378,54 @@ def test_helm_install_grants_secrets_cluster_wide_or_only_in_listed_namespaces(
 
     listed = json.loads(helm(workdir, "list", "-A", "-o", "json", kubeconfig))
     assert {r["name"]: r["status"] for r in listed} == {"wide": "deployed", "scoped": "deployed"}
+
+
+def test_workers_and_the_operator_get_what_they_need_for_shards_and_nothing_more(
+    workdir: pathlib.Path, fresh: pathlib.Path
+) -> None:
+    for namespace in ("team-c", "elsewhere"):
+        controlplane.kubectl_status(fresh, "create", "namespace", namespace)
+    kubeconfig = f"--kubeconfig={fresh}"
+    helm(workdir, "install", "crew", str(CHART), "-n", "crew", "--create-namespace", kubeconfig,
+         *WORKERS)  # fmt: skip
+    helm(workdir, "install", "team", str(CHART), "-n", "team", "--create-namespace", kubeconfig,
+         *WORKERS, "--set-json", 'namespaces=["team-c"]')  # fmt: skip
+    controlplane.kubectl(fresh, "apply", "-k", str(with_workers(workdir / "workers-apply")))
+
+    for operator, worker, served, unserved in (
+        ("crew:crew", "crew:crew-worker", "elsewhere", None),
+        ("team:team", "team:team-worker", "team-c", "elsewhere"),
+        ("pinsync-system:pinsync", "pinsync-system:pinsync-worker", "elsewhere", None),
+    ):
+        operator, worker = (f"system:serviceaccount:{a}" for a in (operator, worker))
+        ns = ["-n", served]
+        for verb in ("get", "list", "update"):
+            assert can_i(fresh, worker, verb, "leases.coordination.k8s.io", *ns), (worker, verb)
+        for what in ("configmaps", "secrets", "storagebackends.pinsync.io"):
+            assert can_i(fresh, worker, "get", what, *ns), (worker, what)
+        for verb, what in (
+            ("create", "leases.coordination.k8s.io"),
+            ("delete", "leases.coordination.k8s.io"),
+            ("watch", "leases.coordination.k8s.io"),
+            ("create", "configmaps"),
+            ("update", "configmaps"),
+            ("list", "secrets"),
+            ("list", "storagebackends.pinsync.io"),
+            ("update", "storagebackends.pinsync.io"),
+            ("patch", "storagebackends.pinsync.io/status"),
+            ("create", "events"),
+        ):
+            assert not can_i(fresh, worker, verb, what, *ns), (worker, verb, what)
+        for verb in ("create", "list", "get", "delete", "deletecollection"):
+            for what in ("leases.coordination.k8s.io", "configmaps"):
+                assert can_i(fresh, operator, verb, what, *ns), (operator, verb, what)
+        assert not can_i(fresh, operator, "update", "leases.coordination.k8s.io", *ns)
+        if unserved is not None:
+            assert not can_i(fresh, worker, "get", "secrets", "-n", unserved)
+            assert not can_i(fresh, worker, "list", "leases.coordination.k8s.io", "-n", unserved)
+            assert not can_i(fresh, operator, "create", "configmaps", "-n", unserved)
+        else:  # serving the whole cluster: a worker lists shards in every namespace at once
+            assert can_i(fresh, worker, "list", "leases.coordination.k8s.io", "--all-namespaces")
 
 
 # -- metrics and the image ------------------------------------------------------------------------
