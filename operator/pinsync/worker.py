@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 2.0
 """Seconds between looks for claimable shards (one list call per namespace served)."""
+SHUTDOWN_LEASE = 3
+"""Seconds a claim lasts unrenewed once its worker is stopping."""
 VALID_FOR = 0.8
 """Share of the Lease duration after the last renewal during which new transfers start."""
 
@@ -106,6 +108,10 @@ class Worker:
                 await asyncio.wait_for(self.stopping.wait(), POLL_INTERVAL)
         for claim in self.claims.values():
             claim.releasing = True
+            # Should this process be killed before it releases (a grace period too short for a
+            # big pin in flight), its claims lapse in seconds, not a whole Lease.
+            claim.duration = min(claim.duration, SHUTDOWN_LEASE)
+        await asyncio.gather(*(self.write(c) for c in list(self.claims.values())))
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.ctx.aclose()
@@ -222,7 +228,7 @@ class Worker:
         async with claim.lock:
             if claim.lost:
                 return
-            if not release and claim.finished.is_set():
+            if not release and claim.finished.is_set() and not claim.releasing:
                 claim.report.done = True
             identity, report = ("", None) if release else (self.identity, claim.report)
             body = shards.with_claim(claim.lease, identity, report, duration=claim.duration)
@@ -301,7 +307,9 @@ class Worker:
                 still_mine=claim.valid,
             )
         )
-        if not claim.valid() and not claim.lost:
+        if ord(shards.UNTRIED) not in claim.report.outcomes:
+            claim.releasing = False  # every pin done (a stop came too late to matter): report it
+        elif not claim.valid() and not claim.lost:
             # Stopped for want of a renewal, not because the work is done: let another finish.
             claim.releasing = True
         claim.report.bytes = progress.bytes

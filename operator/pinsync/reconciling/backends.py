@@ -369,9 +369,10 @@ class Pass:
                 f"uploaded {progress.uploaded} pin(s), {progress.bytes} bytes; {message}",
             )
             return (0.0 if self.state.dirty else self.idle_delay()), progress
-        if self.state.token == started_token and not state.full:
+        if self.state.token == started_token and not state.full and not progress.pruning:
             # What this pass left present is known, failed pins or not: the next pass (these
-            # pins' retry) transfers what is still missing, not again what just landed.
+            # pins' retry) transfers what is still missing, not again what just landed. (Not
+            # when pruning: the unwanted pins left, whose deletion failed, are not in it.)
             ctx.synced[self.key] = (started_token, progress.present_cids)
         if progress.refused is not None:
             return await self.writes_refused(progress.refused, fields), progress
