@@ -65,10 +65,21 @@ for scale 1.0. What is measured, in one run:
    ``fromCluster`` with both peers' Kubo URLs into an empty S3 StorageBackend, from ``kubectl
    apply`` until Ready: pins/s (against (5)'s target, as row 16 borrows it), operator peak RSS,
    and the CPU seconds of the operator, the cluster peers, their Kubos and MinIO.
+19-20. The scale-out (``PINSYNC_WORKERS``) through the operator (see :mod:`tests.bench_workers`):
+   the same kube-apiserver + etcd, a fresh operator per run and 0 (in-process), 1, 2 and 4
+   ``pinsync worker`` processes beside it:
+   19. 20,000 x 1 KiB unpinned pins, and 16 x 64 MiB, in one PinSet into an empty S3 backend:
+       pins/s, MiB/s and CPU-ms per pin summed over the operator and the workers (target: with
+       workers at most 1.25 x the in-process run's), the load average before and after each run;
+   20. the planner's cost: operator CPU-ms per 1,000 pins with workers, and API writes (the
+       API server's own ``apiserver_request_total``, by verb and resource) per 1,000 pins
+       (target: the writes the scale-out adds follow shards, not pins: at most 10 per 1,000
+       pins at 20,000); and a MODEL of how many worker cores one planner core can feed.
 
 ``PINSYNC_BENCH_ONLY`` selects rows: a comma-separated list of row numbers (``2b`` included) and
 ranges, e.g. ``5-9`` or ``2b,5`` (a range includes the lettered rows within it). Rows a selected
-row needs run too: (2b) takes (2)'s pinsync figure, (6) and (7) work on (5)'s pins.
+row needs run too: (2b) takes (2)'s pinsync figure, (6) and (7) work on (5)'s pins, (19) and (20)
+read the same runs.
 
 Below the table, the CPU time of this process, Kubo and MinIO per GiB (per pin for small pins)
 shows where a figure is CPU-bound on this machine: on two cores, MinIO's CPU counts against the
@@ -127,7 +138,7 @@ SCALE_ENV = "PINSYNC_BENCH_SCALE"
 ONLY_ENV = "PINSYNC_BENCH_ONLY"
 UNITS = (
     *("1", "2", "2b", "3", "4", "5", "6", "7", "8", "9"),
-    *("10", "11", "12", "13", "14", "15", "16", "17", "18"),
+    *("10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20"),
 )
 """The rows ``PINSYNC_BENCH_ONLY`` can select."""
 CHILD_FLAG = "--child-sync"
@@ -1105,6 +1116,7 @@ def main() -> int:
         bench_operator,
         bench_restore,
         bench_scale,
+        bench_workers,
     )
 
     report = Report()
@@ -1155,6 +1167,12 @@ def main() -> int:
                 "fromCluster through the operator",
                 bench_cluster.UNITS,
                 lambda: bench_cluster.run(bench),
+            ),
+            (
+                "19-20",
+                "the scale-out: workers",
+                bench_workers.UNITS,
+                lambda: bench_workers.run(bench),
             ),
         ]
         for key, what, units, run in sections:

@@ -241,6 +241,8 @@ class Cluster:
         self, workdir: pathlib.Path, bench: Bench, *, log_copy: pathlib.Path = LOG_COPY
     ) -> None:
         self.workdir, self.bench, self.log_copy = workdir, bench, log_copy
+        self.env: dict[str, str] = {}
+        """More environment for the operator (``PINSYNC_*``) at its next start."""
         self.plane = controlplane.ControlPlane(workdir / "controlplane")
         self.kubeconfig = self.plane.kubeconfig
         self.operator: Operator | None = None
@@ -254,15 +256,27 @@ class Cluster:
         controlplane.install_crds(self.kubeconfig, ROOT / "crds")
         connect: Callable[..., Any] = kubernetes.config.new_client_from_config
         self.client: kubernetes.client.ApiClient = connect(config_file=str(self.kubeconfig))
-        say("starting the operator (python -m pinsync run)")
-        env = {"PINSYNC_IPFS_API_URL": self.bench.node.api_url}
-        self.operator = Operator(self.workdir, self.kubeconfig, env).start()
+        self.start_operator()
+        return self
+
+    @property
+    def operator_env(self) -> dict[str, str]:
+        return {"PINSYNC_IPFS_API_URL": self.bench.node.api_url, **self.env}
+
+    def start_operator(self) -> None:
+        """Start the operator (again, with :attr:`env`), once its metrics answer."""
+        extra = " ".join(f"{k}={v}" for k, v in self.env.items())
+        say(f"starting the operator (python -m pinsync run{'; ' + extra if extra else ''})")
+        self.operator = Operator(self.workdir, self.kubeconfig, self.operator_env).start()
         process = self.process
         process.wait_until(
             processes.http_ok(self.operator.metrics_url), timeout=60, what="operator metrics"
         )
         self.pid = python_pid(process)
-        return self
+
+    def stop_operator(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
 
     @property
     def process(self) -> processes.Process:
