@@ -215,10 +215,9 @@ class Distributed:
                     self.settle(move, shard, report, wanted)
                     shard.done = True
                     continue
-                for index, key in enumerate(shard.keys):
-                    if key in wanted and report.outcome(index) != shards.UNTRIED:
-                        running_present += report.outcome(index) != shards.FAILED
-                        running_uploaded += report.outcome(index) == shards.UPLOADED
+                present, uploaded = counted(report, shard.keys, wanted)
+                running_present += present
+                running_uploaded += uploaded
             progress.bytes = bytes_before + sum(s.bytes for s in published)
             if all(s.done for s in published):
                 if not self.waiting:
@@ -267,3 +266,15 @@ class Distributed:
                 move.settle(key, failure)
             else:
                 progress.stopped = True  # untried: still missing, retried next pass
+
+
+def counted(report: shards.Report, keys: list[str], wanted: Container[str]) -> tuple[int, int]:
+    """(present, uploaded) among ``wanted`` pins of a running shard, as its report says: with
+    every pin wanted, counted in C (a million pins' shards are read every 2 s)."""
+    out = report.outcomes
+    if isinstance(wanted, Everything):
+        failed, untried = out.count(ord(shards.FAILED)), out.count(ord(shards.UNTRIED))
+        return len(out) - failed - untried, out.count(ord(shards.UPLOADED))
+    pairs = [chr(out[i]) for i, key in enumerate(keys) if key in wanted]
+    present = sum(1 for o in pairs if o in (shards.UPLOADED, shards.PRESENT))
+    return present, pairs.count(shards.UPLOADED)
