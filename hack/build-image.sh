@@ -100,6 +100,17 @@ if ! build >"$log" 2>&1; then
 fi
 mv "$work/image.tar" "$out"
 echo "$name" >"$out.name"
+# Each source change makes a new operator image (~550 MB archived, as much again in buildah's
+# storage): keep the newest only, or the cache grows by a gigabyte per commit until the disk
+# fills (kubelet then evicts Pods for disk pressure).
+if [ "$what" = operator ]; then
+  for old in "$cache"/images/operator-*.tar; do
+    [ "$old" = "$out" ] && continue
+    [ -f "$old.name" ] && "${bh[@]}" rmi --force "$(cat "$old.name")" >/dev/null 2>&1 || true
+    rm -f "$old" "$old.name"
+  done
+  "${bh[@]}" rmi --prune >/dev/null 2>&1 || true
+fi
 echo "image $what $name built in $(($(date +%s) - start))s, $(du -h "$out" | cut -f1)" |
   tee -a "$cache/build-times.txt" >&2
 echo "$out"
