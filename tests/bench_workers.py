@@ -57,7 +57,6 @@ import functools
 import os
 import pathlib
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -298,24 +297,14 @@ class Crew(bench_operator.Cluster):
     def start_workers(self, count: int, namespace: str) -> None:
         for index in range(count):
             name = f"worker-{index + 1}"
-            workdir = self.workdir / f"{namespace}-{name}"
-            workdir.mkdir(parents=True, exist_ok=True)
-            process = processes.Process(
+            process = processes.pinsync_worker(
                 name,
-                [
-                    sys.executable,
-                    "-m",
-                    "pinsync",
-                    "worker",
-                    f"--kubeconfig={self.kubeconfig}",
-                    f"--identity={namespace}-{name}",
-                    "-n",
-                    namespace,
-                    "-v",
-                ],
-                workdir=workdir,
+                kubeconfig=self.kubeconfig,
+                namespace=namespace,
+                workdir=self.workdir / f"{namespace}-{name}",
                 env=self.operator_env,
-            ).start()
+                identity=f"{namespace}-{name}",
+            )
             self.workers.append(process)
         for process in self.workers:
             deadline = time.monotonic() + 30

@@ -36,6 +36,19 @@ ApiError = ApiException
 """What a failed call raises (``status``, ``reason``): for callers that report it."""
 
 
+async def _one_object(what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """A call on one object: what it answers, None if the object is gone; a 409 (the
+    resourceVersion precondition failed) becomes :class:`Conflict`."""
+    try:
+        return await _call(fn, *args)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        if exc.status == 409:
+            raise Conflict(f"{what} changed since it was read") from None
+        raise
+
+
 class Conflict(Exception):
     """An optimistic-concurrency write lost the race; re-read and decide again."""
 
@@ -99,14 +112,8 @@ class Api:
     async def _object(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
         """A call on one custom object: the object it answers, or None if it is gone (409s
         become :class:`Conflict`)."""
-        try:
-            obj: dict[str, Any] = await _call(fn, GROUP, VERSION, *args)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            if exc.status == 409:
-                raise Conflict(f"{args[1]}/{args[0]}/{args[2]} changed since it was read") from None
-            raise
+        what = f"{args[1]}/{args[0]}/{args[2]}"
+        obj: dict[str, Any] | None = await _one_object(what, fn, GROUP, VERSION, *args)
         return obj
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -263,14 +270,8 @@ class Kind:
 
     async def _one(self, verb: str, *args: Any) -> dict[str, Any] | None:
         """One call: the object it answers; None if gone; 409 -> :class:`Conflict`."""
-        try:
-            return self._dict(await _call(self._fn(verb), *args))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            if exc.status == 409:
-                raise Conflict(f"{self._kind} {args[0]} changed since it was read") from None
-            raise
+        found = await _one_object(f"{self._kind} {args[0]}", self._fn(verb), *args)
+        return None if found is None else self._dict(found)
 
     async def select(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
         """Objects matching ``label_selector`` in ``namespace`` (None: every namespace)."""

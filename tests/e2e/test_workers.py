@@ -17,7 +17,6 @@ import os
 import pathlib
 import re
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -69,25 +68,14 @@ class Crew:
         return planner
 
     def worker(self, name: str, *args: str) -> processes.Process:
-        workdir = self.workdir / name
-        workdir.mkdir(exist_ok=True)
-        process = processes.Process(
+        process = processes.pinsync_worker(
             name,
-            [
-                sys.executable,
-                "-m",
-                "pinsync",
-                "worker",
-                f"--kubeconfig={self.world.operator.kubeconfig}",
-                f"--identity={name}",
-                "-n",
-                self.world.namespace,
-                "-v",
-                *args,
-            ],
-            workdir=workdir,
+            kubeconfig=self.world.operator.kubeconfig,
+            namespace=self.world.namespace,
+            workdir=self.workdir / name,
             env=self.env,
-        ).start()
+            args=args,
+        )
         self.workers[name] = process
         return process
 

@@ -9,6 +9,7 @@ import pathlib
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -124,3 +125,30 @@ async def serve(app: web.Application, port: int) -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     await asyncio.Event().wait()
+
+
+def pinsync_worker(
+    name: str,
+    *,
+    kubeconfig: pathlib.Path,
+    namespace: str,
+    workdir: pathlib.Path,
+    env: Mapping[str, str],
+    identity: str | None = None,
+    args: Sequence[str] = (),
+) -> Process:
+    """``pinsync worker`` serving ``namespace`` as ``identity`` (default ``name``), started."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "pinsync",
+        "worker",
+        f"--kubeconfig={kubeconfig}",
+        f"--identity={identity or name}",
+        "-n",
+        namespace,
+        "-v",
+        *args,
+    ]
+    return Process(name, argv, workdir=workdir, env=env).start()
